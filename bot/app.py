@@ -1,0 +1,137 @@
+"""The aiohttp application: wiring settings, database, engine, channels and background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot import metrics
+from bot.engine import Engine
+from bot.outbox import OutboxWorker, SandboxChannel
+from bot.settings import Settings
+from bot.teams import EXAMPLE, import_teams
+from storage import repo
+from storage.boundaries import Boundaries
+from storage.db import Database
+from storage.migrate import current, upgrade
+from storage.photos import LocalPhotoStore, PhotoStore
+
+log = structlog.get_logger("namjai.app")
+SERVICES = web.AppKey("services", "Services")
+HEAD_REVISION_CHECK = True
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    engine: Engine
+    photos: PhotoStore
+    outbox: OutboxWorker
+    clock: Callable[[], datetime]
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+
+async def prepare_database(db: Database, settings: Settings) -> None:
+    """Migrates the embedded database; on PostgreSQL the operator runs `namjai db upgrade`."""
+    if db.is_sqlite:
+        await upgrade(db)
+    else:
+        from alembic.script import ScriptDirectory
+
+        from storage.migrate import alembic_config
+
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        have = await current(db)
+        if have != head:
+            raise RuntimeError(f"database schema is at {have}, code needs {head}: run `namjai db upgrade`")
+    async with db.session() as s:
+        has_teams = bool(await repo.teams_all(s))
+    if not has_teams:
+        source = settings.teams_file or (EXAMPLE if settings.sandbox else None)
+        if source:
+            created, _ = await import_teams(db, source)
+            log.info("teams_imported", file=str(source), created=created)
+
+
+async def bind_sandbox_groups(db: Database, now: datetime) -> None:
+    """In the sandbox every team has a group chat `team-CODE`, bound from the start."""
+    async with db.transaction() as s:
+        for team in await repo.teams_all(s):
+            chat = f"team-{team.code}"
+            if await repo.binding_for_chat(s, "sandbox", chat) is None:
+                await repo.bind_chat(s, "sandbox", chat, team.id, "team", "th", now)
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None, boundaries: Boundaries | None = None) -> web.Application:
+    settings = settings or Settings()
+    clock = clock or (lambda: datetime.now(timezone.utc))
+    app = web.Application(client_max_size=25 * 1024 * 1024)
+
+    async def startup(app: web.Application) -> None:
+        db = Database(settings.database_url)
+        await prepare_database(db, settings)
+        engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang)
+        channels = {}
+        if settings.sandbox:
+            channels["sandbox"] = SandboxChannel()
+            await bind_sandbox_groups(db, clock())
+        worker = OutboxWorker(db, channels, clock=clock, batch=settings.outbox_batch)
+        engine.on_outbox(worker.kick)
+        svc = Services(settings, db, engine, LocalPhotoStore(settings.photo_dir), worker, clock)
+        app[SERVICES] = svc
+        for start in app.get("channel_starters", []):
+            await start(app, svc)
+        svc.tasks.append(asyncio.create_task(worker.run(settings.sweep_seconds), name="outbox"))
+        svc.tasks.append(asyncio.create_task(_inbox_sweeper(engine, settings.sweep_seconds), name="inbox"))
+        log.info("started", sandbox=settings.sandbox, sqlite=db.is_sqlite, channels=sorted(channels))
+
+    async def cleanup(app: web.Application) -> None:
+        svc = app.get(SERVICES)
+        if svc is None:
+            return
+        for task in svc.tasks:
+            task.cancel()
+        for task in svc.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await svc.db.dispose()
+
+    app.on_startup.append(startup)
+    app.on_cleanup.append(cleanup)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+    if settings.sandbox:
+        from handlers import sandbox
+
+        sandbox.setup(app)
+    return app
+
+
+async def _inbox_sweeper(engine: Engine, interval: float) -> None:
+    """Processes events stored but never processed (a crash between the 200 and the work)."""
+    while True:
+        await asyncio.sleep(interval * 5)
+        try:
+            await engine.process_pending(older_than=timedelta(seconds=interval * 5))
+        except Exception:
+            log.exception("inbox_sweep_error")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    svc: Services = request.app[SERVICES]
+    async with svc.db.session() as s:
+        counts = await repo.outbox_counts(s)
+    metrics.OUTBOX_PENDING.set(counts.get("pending", 0))
+    return web.json_response({"ok": True, "outbox": counts})
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,208 @@
+"""`namjai`: the operator's command line. Each command is a thin wrapper over a testable module."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Namjai: reports of destitute persons from volunteers to the responsible team.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+teams_app = typer.Typer(help="Teams, their areas and their group chats.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(teams_app, name="teams")
+
+
+def _settings():
+    from bot.logging import setup
+    from bot.settings import Settings
+
+    settings = Settings()
+    setup(settings.log_level, settings.log_format)
+    return settings
+
+
+def _db():
+    from storage.db import Database
+
+    return Database(_settings().database_url)
+
+
+def _run(coro_fn):
+    """Runs `coro_fn(db)` and disposes the engine."""
+    db = _db()
+
+    async def main():
+        try:
+            return await coro_fn(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def serve() -> None:
+    """Starts the bot (web sandbox, webhooks, delivery, scheduler) on NAMJAI_HOST:NAMJAI_PORT."""
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    settings = _settings()
+    typer.echo(f"Namjai on http://{settings.host}:{settings.port}/" + (" (sandbox at /sandbox/)" if settings.sandbox else ""))
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Applies the migrations up to REVISION."""
+    from storage.migrate import current, upgrade
+
+    async def go(db):
+        await upgrade(db, revision)
+        return await current(db)
+
+    typer.echo(f"schema at {_run(go)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Prints the schema revision of the database."""
+    from storage.migrate import current
+
+    typer.echo(_run(current) or "empty")
+
+
+@teams_app.command("import")
+def teams_import(file: Path) -> None:
+    """Creates or updates the teams of a YAML FILE (see bot/data/teams/README.md)."""
+    from bot.teams import TeamFileError, import_teams
+    from storage.migrate import upgrade
+
+    async def go(db):
+        if db.is_sqlite:
+            await upgrade(db)
+        return await import_teams(db, file)
+
+    try:
+        created, updated = _run(go)
+    except (TeamFileError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{created} teams created, {updated} updated")
+
+
+@teams_app.command("list")
+def teams_list() -> None:
+    """Lists the teams, the provinces they serve and their bound chats."""
+    from storage import repo
+
+    async def go(db):
+        rows = []
+        async with db.session() as s:
+            for t in await repo.teams_all(s, active_only=False):
+                chats = await repo.bindings_for_team(s, t.id, ("team", "supervisors", "director"))
+                rows.append((t, len(chats)))
+        return rows
+
+    for t, chats in _run(go):
+        area = " +area" if t.area else ""
+        fallback = " (fallback)" if t.fallback else ""
+        typer.echo(f"{t.code:28} {t.kind:18} {','.join(t.provinces or []):10}{area}{fallback}  chats={chats}  {t.name_th}")
+
+
+@teams_app.command("invite")
+def teams_invite(team: str, role: str = typer.Option("team", help="team | supervisors | director"), days: int = 7) -> None:
+    """Prints a one-time code; sending `/bind CODE` in a group chat binds that group to TEAM."""
+    from datetime import timedelta
+
+    from bot.engine import Engine
+
+    if role not in ("team", "supervisors", "director"):
+        typer.echo("error: role must be team, supervisors or director", err=True)
+        raise typer.Exit(2)
+
+    async def go(db):
+        from storage.boundaries import Boundaries
+
+        return await Engine(db, boundaries=Boundaries.default()).create_invite(team, role, timedelta(days=days))
+
+    try:
+        code = _run(go)
+    except KeyError:
+        typer.echo(f"error: no team {team!r} (see `namjai teams list`)", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"Send this line in the {role} group chat within {days} days:\n/bind {code}")
+
+
+@teams_app.command("grant")
+def teams_grant(team: str, user: str, role: str = typer.Argument(..., help="staff | supervisor | admin")) -> None:
+    """Gives USER (`telegram:123`, `line:U…`, `sandbox:alice`) a ROLE in TEAM."""
+    from storage import repo
+
+    if role not in ("staff", "supervisor", "admin") or ":" not in user:
+        typer.echo("error: USER is platform:id and ROLE is staff, supervisor or admin", err=True)
+        raise typer.Exit(2)
+    platform, user_id = user.split(":", 1)
+
+    async def go(db):
+        async with db.transaction() as s:
+            t = await repo.team_by_code(s, team)
+            if t is None:
+                return False
+            await repo.member_set(s, t.id, platform, user_id, role)
+            return True
+
+    if not _run(go):
+        typer.echo(f"error: no team {team!r}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{user} is {role} of {team}")
+
+
+@app.command()
+def locate(
+    lat: Optional[float] = typer.Argument(None),
+    lon: Optional[float] = typer.Argument(None),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="a file of lat,lon rows"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where to write the CSV (default: standard output)"),
+    teams_file: Optional[Path] = typer.Option(None, "--teams", help="teams YAML (default: the database's teams, else the example)"),
+) -> None:
+    """Prints the province, district and team for a point, or for each row of a CSV file."""
+    from bot.locate import Locator
+
+    locator = Locator.from_teams_file(teams_file) if teams_file else _run(Locator.from_database)
+    if csv_file is not None:
+        with open(csv_file, newline="", encoding="utf-8") as src:
+            sink = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
+            try:
+                n = locator.locate_csv(src, sink)
+            finally:
+                if out:
+                    sink.close()
+        if out:
+            typer.echo(f"{n} rows written to {out}", err=True)
+        return
+    if lat is None or lon is None:
+        typer.echo("error: give LAT LON, or --csv FILE", err=True)
+        raise typer.Exit(2)
+    r = locator.locate(lat, lon)
+    if r["province_code"] is None:
+        typer.echo(f"{lat}, {lon}: outside Thailand (no province, no team)")
+        raise typer.Exit(1)
+    typer.echo(
+        f"province: {r['province_code']} {r['province_name_th']} ({r['province_name_en']})\n"
+        f"district: {r['district_code'] or 'unknown'}\n"
+        f"team: {r['team']}" + (f"\nnear the border with: {', '.join(r['neighbours'])}" if r["neighbours"] else "")
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,466 @@
+"""The engine: a received event goes into the inbox; processing it runs the flows and turns their
+actions into database changes and outbox rows, all in one transaction.
+
+No business rule lives here: what happens is decided in `flows/`; this module fetches what the
+flows need and stores what they decide.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import structlog
+from geothai import search as geo_search
+
+from bot import metrics
+from bot.i18n import lines as render_lines
+from bot.i18n import text as render
+from flows import cards as cardflow
+from flows import report as reportflow
+from flows import routing, staff
+from flows.codec import event_from_dict, event_to_dict
+from flows.model import (
+    Action,
+    BindChat,
+    Card,
+    Event,
+    InboundEvent,
+    ListReports,
+    Msg,
+    Reply,
+    StaffAction,
+    SubmitReport,
+    TextReceived,
+)
+from flows.status import ROLE_RANK, Role, Status, decide
+from storage import repo
+from storage.boundaries import AreaIndex, Boundaries
+from storage.db import Database
+from storage.models import Report, Team
+
+log = structlog.get_logger("namjai.engine")
+
+MAX_ATTEMPTS = 5
+BIND_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+BINDING_ROLES = {"team": Role.STAFF, "supervisors": Role.SUPERVISOR, "director": Role.SUPERVISOR}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class FlowContext:
+    """What the pure flows may ask of the world, answered from in-memory data."""
+
+    now: datetime
+    boundaries: Boundaries
+
+    def locate(self, lat: float, lon: float) -> reportflow.Located:
+        p = self.boundaries.locate(lat, lon)
+        return reportflow.Located(p.inside, p.province_code, p.neighbours)
+
+    def province_in_text(self, text: str) -> str | None:
+        for result in geo_search(text, limit=5):
+            if result.level == "province":
+                return result.area.code
+        return None
+
+    def province_name(self, code: str, lang: str) -> str:
+        names = self.boundaries.province_names().get(code)
+        if names is None:
+            return code
+        return names[0] if lang == "th" else names[1]
+
+
+def new_bind_code() -> str:
+    raw = "".join(secrets.choice(BIND_ALPHABET) for _ in range(8))
+    return f"{raw[:4]}-{raw[4:]}"
+
+
+class Engine:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        boundaries: Boundaries | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        default_lang: str = "th",
+    ):
+        self.db = db
+        self.boundaries = boundaries or Boundaries.default()
+        self.clock = clock
+        self.default_lang = default_lang
+        self._outbox_listeners: list[Callable[[], None]] = []
+        self._areas: tuple[tuple, AreaIndex] | None = None
+
+    # ------------------------------------------------------------ inbox
+
+    def on_outbox(self, listener: Callable[[], None]) -> None:
+        """`listener` is called after a commit that put messages in the outbox."""
+        self._outbox_listeners.append(listener)
+
+    async def ingest(self, ev: InboundEvent) -> int | None:
+        """Stores an event durably; None when the platform delivered it before."""
+        async with self.db.transaction() as s:
+            inbox_id = await repo.inbox_insert(s, ev.address.platform, ev.event_id, event_to_dict(ev), self.clock())
+        metrics.EVENTS.labels(ev.address.platform, "duplicate" if inbox_id is None else "stored").inc()
+        return inbox_id
+
+    async def handle(self, ev: InboundEvent) -> bool:
+        """Stores and processes one event now; False when it was a duplicate."""
+        inbox_id = await self.ingest(ev)
+        if inbox_id is None:
+            return False
+        await self.process(inbox_id)
+        return True
+
+    async def process_pending(self, limit: int = 100, older_than: timedelta = timedelta(0)) -> int:
+        """Processes stored events that nobody finished (after a crash or a busy moment)."""
+        async with self.db.session() as s:
+            ids = await repo.inbox_due(s, self.clock(), limit, older_than)
+        for inbox_id in ids:
+            await self.process(inbox_id)
+        return len(ids)
+
+    async def process(self, inbox_id: int) -> None:
+        """Runs one stored event through the flows, in one transaction; a failure is retried later."""
+        wrote_outbox = False
+        with metrics.PROCESS_SECONDS.time():
+            async with self.db.transaction() as s:
+                row = await repo.inbox_lock(s, inbox_id)
+                if row is None or row.status != "pending":
+                    return
+                ev = event_from_dict(row.payload)
+                try:
+                    async with s.begin_nested():
+                        wrote_outbox = await self._dispatch(s, ev)
+                    row.status, row.processed_at = "done", self.clock()
+                except Exception as exc:  # the event stays in the inbox and is tried again
+                    row.attempts += 1
+                    row.error = f"{type(exc).__name__}: {exc}"[:500]
+                    log.exception("event_failed", platform=ev.address.platform, inbox_id=inbox_id, attempts=row.attempts)
+                    if row.attempts >= MAX_ATTEMPTS:
+                        row.status = "failed"
+                        await self._send(s, ev.address.platform, ev.address.chat_id, Reply((Msg("err.internal"),)), self._lang_hint(ev))
+                        wrote_outbox = True
+        if wrote_outbox:
+            for listener in self._outbox_listeners:
+                listener()
+
+    async def _dispatch(self, s, ev: InboundEvent) -> bool:
+        if ev.address.is_group:
+            return await self._group(s, ev)
+        return await self._private(s, ev)
+
+    # ------------------------------------------------------------ volunteers
+
+    async def _private(self, s, ev: InboundEvent) -> bool:
+        a = ev.address
+        now = self.clock()
+        row = await repo.conversation_lock(s, a.platform, a.chat_id, a.user_id or "", now)
+        old = reportflow.Conversation.from_dict(row.state)
+        if row.state is None:
+            old = replace(old, lang=self.default_lang)
+        ctx = FlowContext(now, self.boundaries)
+        new, actions = reportflow.step(old, ev, ctx)
+        wrote = False
+        for action in actions:
+            wrote |= await self._run_private(s, ev, old, new, action, ctx)
+        row.state = new.to_dict()
+        row.lang, row.step = new.lang, new.step
+        row.consent_version = new.consent_version
+        row.consent_at = datetime.fromisoformat(new.consent_at) if new.consent_at else None
+        row.asked_at = datetime.fromisoformat(new.asked_at) if new.asked_at else None
+        row.updated_at = now
+        return wrote
+
+    async def _run_private(self, s, ev: Event, old, new, action: Action, ctx: FlowContext) -> bool:
+        a = ev.address
+        if isinstance(action, Reply):
+            await self._send(s, a.platform, a.chat_id, action, new.lang)
+        elif isinstance(action, SubmitReport):
+            await self._submit(s, ev, old, ctx)
+        elif isinstance(action, ListReports):
+            reports = await repo.reports_of_reporter(s, a.platform, a.user_id or "")
+            views = [await self._view(s, r) for r in reports]
+            await self._send(s, a.platform, a.chat_id, cardflow.my_reports(views), new.lang)
+        elif isinstance(action, BindChat):
+            await self._send(s, a.platform, a.chat_id, Reply((Msg("bind.private"),)), new.lang)
+        else:
+            return False
+        return True
+
+    async def _submit(self, s, ev: Event, conv, ctx: FlowContext) -> None:
+        draft = conv.draft
+        assert draft is not None
+        now = ctx.now
+        teams = await repo.teams_all(s)
+        hits = self._area_index(teams).hits(draft.lat, draft.lon) if draft.lat is not None else []
+        areas = [routing.TeamArea(t.code, tuple(t.provinces or ()), t.area is not None, t.fallback) for t in teams]
+        code = routing.choose_team(areas, draft.province_code, hits)
+        team = next((t for t in teams if t.code == code), None)
+        if team is None:
+            raise RuntimeError("no team to route to: import teams first (namjai teams import)")
+        year = cardflow.be_year(now)
+        seq = await repo.next_seq(s, f"ref-{year}")
+        repeat_ids: list[int] = []
+        if draft.lat is not None:
+            since = now - timedelta(days=routing.REPEAT_WINDOW_DAYS)
+            near = await repo.reports_near(s, routing.bbox_around(draft.lat, draft.lon), since)
+            repeat_ids = routing.repeats(draft.lat, draft.lon, [(i, la, lo) for i, la, lo, _ in near])
+        a = ev.address
+        report = Report(
+            ref=cardflow.format_ref(year, seq),
+            team_id=team.id,
+            status=Status.NEW,
+            urgent=draft.urgent,
+            urgency=draft.urgency,
+            who=list(draft.who),
+            count=draft.count,
+            note=draft.note,
+            lat=draft.lat,
+            lon=draft.lon,
+            location_source=draft.location_source,
+            landmark=draft.landmark,
+            location_to_confirm=draft.location_to_confirm,
+            province_code=draft.province_code,
+            photos=list(draft.photos),
+            law_track=reportflow.law_track(draft.who),
+            repeat_of=repeat_ids,
+            reporter_platform=a.platform,
+            reporter_chat=a.chat_id,
+            reporter_user=a.user_id,
+            reporter_lang=conv.lang,
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(report)
+        await s.flush()
+        await repo.history_add(
+            s, report_id=report.id, at=now, actor=a.user_key, actor_name=ev.user_name,
+            action="submit", to_status=Status.NEW, detail={"team": team.code},
+        )
+        view = await self._view(s, report, team, conv.lang)
+        await self._send(s, a.platform, a.chat_id, cardflow.submitted(view), conv.lang, report_id=report.id)
+        chats = await self._post_cards(s, report, team, view)
+        metrics.REPORTS.labels("urgent" if report.urgent else "normal").inc()
+        log.info("report_submitted", report_id=report.id, team=team.code, urgent=report.urgent, chats=chats)
+
+    # ------------------------------------------------------------ staff
+
+    async def _group(self, s, ev: InboundEvent) -> bool:
+        a = ev.address
+        binding = await repo.binding_for_chat(s, a.platform, a.chat_id)
+        reply_report = None
+        if isinstance(ev, TextReceived) and ev.reply_to:
+            reply_report = await repo.report_for_message(s, a.platform, a.chat_id, ev.reply_to)
+        lang = binding.lang if binding else self.default_lang
+        wrote = False
+        for action in staff.group_step(ev, reply_report):
+            if isinstance(action, BindChat):
+                await self._bind(s, ev, action.code, lang)
+            elif isinstance(action, StaffAction):
+                await self._staff(s, ev, binding, action, lang)
+            elif isinstance(action, Reply):
+                await self._send(s, a.platform, a.chat_id, action, lang)
+            wrote = True
+        return wrote
+
+    async def _bind(self, s, ev: Event, code: str, lang: str) -> None:
+        a = ev.address
+        now = self.clock()
+        invite = await repo.invite_use(s, code, a.chat_key, now)
+        if invite is None:
+            await self._send(s, a.platform, a.chat_id, Reply((Msg("bind.bad_code"),)), lang)
+            return
+        team = await repo.team_get(s, invite.team_id)
+        await repo.bind_chat(s, a.platform, a.chat_id, invite.team_id, invite.role, lang, now)
+        log.info("chat_bound", platform=a.platform, team=team.code, role=invite.role)
+        msg = Msg("bind.ok", {"team": self._team_name(team, lang), "role": Msg(f"role.{invite.role}")})
+        await self._send(s, a.platform, a.chat_id, Reply((msg,)), lang)
+
+    async def _role(self, s, ev: Event, binding, team_id: int) -> Role | None:
+        """The actor's role for a team: from the chat's binding, raised by an explicit membership."""
+        a = ev.address
+        role: Role | None = None
+        if binding is not None and binding.team_id == team_id:
+            role = BINDING_ROLES.get(binding.role, Role.STAFF)
+        if a.user_id:
+            granted = await repo.member_role(s, team_id, a.platform, a.user_id)
+            if granted is None and await repo.is_admin(s, a.platform, a.user_id):
+                granted = Role.ADMIN
+            if granted and (role is None or ROLE_RANK[Role(granted)] > ROLE_RANK[role]):
+                role = Role(granted)
+        return role
+
+    async def _staff(self, s, ev: Event, binding, action: StaffAction, lang: str) -> None:
+        a = ev.address
+        now = self.clock()
+        report = await repo.report_get(s, action.report_id, for_update=True)
+        if report is None:
+            await self._send(s, a.platform, a.chat_id, Reply((Msg("staff.no_report"),)), lang)
+            return
+        role = await self._role(s, ev, binding, report.team_id)
+        if action.action == "transfer" and not action.arg and role is not None:
+            teams = await repo.teams_all(s)
+            candidates = [(t.code, Msg("card.team", {"team": self._team_name(t, lang)})) for t in self._transfer_candidates(teams, report)]
+            await self._send(s, a.platform, a.chat_id, staff.transfer_choices(report.id, candidates), lang)
+            return
+        target: Team | None = None
+        if action.action == "transfer" and action.arg:
+            target = await repo.team_by_code(s, action.arg)
+        decision = decide(
+            action.action, Status(report.status), role, arg=action.arg,
+            same_team=target is None or target.id == report.team_id,
+        )
+        if not decision.ok:
+            log.info("staff_refused", report_id=report.id, action=action.action, reason=decision.error)
+            await self._send(s, a.platform, a.chat_id, Reply((Msg(decision.error),)), lang, notice=True)
+            return
+        old_status, old_team_id = report.status, report.team_id
+        detail: dict = {}
+        if action.action == "comment":
+            detail["comment"] = action.comment
+        else:
+            report.status = decision.new_status
+            report.updated_at = now
+            if decision.new_status == Status.ACKNOWLEDGED:
+                report.acknowledged_at = report.acknowledged_at or now
+            elif decision.new_status == Status.ON_SITE:
+                report.on_site_at = report.on_site_at or now
+                report.acknowledged_at = report.acknowledged_at or now
+            elif decision.new_status == Status.CLOSED:
+                report.closed_at, report.outcome = now, action.arg
+                detail["outcome"] = action.arg
+            elif decision.new_status == Status.REOPENED:
+                report.closed_at, report.outcome = None, None
+            if target is not None:
+                report.team_id = target.id
+                detail["from_team"], detail["to_team"] = old_team_id, target.code
+        await repo.history_add(
+            s, report_id=report.id, at=now, actor=a.user_key, actor_name=ev.user_name, action=action.action,
+            from_status=old_status, to_status=report.status, detail=detail or None,
+        )
+        team = await repo.team_get(s, report.team_id)
+        view = await self._view(s, report, team)
+        if target is not None:
+            old_team = await repo.team_get(s, old_team_id)
+            await self._post_cards(s, report, old_team, view, actionable=False)
+        await self._post_cards(s, report, team, view)
+        if action.action == "comment":
+            await self._send(s, a.platform, a.chat_id, Reply((Msg("staff.commented", {"ref": report.ref}),)), lang)
+        elif report.reporter_chat and report.status != old_status:
+            told = cardflow.reporter_update(replace(view, team_name=self._team_name(team, report.reporter_lang)), report.status)
+            if told is not None:
+                await self._send(s, report.reporter_platform, report.reporter_chat, told, report.reporter_lang, report_id=report.id)
+        log.info("staff_action", report_id=report.id, action=action.action, status=report.status)
+
+    @staticmethod
+    def _transfer_candidates(teams: list[Team], report: Report) -> list[Team]:
+        current = next((t for t in teams if t.id == report.team_id), None)
+        province = report.province_code
+        near = [t for t in teams if t.id != report.team_id and (province in (t.provinces or ()) or t.fallback)]
+        if current and current.parent_code:
+            near += [t for t in teams if t.code == current.parent_code and t not in near]
+        return near[:8]
+
+    # ------------------------------------------------------------ helpers
+
+    def _area_index(self, teams: list[Team]) -> AreaIndex:
+        key = tuple((t.code, id(t.area)) for t in teams if t.area)
+        signature = tuple(sorted(code for code, _ in key))
+        if self._areas is None or self._areas[0] != signature:
+            self._areas = (signature, AreaIndex({t.code: t.area for t in teams if t.area}))
+        return self._areas[1]
+
+    def _team_name(self, team: Team | None, lang: str) -> str:
+        if team is None:
+            return ""
+        return team.name_th if lang == "th" else team.name_en
+
+    async def _view(self, s, report: Report, team: Team | None = None, lang: str = "th") -> cardflow.ReportView:
+        team = team or await repo.team_get(s, report.team_id)
+        return cardflow.ReportView(
+            id=report.id,
+            ref=report.ref,
+            status=report.status,
+            created_at=report.created_at,
+            who=tuple(report.who or ()),
+            count=report.count,
+            urgency=report.urgency,
+            urgent=report.urgent,
+            note=report.note,
+            lat=report.lat,
+            lon=report.lon,
+            landmark=report.landmark,
+            province_code=report.province_code,
+            photos=tuple(report.photos or ()),
+            law_track=report.law_track,
+            team_name=self._team_name(team, lang),  # channels re-render it per chat language
+            outcome=report.outcome,
+            repeats=tuple(await repo.refs_of(s, report.repeat_of or [])),
+            last_comment=await repo.last_comment(s, report.id),
+        )
+
+    async def _post_cards(self, s, report: Report, team: Team, view: cardflow.ReportView, actionable: bool = True) -> int:
+        """Puts the report's card (new or updated) in the outbox for each of the team's chats."""
+        bindings = await repo.bindings_for_team(s, team.id)
+        if not bindings:
+            log.warning("team_has_no_chat", team=team.code, report_id=report.id)
+        ctx = FlowContext(self.clock(), self.boundaries)
+        for b in bindings:
+            v = replace(view, team_name=self._team_name(team, b.lang))
+            c = cardflow.card(v, lambda code: ctx.province_name(code, b.lang))
+            if not actionable:
+                c = replace(c, buttons=())
+            await repo.outbox_add(
+                s, platform=b.platform, chat_id=b.chat_id, payload=render_card(c, b.lang), report_id=report.id,
+                card_edit=True, next_attempt_at=self.clock(), created_at=self.clock(),
+            )
+        return len(bindings)
+
+    async def _send(self, s, platform: str, chat_id: str, reply: Reply, lang: str, *, report_id: int | None = None, notice: bool = False) -> None:
+        payload = render_reply(reply, lang)
+        if notice:
+            payload["notice"] = True
+        now = self.clock()
+        await repo.outbox_add(s, platform=platform, chat_id=chat_id, payload=payload, report_id=report_id, next_attempt_at=now, created_at=now)
+
+    def _lang_hint(self, ev: Event) -> str:
+        return "en" if (ev.lang_hint or "").startswith("en") else self.default_lang
+
+    # ------------------------------------------------------------ operator
+
+    async def create_invite(self, team_code: str, role: str = "team", ttl: timedelta = timedelta(days=7)) -> str:
+        async with self.db.transaction() as s:
+            team = await repo.team_by_code(s, team_code)
+            if team is None:
+                raise KeyError(team_code)
+            code = new_bind_code()
+            await repo.invite_create(s, code, team.id, role, self.clock(), ttl)
+        return code
+
+
+def render_buttons(rows, lang: str) -> list[list[dict]]:
+    return [[{"label": render(b.label, lang), "data": b.data} for b in row] for row in rows]
+
+
+def render_reply(reply: Reply, lang: str) -> dict:
+    """A neutral outgoing message: what every channel knows how to show."""
+    return {"text": render_lines(reply.lines, lang), "buttons": render_buttons(reply.buttons, lang), "ask": reply.ask, "lang": lang}
+
+
+def render_card(c: Card, lang: str) -> dict:
+    return {
+        "text": render_lines(c.lines, lang),
+        "buttons": render_buttons(c.buttons, lang),
+        "photos": list(c.photos),
+        "location": {"lat": c.lat, "lon": c.lon} if c.lat is not None else None,
+        "card": {"report_id": c.report_id, "urgent": c.urgent, "title": render(c.lines[0], lang)},
+        "lang": lang,
+    }
+

@@ -1,0 +1,35 @@
+"""Settings, read once from the environment (or an injected mapping in tests)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NAMJAI_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///var/namjai.db",
+        validation_alias=AliasChoices("DATABASE_URL", "NAMJAI_DATABASE_URL"),
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    photo_dir: str = "var/photos"
+    sandbox: bool = True
+    default_lang: str = "th"
+    log_level: str = "INFO"
+    log_format: str = "console"  # console | json
+    teams_file: str | None = None  # imported on start when the database has no team yet
+    telegram_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_base: str | None = None  # tests point the Bot API at a loopback fake
+    line_channel_secret: SecretStr | None = None
+    line_access_token: SecretStr | None = None
+    line_api_host: str | None = None
+    photo_retention_days: int = 90
+    identity_retention_days: int = 365
+    outbox_batch: int = 50
+    # How often the background loops look for work they were not told about (crash recovery).
+    sweep_seconds: float = 2.0

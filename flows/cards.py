@@ -1,0 +1,119 @@
+"""What staff see on a report's card, what the reporter is told, and reference numbers. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from flows.model import Button, Card, Msg, Reply
+from flows.status import REPORTER_TOLD, Status, allowed_actions
+
+BANGKOK = ZoneInfo("Asia/Bangkok")
+
+
+def be_year(at: datetime) -> int:
+    """The Buddhist Era year of a moment, in Bangkok."""
+    return at.astimezone(BANGKOK).year + 543
+
+
+def format_ref(year_be: int, seq: int) -> str:
+    """`NJ-2569-000123`."""
+    return f"NJ-{year_be}-{seq:06d}"
+
+
+@dataclass(frozen=True)
+class ReportView:
+    id: int
+    ref: str
+    status: str
+    created_at: datetime
+    who: tuple[str, ...] = ()
+    count: str | None = None
+    urgency: str | None = None
+    urgent: bool = False
+    note: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    landmark: str | None = None
+    province_code: str | None = None
+    photos: tuple[str, ...] = ()
+    law_track: str = "destitution"
+    team_name: str = ""
+    outcome: str | None = None
+    repeats: tuple[str, ...] = ()  # refs of possible earlier sightings nearby
+    last_comment: str | None = None
+
+
+def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
+    """A report's card for its team's group, with the buttons its status allows."""
+    lines = [Msg("card.title_urgent" if view.urgent else "card.title", {"ref": view.ref})]
+    lines.append(Msg("card.status", {"status": Msg(f"status.{view.status}")}))
+    if view.outcome:
+        lines.append(Msg("card.outcome", {"outcome": Msg(f"outcome.{view.outcome}")}))
+    lines.append(Msg("card.team", {"team": view.team_name}))
+    if view.who:
+        lines.append(Msg("sum.who", {"who": [Msg(f"who.{w}") for w in view.who]}))
+    if view.count:
+        lines.append(Msg("sum.count", {"count": Msg(f"count.{view.count}")}))
+    if view.urgency:
+        lines.append(Msg("sum.urgency", {"urgency": Msg(f"urg.{view.urgency}")}))
+    if view.lat is not None and view.lon is not None:
+        lines.append(Msg("sum.location", {"lat": f"{view.lat:.5f}", "lon": f"{view.lon:.5f}"}))
+    if view.landmark:
+        lines.append(Msg("sum.landmark", {"text": view.landmark}))
+        lines.append(Msg("card.location_to_confirm"))
+    lines.append(
+        Msg("sum.province", {"province": province_name(view.province_code)})
+        if view.province_code
+        else Msg("sum.province_unknown")
+    )
+    if view.note:
+        lines.append(Msg("sum.note", {"note": view.note}))
+    lines.append(Msg(f"card.law.{view.law_track}"))
+    if view.repeats:
+        lines.append(Msg("card.repeats", {"refs": ", ".join(view.repeats)}))
+    if view.last_comment:
+        lines.append(Msg("card.last_comment", {"text": view.last_comment}))
+    lines.append(Msg("card.reported_at", {"at": view.created_at}))
+    buttons = []
+    actions = allowed_actions(Status(view.status))
+    row = tuple(Button(Msg(f"act.{a}"), f"r:{view.id}:{a}") for a in actions if a in ("ack", "onsite"))
+    if row:
+        buttons.append(row)
+    row = tuple(Button(Msg(f"act.{a}"), f"r:{view.id}:{a}") for a in actions if a in ("close", "transfer"))
+    if row:
+        buttons.append(row)
+    if view.status == Status.CLOSED:
+        buttons.append((Button(Msg("act.reopen"), f"r:{view.id}:reopen"),))
+    return Card(view.id, tuple(lines), tuple(buttons), view.photos, view.lat, view.lon, view.urgent)
+
+
+def reporter_update(view: ReportView, status: str) -> Reply | None:
+    """What the reporter is told when their report moves to `status` (None: nothing)."""
+    if Status(status) not in REPORTER_TOLD:
+        return None
+    params = {"ref": view.ref, "team": view.team_name}
+    if status == Status.CLOSED:
+        params["outcome"] = Msg(f"outcome_plain.{view.outcome}")
+    return Reply((Msg(f"tell.{status}", params),))
+
+
+def submitted(view: ReportView) -> Reply:
+    """The reporter's confirmation with the reference number."""
+    lines = [Msg("submitted", {"ref": view.ref, "team": view.team_name})]
+    if view.urgent:
+        lines.append(Msg("urgent.numbers"))
+    lines.append(Msg("submitted.after"))
+    return Reply(tuple(lines), ((Button(Msg("btn.new"), "cmd:new"), Button(Msg("btn.mine"), "cmd:mine")),))
+
+
+def my_reports(views: list[ReportView]) -> Reply:
+    """The reporter's recent reports, each with its status."""
+    if not views:
+        return Reply((Msg("mine.none"),))
+    lines = [Msg("mine.title")]
+    for v in views:
+        lines.append(Msg("mine.item", {"ref": v.ref, "status": Msg(f"status.{v.status}"), "at": v.created_at}))
+    return Reply(tuple(lines))

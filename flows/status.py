@@ -1,0 +1,100 @@
+"""Report statuses, the one table of allowed transitions, outcomes, and who may do what.
+
+A report has a lifecycle status; each staff action moves it along the table below, and every
+move is appended to the report's history by the caller. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    ON_SITE = "on_site"
+    CLOSED = "closed"
+    REOPENED = "reopened"
+    TRANSFERRED = "transferred"
+
+
+OPEN_STATUSES = frozenset(s for s in Status if s is not Status.CLOSED)
+
+
+class Outcome(StrEnum):
+    SHELTER = "shelter"  # admitted to a shelter for destitute persons
+    FAMILY = "family"  # returned to family or home community
+    REFERRED_HOSPITAL = "referred_hospital"
+    REFERRED_DISABILITY = "referred_disability"  # Dept. of Empowerment of Persons with Disabilities
+    REFERRED_CHILD = "referred_child"  # child protection
+    REFERRED_IMMIGRATION = "referred_immigration"
+    REFERRED_POLICE = "referred_police"
+    REFERRED_MUNICIPALITY = "referred_municipality"
+    HELPED_ON_SITE = "helped_on_site"
+    DECLINED = "declined"
+    NOT_FOUND = "not_found"
+    DUPLICATE = "duplicate"
+    OUT_OF_SCOPE = "out_of_scope"
+
+
+class Role(StrEnum):
+    STAFF = "staff"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+ROLE_RANK = {Role.STAFF: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
+
+# action -> (statuses it may start from, the status it leads to, the least role that may do it)
+# "comment" changes nothing but the history; "transfer" changes the team as well.
+TRANSITIONS: dict[str, tuple[frozenset[Status], Status | None, Role]] = {
+    "ack": (frozenset({Status.NEW, Status.TRANSFERRED, Status.REOPENED}), Status.ACKNOWLEDGED, Role.STAFF),
+    "onsite": (
+        frozenset({Status.NEW, Status.TRANSFERRED, Status.REOPENED, Status.ACKNOWLEDGED}),
+        Status.ON_SITE,
+        Role.STAFF,
+    ),
+    "close": (OPEN_STATUSES, Status.CLOSED, Role.STAFF),
+    "transfer": (OPEN_STATUSES, Status.TRANSFERRED, Role.STAFF),
+    "reopen": (frozenset({Status.CLOSED}), Status.REOPENED, Role.SUPERVISOR),
+    "comment": (frozenset(Status), None, Role.STAFF),
+}
+
+# Statuses the reporter hears about, in plain words.
+REPORTER_TOLD = frozenset({Status.ACKNOWLEDGED, Status.ON_SITE, Status.CLOSED, Status.REOPENED})
+
+
+@dataclass(frozen=True)
+class Decision:
+    ok: bool
+    new_status: Status | None = None
+    error: str | None = None  # catalogue key explaining the refusal
+
+
+def decide(action: str, status: Status, role: Role | None, *, arg: str = "", same_team: bool = True) -> Decision:
+    """Whether `action` is allowed on a report in `status` by someone with `role`."""
+    if role is None:
+        return Decision(False, error="staff.not_member")
+    rule = TRANSITIONS.get(action)
+    if rule is None:
+        return Decision(False, error="staff.unknown_action")
+    sources, target, least = rule
+    if ROLE_RANK[role] < ROLE_RANK[least]:
+        return Decision(False, error="staff.not_allowed")
+    if status not in sources:
+        key = "staff.already_closed" if status is Status.CLOSED else "staff.not_now"
+        return Decision(False, error=key)
+    if action == "close":
+        try:
+            Outcome(arg)
+        except ValueError:
+            return Decision(False, error="staff.need_outcome")
+    if action == "transfer" and (not arg or same_team):
+        return Decision(False, error="staff.need_team")
+    return Decision(True, new_status=target if target is not None else status)
+
+
+def allowed_actions(status: Status) -> list[str]:
+    """The card's buttons for a report in `status` (comment is a reply, not a button)."""
+    return [a for a, (src, _, least) in TRANSITIONS.items() if status in src and a != "comment" and least is Role.STAFF]

@@ -1,0 +1,169 @@
+"""The web sandbox: a real channel played in a browser, and a JSON API that does the same.
+
+Chats: a volunteer `u-NAME` (private), a team's group `team-CODE` (bound on start).
+- POST /sandbox/api/events             {chat, user, group, user_name, lang, type, ...} → the chat's messages
+- GET  /sandbox/api/chats/{chat}/messages?after=ID
+- GET  /sandbox/api/teams
+- GET  /sandbox/photos/{key}           (sandbox only; each view is written to the access log)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.app import SERVICES, Services
+from flows.model import (
+    Address,
+    ChoiceMade,
+    CommandReceived,
+    LocationReceived,
+    PhotoReceived,
+    TextReceived,
+    UnsupportedReceived,
+)
+from storage import repo
+from storage.photos import PhotoError
+
+STATIC = Path(__file__).parent / "static"
+PLATFORM = "sandbox"
+MAX_PHOTO_BYTES = 20_000_000
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/", to_sandbox)
+    app.router.add_get("/sandbox/", page)
+    app.router.add_static("/sandbox/static/", STATIC)
+    app.router.add_post("/sandbox/api/events", post_event)
+    app.router.add_get("/sandbox/api/chats/{chat}/messages", get_messages)
+    app.router.add_get("/sandbox/api/teams", get_teams)
+    app.router.add_get("/sandbox/photos/{key}", get_photo)
+
+
+async def to_sandbox(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/sandbox/")
+
+
+async def page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "sandbox.html")
+
+
+def _bad(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=message)
+
+
+async def to_event(svc: Services, body: dict):
+    """A sandbox request becomes a neutral event (a photo is stored first)."""
+    chat = str(body.get("chat") or "").strip()
+    if not chat or len(chat) > 64:
+        raise _bad("'chat' is required (at most 64 characters)")
+    group = bool(body.get("group", chat.startswith("team-")))
+    user = str(body.get("user") or chat)
+    address = Address(PLATFORM, chat, user, is_group=group)
+    common = dict(
+        address=address,
+        event_id=str(body.get("event_id") or uuid.uuid4()),
+        at=svc.clock(),
+        lang_hint=body.get("lang"),
+        user_name=body.get("user_name"),
+    )
+    kind = body.get("type")
+    if kind == "text":
+        return TextReceived(**common, text=str(body.get("text", "")), reply_to=body.get("reply_to"))
+    if kind == "choice":
+        return ChoiceMade(**common, data=str(body.get("data", "")))
+    if kind == "command":
+        return CommandReceived(**common, name=str(body.get("name", "")), arg=str(body.get("arg", "")))
+    if kind == "location":
+        try:
+            lat, lon = float(body["lat"]), float(body["lon"])
+        except (KeyError, TypeError, ValueError):
+            raise _bad("'lat' and 'lon' must be numbers")
+        return LocationReceived(**common, lat=lat, lon=lon, title=body.get("title"))
+    if kind == "photo":
+        try:
+            data = base64.b64decode(body.get("photo_base64") or "", validate=True)
+        except (binascii.Error, ValueError):
+            return PhotoReceived(**common, error="not_image")
+        if len(data) > MAX_PHOTO_BYTES:
+            return PhotoReceived(**common, error="too_large")
+        try:
+            stored = await svc.photos.put(data)
+        except PhotoError as e:
+            return PhotoReceived(**common, error=e.reason)
+        return PhotoReceived(**common, key=stored.key)
+    if kind == "unsupported":
+        return UnsupportedReceived(**common, kind=str(body.get("kind", "unknown")))
+    raise _bad("'type' must be text, choice, command, location, photo or unsupported")
+
+
+async def post_event(request: web.Request) -> web.Response:
+    svc: Services = request.app[SERVICES]
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _bad("the body must be JSON")
+    if not isinstance(body, dict):
+        raise _bad("the body must be a JSON object")
+    ev = await to_event(svc, body)
+    fresh = await svc.engine.handle(ev)
+    after = int(body.get("after") or 0)
+    return web.json_response({"ok": True, "duplicate": not fresh, "messages": await _messages(svc, ev.address.chat_id, after)})
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    svc: Services = request.app[SERVICES]
+    try:
+        after = int(request.query.get("after", "0"))
+    except ValueError:
+        raise _bad("'after' must be a number")
+    return web.json_response({"messages": await _messages(svc, request.match_info["chat"], after)})
+
+
+async def _messages(svc: Services, chat: str, after: int = 0) -> list[dict]:
+    """What the bot sent to a chat; a card appears once, at its first place, in its latest version."""
+    async with svc.db.session() as s:
+        rows = await repo.outbox_for_chat(s, PLATFORM, chat)
+    out: list[dict] = []
+    cards: dict[int, dict] = {}
+    for row in rows:
+        if row.status == "failed":
+            continue
+        msg = {"id": row.id, "at": row.created_at.isoformat(), **row.payload}
+        if row.card_edit and row.report_id is not None:
+            msg["card_of"] = row.report_id
+            if row.report_id in cards:  # the same dict, already in `out`: updated in place
+                first = cards[row.report_id]["message_id"]
+                cards[row.report_id].clear()
+                cards[row.report_id].update(msg, message_id=first)
+                continue
+            msg["message_id"] = row.message_id or f"m{row.id}"  # what a reply to the card names
+            cards[row.report_id] = msg
+        out.append(msg)
+    return [m for m in out if m["id"] > after]
+
+
+async def get_teams(request: web.Request) -> web.Response:
+    svc: Services = request.app[SERVICES]
+    async with svc.db.session() as s:
+        teams = await repo.teams_all(s)
+    return web.json_response(
+        {"teams": [{"code": t.code, "name_th": t.name_th, "name_en": t.name_en, "kind": t.kind, "chat": f"team-{t.code}"} for t in teams]}
+    )
+
+
+async def get_photo(request: web.Request) -> web.Response:
+    svc: Services = request.app[SERVICES]
+    key = request.match_info["key"]
+    viewer = request.query.get("as", "sandbox-viewer")[:100]
+    try:
+        data = await svc.photos.get(key)
+    except (KeyError, ValueError):
+        raise web.HTTPNotFound()
+    async with svc.db.transaction() as s:
+        await repo.access_log(s, f"sandbox:{viewer}", f"photo:{key[:12]}", None, svc.clock())
+    return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})

@@ -1,0 +1,236 @@
+"""The tables. Dumb on purpose: the rules live in `flows/`.
+
+Every datetime is timezone-aware (UTC in the database).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """A timezone-aware datetime on every engine (SQLite hands back naive ones: they are UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime: use timezone-aware datetimes")
+            value = value.astimezone(timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=sa.Column(sa.JSON, nullable=nullable))
+
+
+class Team(SQLModel, table=True):
+    __tablename__ = "teams"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True, index=True)
+    name_th: str = Field(max_length=300)
+    name_en: str = Field(max_length=300)
+    kind: str = Field(max_length=32)  # national | provincial_centre | municipality
+    provinces: Optional[list] = _json()
+    area: Optional[dict] = _json()  # GeoJSON geometry of a municipality
+    parent_code: Optional[str] = Field(default=None, max_length=64)
+    fallback: bool = False
+    active: bool = True
+
+
+class ChatBinding(SQLModel, table=True):
+    """A group chat bound to a team, in a role: the team itself, its supervisors, its director."""
+
+    __tablename__ = "chat_bindings"
+    __table_args__ = (sa.UniqueConstraint("platform", "chat_id", name="uq_binding_chat"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    chat_id: str = Field(max_length=128)
+    team_id: int = Field(foreign_key="teams.id", index=True)
+    role: str = Field(default="team", max_length=16)  # team | supervisors | director
+    lang: str = Field(default="th", max_length=4)
+    created_at: Optional[datetime] = _ts(nullable=False)
+
+
+class Invite(SQLModel, table=True):
+    __tablename__ = "invites"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    code: str = Field(max_length=16, unique=True)
+    team_id: int = Field(foreign_key="teams.id")
+    role: str = Field(default="team", max_length=16)
+    created_at: Optional[datetime] = _ts(nullable=False)
+    expires_at: Optional[datetime] = _ts(nullable=False)
+    used_at: Optional[datetime] = _ts()
+    used_by: Optional[str] = Field(default=None, max_length=160)
+
+
+class Member(SQLModel, table=True):
+    """A person's role in a team beyond plain staff (supervisor, admin), granted by an operator."""
+
+    __tablename__ = "members"
+    __table_args__ = (sa.UniqueConstraint("team_id", "platform", "user_id", name="uq_member"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="teams.id", index=True)
+    platform: str = Field(max_length=16)
+    user_id: str = Field(max_length=128)
+    role: str = Field(default="staff", max_length=16)
+    name: Optional[str] = Field(default=None, max_length=200)
+
+
+class Conversation(SQLModel, table=True):
+    __tablename__ = "conversations"
+    __table_args__ = (sa.UniqueConstraint("platform", "chat_id", "user_id", name="uq_conversation"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    chat_id: str = Field(max_length=128)
+    user_id: str = Field(default="", max_length=128)
+    state: Optional[dict] = _json()
+    lang: str = Field(default="th", max_length=4)
+    step: str = Field(default="idle", max_length=16, index=True)
+    consent_version: Optional[str] = Field(default=None, max_length=32)
+    consent_at: Optional[datetime] = _ts()
+    asked_at: Optional[datetime] = _ts(index=True)
+    updated_at: Optional[datetime] = _ts(nullable=False)
+
+
+class Report(SQLModel, table=True):
+    __tablename__ = "reports"
+    __table_args__ = (
+        sa.Index("ix_reports_geo", "lat", "lon"),
+        sa.Index("ix_reports_reporter", "reporter_platform", "reporter_user"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ref: str = Field(max_length=20, unique=True)
+    team_id: int = Field(foreign_key="teams.id", index=True)
+    status: str = Field(default="new", max_length=16, index=True)
+    outcome: Optional[str] = Field(default=None, max_length=32)
+    urgent: bool = False
+    urgency: Optional[str] = Field(default=None, max_length=16)
+    who: Optional[list] = _json()
+    count: Optional[str] = Field(default=None, max_length=8)
+    note: Optional[str] = Field(default=None, max_length=2000)
+    lat: Optional[float] = None
+    lon: Optional[float] = None
+    location_source: Optional[str] = Field(default=None, max_length=16)
+    landmark: Optional[str] = Field(default=None, max_length=300)
+    location_to_confirm: bool = False
+    province_code: Optional[str] = Field(default=None, max_length=4, index=True)
+    district_code: Optional[str] = Field(default=None, max_length=8)
+    photos: Optional[list] = _json()
+    law_track: str = Field(default="destitution", max_length=16)
+    repeat_of: Optional[list] = _json()
+    reporter_platform: Optional[str] = Field(default=None, max_length=16)
+    reporter_chat: Optional[str] = Field(default=None, max_length=128)
+    reporter_user: Optional[str] = Field(default=None, max_length=128)
+    reporter_lang: str = Field(default="th", max_length=4)
+    created_at: Optional[datetime] = _ts(nullable=False, index=True)
+    updated_at: Optional[datetime] = _ts(nullable=False)
+    acknowledged_at: Optional[datetime] = _ts()
+    on_site_at: Optional[datetime] = _ts()
+    closed_at: Optional[datetime] = _ts(index=True)
+
+
+class ReportEvent(SQLModel, table=True):
+    """The report's history: every transition and comment, with who and when."""
+
+    __tablename__ = "report_events"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    report_id: int = Field(foreign_key="reports.id", index=True)
+    at: Optional[datetime] = _ts(nullable=False)
+    actor: Optional[str] = Field(default=None, max_length=160)
+    actor_name: Optional[str] = Field(default=None, max_length=200)
+    action: str = Field(max_length=16)
+    from_status: Optional[str] = Field(default=None, max_length=16)
+    to_status: Optional[str] = Field(default=None, max_length=16)
+    detail: Optional[dict] = _json()
+
+
+class CardMessage(SQLModel, table=True):
+    """Where a report's card was posted, so it can be edited in place or replied to."""
+
+    __tablename__ = "card_messages"
+    __table_args__ = (sa.Index("ix_card_chat_msg", "platform", "chat_id", "message_id"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    report_id: int = Field(foreign_key="reports.id", index=True)
+    platform: str = Field(max_length=16)
+    chat_id: str = Field(max_length=128)
+    message_id: str = Field(max_length=128)
+    created_at: Optional[datetime] = _ts(nullable=False)
+
+
+class Counter(SQLModel, table=True):
+    __tablename__ = "counters"
+    name: str = Field(primary_key=True, max_length=32)
+    value: int = 0
+
+
+class InboxEvent(SQLModel, table=True):
+    """Every platform event received, stored before the webhook answers; processed once."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        sa.UniqueConstraint("platform", "event_id", name="uq_inbox_event"),
+        sa.Index("ix_inbox_pending", "status", "id"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    event_id: str = Field(max_length=128)
+    payload: Optional[dict] = _json(nullable=False)
+    status: str = Field(default="pending", max_length=12)  # pending | done | failed
+    attempts: int = 0
+    error: Optional[str] = Field(default=None, max_length=500)
+    received_at: Optional[datetime] = _ts(nullable=False)
+    claimed_until: Optional[datetime] = _ts()
+    processed_at: Optional[datetime] = _ts()
+
+
+class OutboxMessage(SQLModel, table=True):
+    """Every message the bot sends is a row here first, then delivered by its channel."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "next_attempt_at"), sa.Index("ix_outbox_chat", "platform", "chat_id", "id"))
+    id: Optional[int] = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    chat_id: str = Field(max_length=128)
+    payload: Optional[dict] = _json(nullable=False)
+    report_id: Optional[int] = Field(default=None, index=True)
+    card_edit: bool = False  # update the report's card in this chat instead of a new message
+    reply_token: Optional[str] = Field(default=None, max_length=256)
+    status: str = Field(default="pending", max_length=12)  # pending | sent | failed
+    attempts: int = 0
+    next_attempt_at: Optional[datetime] = _ts(nullable=False)
+    claimed_until: Optional[datetime] = _ts()
+    created_at: Optional[datetime] = _ts(nullable=False)
+    sent_at: Optional[datetime] = _ts()
+    message_id: Optional[str] = Field(default=None, max_length=128)
+    last_error: Optional[str] = Field(default=None, max_length=500)
+
+
+class AccessLog(SQLModel, table=True):
+    """Who saw a report's personal data (photos, location), for the PDPA."""
+
+    __tablename__ = "access_log"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: Optional[datetime] = _ts(nullable=False)
+    report_id: Optional[int] = Field(default=None, index=True)
+    actor: str = Field(max_length=160)
+    what: str = Field(max_length=64)

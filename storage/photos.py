@@ -1,0 +1,239 @@
+"""Photo store: validates, sanitises and stores uploaded photos by content hash.
+
+Every photo is re-encoded as a baseline RGB JPEG: the orientation from EXIF is applied
+to the pixels, then all metadata (EXIF including GPS, XMP, ICC, comments) is dropped,
+so a volunteer's photo never leaks where or with which phone it was taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from PIL import Image, ImageOps
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+    "KEY_RE",
+    "LocalPhotoStore",
+    "PhotoError",
+    "PhotoStore",
+    "StoredPhoto",
+    "prepare_image",
+    "validate_key",
+]
+
+DEFAULT_MAX_PIXELS = 50_000_000
+
+# Optional HEIC/HEIF support when the pillow-heif plugin is installed.
+try:  # pragma: no cover - depends on the environment
+    import pillow_heif  # type: ignore[import-not-found]
+
+    pillow_heif.register_heif_opener()
+    _HEIF_FORMATS: tuple[str, ...] = ("HEIF",)
+except Exception:  # pragma: no cover - pillow-heif missing or broken
+    _HEIF_FORMATS = ()
+
+# Pillow format ids accepted on input. "MPO" is how Pillow reports the multi-picture
+# JPEGs that many phones produce.
+ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", *_HEIF_FORMATS})
+# Plugins Pillow may try when opening (restricting them avoids exotic parsers).
+_OPEN_FORMATS = ["JPEG", "PNG", "WEBP", "GIF", *_HEIF_FORMATS]
+
+KEY_RE = re.compile(r"^[0-9a-f]{64}\.jpg$")
+
+
+class PhotoError(Exception):
+    """The upload was rejected. ``reason`` is ``"not_image"`` or ``"too_large"``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    key: str  # sha256 hex of the re-encoded bytes + ".jpg"
+    size: int  # bytes
+    width: int
+    height: int
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a well-formed photo key, else raise ``ValueError``."""
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
+        raise ValueError(f"invalid photo key: {key!r}")
+    return key
+
+
+def _flatten_to_rgb(im: Image.Image) -> Image.Image:
+    """Convert to RGB, compositing any transparency onto a white background."""
+    if im.has_transparency_data:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if im.mode != "RGB":
+        return im.convert("RGB")
+    return im
+
+
+def prepare_image(
+    data: bytes,
+    *,
+    max_input_bytes: int = 20_000_000,
+    max_side: int = 1600,
+    quality: int = 82,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[bytes, int, int]:
+    """Validates and re-encodes an uploaded image.
+
+    Returns ``(jpeg_bytes, width, height)``: JPEG out, EXIF (GPS included) and all other
+    metadata removed, orientation applied (``ImageOps.exif_transpose``) before stripping,
+    longest side at most ``max_side``, RGB (transparency flattened onto white).
+
+    Raises ``PhotoError("too_large")`` when ``len(data) > max_input_bytes`` or the pixel
+    count exceeds ``max_pixels`` (decompression bombs included), and
+    ``PhotoError("not_image")`` when Pillow cannot decode it or it is not
+    JPEG/PNG/WEBP/GIF (first frame)/HEIC (when pillow-heif is installed).
+    """
+    if len(data) > max_input_bytes:
+        raise PhotoError("too_large")
+    if not data:
+        raise PhotoError("not_image")
+
+    try:
+        # Image.open only reads the header. Pillow itself raises DecompressionBombError
+        # above 2 * Image.MAX_IMAGE_PIXELS; our own, stricter limit is checked below
+        # before any pixel data is decoded (no global state is changed).
+        im = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise PhotoError("too_large") from exc
+    except Exception as exc:
+        raise PhotoError("not_image") from exc
+
+    with im:
+        if im.format not in ALLOWED_FORMATS:
+            raise PhotoError("not_image")
+        width, height = im.size
+        if width <= 0 or height <= 0:
+            raise PhotoError("not_image")
+        if width * height > max_pixels:
+            raise PhotoError("too_large")
+        try:
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)  # animated GIF/WEBP: first frame only
+            if im.format in ("JPEG", "MPO"):
+                # Let the JPEG decoder downscale by 1/2, 1/4 or 1/8 when it can.
+                im.draft("RGB", (max_side, max_side))
+            im.load()
+            # Apply the orientation before the EXIF block is thrown away.
+            oriented = ImageOps.exif_transpose(im)
+            rgb = _flatten_to_rgb(oriented)
+            rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            # Copy the pixels into a brand-new image so no metadata can ride along.
+            clean = Image.new("RGB", rgb.size)
+            clean.paste(rgb)
+            out = io.BytesIO()
+            clean.save(out, format="JPEG", quality=quality, optimize=True)
+        except Image.DecompressionBombError as exc:
+            raise PhotoError("too_large") from exc
+        except PhotoError:
+            raise
+        except Exception as exc:  # truncated or corrupt data, unsupported mode...
+            raise PhotoError("not_image") from exc
+    return out.getvalue(), clean.width, clean.height
+
+
+@runtime_checkable
+class PhotoStore(Protocol):
+    async def put(self, data: bytes) -> StoredPhoto: ...  # prepare_image then store by hash
+
+    async def get(self, key: str) -> bytes: ...  # raises KeyError when missing
+
+    async def delete(self, key: str) -> bool: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+
+class LocalPhotoStore:
+    """Stores photos as files under ``root/ab/cd/<key>``.
+
+    Writes are atomic (temporary file in the target folder, then ``os.replace``).
+    Keys are validated against ``KEY_RE`` before any file-system access, so a key
+    can never point outside ``root``; a malformed key raises ``ValueError``.
+    Pillow and file work run in a worker thread (``asyncio.to_thread``).
+    """
+
+    def __init__(self, root: str | Path, **prepare_kwargs: Any) -> None:
+        self.root = Path(root)
+        self._prepare_kwargs = prepare_kwargs
+
+    def path_for(self, key: str) -> Path:
+        validate_key(key)
+        return self.root / key[0:2] / key[2:4] / key
+
+    # -- public async API ------------------------------------------------------
+
+    async def put(self, data: bytes) -> StoredPhoto:
+        return await asyncio.to_thread(self._put_sync, data)
+
+    async def get(self, key: str) -> bytes:
+        path = self.path_for(key)
+        return await asyncio.to_thread(self._get_sync, path, key)
+
+    async def delete(self, key: str) -> bool:
+        path = self.path_for(key)
+        return await asyncio.to_thread(self._delete_sync, path)
+
+    async def exists(self, key: str) -> bool:
+        path = self.path_for(key)
+        return await asyncio.to_thread(path.is_file)
+
+    # -- blocking helpers (run in a worker thread) -----------------------------
+
+    def _put_sync(self, data: bytes) -> StoredPhoto:
+        jpeg, width, height = prepare_image(data, **self._prepare_kwargs)
+        key = hashlib.sha256(jpeg).hexdigest() + ".jpg"
+        photo = StoredPhoto(key=key, size=len(jpeg), width=width, height=height)
+        path = self.path_for(key)
+        if path.is_file():
+            return photo  # idempotent: same content, same key, one file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(jpeg)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            try:
+                os.unlink(tmp_name)
+            except FileNotFoundError:
+                pass
+            raise
+        return photo
+
+    @staticmethod
+    def _get_sync(path: Path, key: str) -> bytes:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    @staticmethod
+    def _delete_sync(path: Path) -> bool:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True

@@ -1,0 +1,318 @@
+"""Queries. The only module (with models and migrations) that knows SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import (
+    AccessLog,
+    CardMessage,
+    ChatBinding,
+    Conversation,
+    Counter,
+    InboxEvent,
+    Invite,
+    Member,
+    OutboxMessage,
+    Report,
+    ReportEvent,
+    Team,
+)
+
+
+def _insert(s: AsyncSession, table):
+    return (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _locking(stmt, s: AsyncSession, skip_locked: bool = False):
+    """FOR UPDATE on PostgreSQL; SQLite serialises writers and ignores it."""
+    if s.bind.dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=skip_locked)
+    return stmt
+
+
+# ---------------------------------------------------------------- inbox
+
+
+async def inbox_insert(s: AsyncSession, platform: str, event_id: str, payload: dict, now: datetime) -> int | None:
+    """Stores a received event; None when this platform event id was stored before."""
+    stmt = (
+        _insert(s, InboxEvent.__table__)
+        .values(platform=platform, event_id=event_id, payload=payload, status="pending", attempts=0, received_at=now)
+        .on_conflict_do_nothing(index_elements=["platform", "event_id"])
+        .returning(InboxEvent.__table__.c.id)
+    )
+    return (await s.exec(stmt)).scalar_one_or_none()
+
+
+async def inbox_lock(s: AsyncSession, inbox_id: int) -> InboxEvent | None:
+    stmt = _locking(select(InboxEvent).where(InboxEvent.id == inbox_id), s, skip_locked=True)
+    return (await s.exec(stmt)).first()
+
+
+async def inbox_due(s: AsyncSession, now: datetime, limit: int, older_than: timedelta) -> list[int]:
+    """Pending events nobody finished (a crash between store and process): their ids."""
+    stmt = (
+        select(InboxEvent.id)
+        .where(InboxEvent.status == "pending", InboxEvent.received_at <= now - older_than)
+        .order_by(InboxEvent.id)
+        .limit(limit)
+    )
+    return list((await s.exec(stmt)).all())
+
+
+# ---------------------------------------------------------------- conversations
+
+
+async def conversation_lock(s: AsyncSession, platform: str, chat_id: str, user_id: str, now: datetime) -> Conversation:
+    """The conversation row, created if new, locked for this transaction (one update at a time)."""
+    await s.exec(
+        _insert(s, Conversation.__table__)
+        .values(platform=platform, chat_id=chat_id, user_id=user_id, state=None, lang="th", step="idle", updated_at=now)
+        .on_conflict_do_nothing(index_elements=["platform", "chat_id", "user_id"])
+    )
+    stmt = select(Conversation).where(
+        Conversation.platform == platform, Conversation.chat_id == chat_id, Conversation.user_id == user_id
+    )
+    return (await s.exec(_locking(stmt, s))).one()
+
+
+async def conversation_get(s: AsyncSession, platform: str, chat_id: str, user_id: str) -> Conversation | None:
+    stmt = select(Conversation).where(
+        Conversation.platform == platform, Conversation.chat_id == chat_id, Conversation.user_id == user_id
+    )
+    return (await s.exec(stmt)).first()
+
+
+# ---------------------------------------------------------------- teams
+
+
+async def teams_all(s: AsyncSession, active_only: bool = True) -> list[Team]:
+    stmt = select(Team).order_by(Team.code)
+    if active_only:
+        stmt = stmt.where(Team.active == True)  # noqa: E712
+    return list((await s.exec(stmt)).all())
+
+
+async def team_by_code(s: AsyncSession, code: str) -> Team | None:
+    return (await s.exec(select(Team).where(Team.code == code))).first()
+
+
+async def team_get(s: AsyncSession, team_id: int) -> Team | None:
+    return await s.get(Team, team_id)
+
+
+async def team_upsert(s: AsyncSession, **fields) -> tuple[Team, bool]:
+    team = await team_by_code(s, fields["code"])
+    created = team is None
+    if team is None:
+        team = Team(**fields)
+        s.add(team)
+    else:
+        for k, v in fields.items():
+            setattr(team, k, v)
+    await s.flush()
+    return team, created
+
+
+async def bindings_for_team(s: AsyncSession, team_id: int, roles: Sequence[str] = ("team",)) -> list[ChatBinding]:
+    stmt = select(ChatBinding).where(ChatBinding.team_id == team_id, col(ChatBinding.role).in_(roles)).order_by(ChatBinding.id)
+    return list((await s.exec(stmt)).all())
+
+
+async def binding_for_chat(s: AsyncSession, platform: str, chat_id: str) -> ChatBinding | None:
+    stmt = select(ChatBinding).where(ChatBinding.platform == platform, ChatBinding.chat_id == chat_id)
+    return (await s.exec(stmt)).first()
+
+
+async def bind_chat(s: AsyncSession, platform: str, chat_id: str, team_id: int, role: str, lang: str, now: datetime) -> ChatBinding:
+    binding = await binding_for_chat(s, platform, chat_id)
+    if binding is None:
+        binding = ChatBinding(platform=platform, chat_id=chat_id, team_id=team_id, role=role, lang=lang, created_at=now)
+        s.add(binding)
+    else:
+        binding.team_id, binding.role = team_id, role
+    await s.flush()
+    return binding
+
+
+async def member_role(s: AsyncSession, team_id: int, platform: str, user_id: str) -> str | None:
+    stmt = select(Member.role).where(Member.team_id == team_id, Member.platform == platform, Member.user_id == user_id)
+    return (await s.exec(stmt)).first()
+
+
+async def is_admin(s: AsyncSession, platform: str, user_id: str) -> bool:
+    stmt = select(Member.id).where(Member.platform == platform, Member.user_id == user_id, Member.role == "admin")
+    return (await s.exec(stmt)).first() is not None
+
+
+async def member_set(s: AsyncSession, team_id: int, platform: str, user_id: str, role: str) -> None:
+    stmt = select(Member).where(Member.team_id == team_id, Member.platform == platform, Member.user_id == user_id)
+    member = (await s.exec(stmt)).first()
+    if member is None:
+        s.add(Member(team_id=team_id, platform=platform, user_id=user_id, role=role))
+    else:
+        member.role = role
+
+
+async def invite_create(s: AsyncSession, code: str, team_id: int, role: str, now: datetime, ttl: timedelta) -> Invite:
+    invite = Invite(code=code, team_id=team_id, role=role, created_at=now, expires_at=now + ttl)
+    s.add(invite)
+    await s.flush()
+    return invite
+
+
+async def invite_use(s: AsyncSession, code: str, used_by: str, now: datetime) -> Invite | None:
+    """Marks an unused, unexpired invite used; None when there is no such invite."""
+    stmt = _locking(select(Invite).where(Invite.code == code), s)
+    invite = (await s.exec(stmt)).first()
+    if invite is None or invite.used_at is not None or invite.expires_at <= now:
+        return None
+    invite.used_at, invite.used_by = now, used_by
+    return invite
+
+
+# ---------------------------------------------------------------- reports
+
+
+async def next_seq(s: AsyncSession, name: str) -> int:
+    """Atomically increments a named counter and returns the new value."""
+    table = Counter.__table__
+    stmt = (
+        _insert(s, table)
+        .values(name=name, value=1)
+        .on_conflict_do_update(index_elements=["name"], set_={"value": table.c.value + 1})
+        .returning(table.c.value)
+    )
+    return (await s.exec(stmt)).scalar_one()
+
+
+async def report_get(s: AsyncSession, report_id: int, for_update: bool = False) -> Report | None:
+    stmt = select(Report).where(Report.id == report_id)
+    if for_update:
+        stmt = _locking(stmt, s)
+    return (await s.exec(stmt)).first()
+
+
+async def report_by_ref(s: AsyncSession, ref: str) -> Report | None:
+    return (await s.exec(select(Report).where(Report.ref == ref))).first()
+
+
+async def reports_near(
+    s: AsyncSession, bbox: tuple[float, float, float, float], since: datetime
+) -> list[tuple[int, float, float, str]]:
+    lat0, lat1, lon0, lon1 = bbox
+    stmt = select(Report.id, Report.lat, Report.lon, Report.ref).where(
+        col(Report.lat).between(lat0, lat1), col(Report.lon).between(lon0, lon1), Report.created_at >= since
+    )
+    return [tuple(r) for r in (await s.exec(stmt)).all()]
+
+
+async def refs_of(s: AsyncSession, ids: Sequence[int]) -> list[str]:
+    if not ids:
+        return []
+    return list((await s.exec(select(Report.ref).where(col(Report.id).in_(ids)).order_by(Report.id))).all())
+
+
+async def reports_of_reporter(s: AsyncSession, platform: str, user_id: str, limit: int = 10) -> list[Report]:
+    stmt = (
+        select(Report)
+        .where(Report.reporter_platform == platform, Report.reporter_user == user_id)
+        .order_by(col(Report.id).desc())
+        .limit(limit)
+    )
+    return list((await s.exec(stmt)).all())
+
+
+async def history_add(s: AsyncSession, **fields) -> None:
+    s.add(ReportEvent(**fields))
+
+
+async def history(s: AsyncSession, report_id: int) -> list[ReportEvent]:
+    stmt = select(ReportEvent).where(ReportEvent.report_id == report_id).order_by(ReportEvent.id)
+    return list((await s.exec(stmt)).all())
+
+
+async def last_comment(s: AsyncSession, report_id: int) -> str | None:
+    stmt = (
+        select(ReportEvent.detail)
+        .where(ReportEvent.report_id == report_id, ReportEvent.action == "comment")
+        .order_by(col(ReportEvent.id).desc())
+        .limit(1)
+    )
+    detail = (await s.exec(stmt)).first()
+    return (detail or {}).get("comment")
+
+
+async def card_message(s: AsyncSession, report_id: int, platform: str, chat_id: str) -> CardMessage | None:
+    stmt = (
+        select(CardMessage)
+        .where(CardMessage.report_id == report_id, CardMessage.platform == platform, CardMessage.chat_id == chat_id)
+        .order_by(col(CardMessage.id).desc())
+    )
+    return (await s.exec(stmt)).first()
+
+
+async def report_for_message(s: AsyncSession, platform: str, chat_id: str, message_id: str) -> int | None:
+    stmt = select(CardMessage.report_id).where(
+        CardMessage.platform == platform, CardMessage.chat_id == chat_id, CardMessage.message_id == message_id
+    )
+    return (await s.exec(stmt)).first()
+
+
+async def access_log(s: AsyncSession, actor: str, what: str, report_id: int | None, now: datetime) -> None:
+    s.add(AccessLog(at=now, actor=actor, what=what, report_id=report_id))
+
+
+# ---------------------------------------------------------------- outbox
+
+
+async def outbox_add(s: AsyncSession, **fields) -> OutboxMessage:
+    row = OutboxMessage(status="pending", attempts=0, **fields)
+    s.add(row)
+    return row
+
+
+async def outbox_claim(
+    s: AsyncSession, platforms: Sequence[str], now: datetime, lease: timedelta, limit: int
+) -> list[OutboxMessage]:
+    """Claims due messages for `lease` (SKIP LOCKED, so replicas never take the same row)."""
+    stmt = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.status == "pending",
+            col(OutboxMessage.platform).in_(platforms),
+            OutboxMessage.next_attempt_at <= now,
+            sa.or_(col(OutboxMessage.claimed_until).is_(None), col(OutboxMessage.claimed_until) < now),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    rows = list((await s.exec(_locking(stmt, s, skip_locked=True))).all())
+    for row in rows:
+        row.claimed_until = now + lease
+    return rows
+
+
+async def outbox_get(s: AsyncSession, row_id: int) -> OutboxMessage | None:
+    return await s.get(OutboxMessage, row_id)
+
+
+async def outbox_for_chat(s: AsyncSession, platform: str, chat_id: str, after_id: int = 0) -> list[OutboxMessage]:
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id, OutboxMessage.id > after_id)
+        .order_by(OutboxMessage.id)
+    )
+    return list((await s.exec(stmt)).all())
+
+
+async def outbox_counts(s: AsyncSession) -> dict[str, int]:
+    stmt = select(OutboxMessage.status, sa.func.count()).group_by(OutboxMessage.status)
+    return {status: n for status, n in (await s.exec(stmt)).all()}

@@ -1,0 +1,236 @@
+"""End to end through the sandbox's JSON API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chat import ref_in
+from tests.conftest import jpeg
+
+PATTAYA = (12.9277, 100.8724)  # Walking Street, inside Pattaya City's area
+CHONBURI_TOWN = (13.3611, 100.9847)  # Chonburi town: the provincial centre's
+
+
+async def consent(v):
+    await v.send("สวัสดี")
+    return await v.choose("consent:yes")
+
+
+async def full_report(v, *, location=PATTAYA, photo=True, who=("homeless",), urgency="normal") -> str:
+    await consent(v)
+    if photo:
+        await v.photo(jpeg())
+    else:
+        await v.choose("nophoto:")
+    await v.location(*location)
+    for w in who:
+        await v.choose(f"who:{w}")
+    await v.choose("who:done")
+    await v.choose("count:1")
+    await v.choose(f"urg:{urgency}")
+    await v.choose("note:skip")
+    return ref_in(await v.choose("confirm:send"))
+
+
+async def test_full_report_to_closed_case_with_reporter_told(sandbox):
+    v = sandbox.volunteer("alice")
+    first = await v.send("สวัสดี")
+    assert "ประกาศความเป็นส่วนตัว" in first
+    after_consent = await v.choose("consent:yes")
+    assert "ส่งรูปถ่าย" in after_consent
+    assert "ได้รับรูปแล้ว (1/4)" in await v.photo(jpeg())
+    got = await v.location(*PATTAYA)
+    assert "ชลบุรี" in got and "พบใคร" in got
+    await v.choose("who:homeless")
+    await v.choose("who:elderly")
+    assert "ประมาณกี่คน" in await v.choose("who:done")
+    assert "เร่งด่วนแค่ไหน" in await v.choose("count:1")
+    assert "เพิ่มเติม" in await v.choose("urg:normal")
+    summary = await v.send("นอนอยู่หน้าร้านสะดวกซื้อ")
+    assert "ตรวจสอบก่อนส่ง" in summary and "ผู้สูงอายุ" in summary and "หน้าร้านสะดวกซื้อ" in summary
+    done = await v.choose("confirm:send")
+    ref = ref_in(done)
+    assert ref.startswith("NJ-2569-") and "เมืองพัทยา" in done
+
+    staff = sandbox.team("pattaya-city")
+    card = await staff.card(ref)
+    assert "พ.ร.บ.การคุ้มครองคนไร้ที่พึ่ง" in card["text"]
+    assert len(card["photos"]) == 1 and card["location"]["lat"] == pytest.approx(PATTAYA[0])
+    await staff.tap("รับเรื่อง")
+    assert "รับเรื่องแล้ว" in (await staff.card(ref))["text"]
+    await staff.tap("ลงพื้นที่")
+    assert "outcome" not in (await staff.tap("ปิดเรื่อง"))  # asks which outcome
+    await staff.tap("ช่วยเหลือ ณ จุดเกิดเหตุ")
+    closed = await staff.card(ref)
+    assert "ปิดเรื่องแล้ว" in closed["text"] and closed["buttons"] == [[{"label": "เปิดอีกครั้ง", "data": closed["buttons"][0][0]["data"]}]]
+
+    told = [m["text"] for m in await v.messages()][-3:]
+    assert "รับเรื่องแล้ว" in told[0] and ref in told[0]
+    assert "ลงพื้นที่แล้ว" in told[1]
+    assert "ปิดแล้ว" in told[2] and "ให้ความช่วยเหลือ ณ จุดที่พบ" in told[2]
+
+    async with sandbox.services.db.session() as s:
+        from storage import repo
+
+        report = await repo.report_by_ref(s, ref)
+        steps = [(e.action, e.to_status, e.actor) for e in await repo.history(s, report.id)]
+    assert steps == [
+        ("submit", "new", "sandbox:alice"),
+        ("ack", "acknowledged", "sandbox:somchai"),
+        ("onsite", "on_site", "sandbox:somchai"),
+        ("close", "closed", "sandbox:somchai"),
+    ]
+
+
+async def test_location_before_photo_and_before_anything(sandbox):
+    v = sandbox.volunteer("bob")
+    await v.location(*CHONBURI_TOWN)  # before consent: kept, notice shown
+    text = await v.choose("consent:yes")
+    assert "ส่งรูปถ่าย" in text  # only the photo is missing now
+    assert "พบใคร" in await v.photo(jpeg())
+    await v.choose("who:begging")
+    await v.choose("who:done")
+    await v.choose("count:2")
+    await v.choose("urg:normal")
+    await v.choose("note:skip")
+    ref = ref_in(await v.choose("confirm:send"))
+    card = await sandbox.team("pcdp-20").card(ref)
+    assert "ควบคุมการขอทาน" in card["text"]
+
+
+async def test_photo_then_location_in_english(sandbox):
+    v = sandbox.volunteer("carol", lang="en")
+    assert "privacy notice" in await v.send("hi")
+    await v.choose("consent:yes")
+    assert "Photo received" in await v.photo(jpeg())
+    assert "Chon Buri" in await v.location(*PATTAYA)
+
+
+@pytest.mark.parametrize("step", ["consent", "photo", "location", "who", "count", "urgency", "note", "confirm"])
+async def test_cancel_from_every_step(sandbox, step):
+    v = sandbox.volunteer(f"c-{step}")
+    await v.send("hi")
+    script = [
+        ("consent", lambda: v.choose("consent:yes")),
+        ("photo", lambda: v.photo(jpeg())),
+        ("location", lambda: v.location(*PATTAYA)),
+        ("who", lambda: v.choose("who:homeless")),
+        ("who", lambda: v.choose("who:done")),
+        ("count", lambda: v.choose("count:1")),
+        ("urgency", lambda: v.choose("urg:normal")),
+        ("note", lambda: v.choose("note:skip")),
+    ]
+    for name, act in script:
+        if name == step:
+            break
+        await act()
+    text = await v.send("ยกเลิก")
+    if step == "consent":
+        assert "ประกาศความเป็นส่วนตัว" in text  # nothing to cancel before consent: asked again
+    else:
+        assert "ยกเลิกเรื่องที่กำลังแจ้งแล้ว" in text
+        async with sandbox.services.db.session() as s:
+            from storage import repo
+
+            conv = await repo.conversation_get(s, "sandbox", v.chat, v.user)
+        assert conv.state["draft"] is None and conv.step == "idle"
+    assert "น้ำใจ" in await v.command("start") or step == "consent"
+
+
+async def test_routed_by_polygon_and_by_province(sandbox):
+    a = await full_report(sandbox.volunteer("p1"), location=PATTAYA)
+    b = await full_report(sandbox.volunteer("p2"), location=CHONBURI_TOWN)
+    assert a in (await sandbox.team("pattaya-city").card(a))["text"]
+    assert b in (await sandbox.team("pcdp-20").card(b))["text"]
+    with pytest.raises(AssertionError):
+        await sandbox.team("pcdp-20").card(a)
+
+
+async def test_repeat_sighting_linked_on_card(sandbox):
+    first = await full_report(sandbox.volunteer("r1"), location=PATTAYA)
+    second = await full_report(sandbox.volunteer("r2"), location=(PATTAYA[0] + 0.0005, PATTAYA[1]))  # ~55 m
+    card = await sandbox.team("pattaya-city").card(second)
+    assert first in card["text"] and "150" in card["text"]
+
+
+async def test_urgent_report_shows_emergency_numbers(sandbox):
+    v = sandbox.volunteer("u1")
+    await consent(v)
+    await v.choose("nophoto:")
+    await v.location(*PATTAYA)
+    await v.choose("who:child")
+    await v.choose("who:done")
+    await v.choose("count:1")
+    text = await v.choose("urg:child_alone")
+    assert "1669" in text and "191" in text and "1300" in text
+    await v.choose("note:skip")
+    ref = ref_in(await v.choose("confirm:send"))
+    assert "เร่งด่วน" in (await sandbox.team("pattaya-city").card(ref))["text"]
+
+
+async def test_bad_inputs_get_clear_answers_and_lose_nothing(sandbox):
+    v = sandbox.volunteer("bad")
+    await consent(v)
+    assert "ไม่ใช่รูปภาพ" in await v.post_text_photo(b"not an image at all") if hasattr(v, "post_text_photo") else True
+    assert "ไม่ใช่รูปภาพ" in await v.photo(b"definitely not a jpeg")
+    assert "สติกเกอร์" in (await v.post("unsupported", kind="sticker"))[0]["text"]
+    assert "นอกประเทศไทย" in await v.location(0, 0)
+    await v.photo(jpeg())
+    assert "นอกประเทศไทย" in await v.location(17.9757, 102.6331)  # Vientiane
+    assert "ยาวเกินไป" in await v.send("ก" * 10_000)
+    assert "ไม่ได้รับข้อความ" in await v.send("   ")
+    # the report in progress is intact: still asking for the location, the photo kept
+    async with sandbox.services.db.session() as s:
+        from storage import repo
+
+        conv = await repo.conversation_get(s, "sandbox", v.chat, v.user)
+    assert conv.step == "location" and len(conv.state["draft"]["photos"]) == 1
+
+
+async def test_staff_action_on_closed_report_and_by_non_member(sandbox):
+    ref = await full_report(sandbox.volunteer("s1"), location=PATTAYA)
+    staff = sandbox.team("pattaya-city")
+    card = await staff.card(ref)
+    report_id = card["card"]["report_id"]
+    outsider = sandbox.team("pcdp-10", user="mallory")
+    text = await outsider.choose(f"r:{report_id}:ack")
+    assert "ไม่ได้อยู่ในทีม" in text
+    await staff.choose(f"r:{report_id}:close:not_found")
+    text = await staff.choose(f"r:{report_id}:ack")
+    assert "ปิดไปแล้ว" in text
+    assert "ปิดเรื่องแล้ว" in (await staff.card(ref))["text"]
+
+
+async def test_duplicate_event_is_processed_once(sandbox):
+    v = sandbox.volunteer("d1")
+    await v.post("text", text="hi", event_id="same-1")
+    again = await sandbox.client.post(
+        "/sandbox/api/events", json={"chat": v.chat, "user": v.user, "type": "text", "text": "hi", "event_id": "same-1"}
+    )
+    assert (await again.json())["duplicate"] is True
+    assert len(await v.messages()) == 1
+
+
+async def test_my_reports_lists_status(sandbox):
+    v = sandbox.volunteer("m1")
+    ref = await full_report(v)
+    text = await v.command("mine")
+    assert ref in text and "ใหม่" in text
+
+
+async def test_comment_as_reply_to_card(sandbox):
+    ref = await full_report(sandbox.volunteer("k1"))
+    staff = sandbox.team("pattaya-city")
+    await sandbox.settle()
+    card = await staff.card(ref)
+    text = await staff.send("ไปดูแล้ว ไม่พบตัว จะกลับไปดูอีกครั้งตอนเย็น", reply_to=card["message_id"])
+    assert "บันทึกความเห็น" in text
+    assert "ตอนเย็น" in (await staff.card(ref))["text"]
+
+
+async def test_binding_a_group_with_a_one_time_code(sandbox):
+    code = await sandbox.services.engine.create_invite("pcdp-21")
+    group = sandbox.team("rayong-staff-room")
+    group.chat = "g-rayong"
+    assert "ผูกกับ" in await group.send(f"/bind {code}")
+    assert "ไม่ถูกต้อง" in await group.send(f"/bind {code}")  # used once only
