@@ -25,7 +25,9 @@ from storage.photos import LocalPhotoStore, PhotoStore
 
 log = structlog.get_logger("namjai.app")
 SERVICES = web.AppKey("services", "Services")
-HEAD_REVISION_CHECK = True
+# Channels and the scheduler add `async def start(app, services)` / `stop(app, services)` here.
+STARTERS = web.AppKey("starters", list)
+STOPPERS = web.AppKey("stoppers", list)
 
 
 @dataclass
@@ -37,6 +39,18 @@ class Services:
     outbox: OutboxWorker
     clock: Callable[[], datetime]
     tasks: list[asyncio.Task] = field(default_factory=list)
+    background: set[asyncio.Task] = field(default_factory=set)
+
+    async def accept(self, ev) -> bool:
+        """For webhooks: stores the event durably (before the 200), processes it in the background.
+        False when the platform delivered this event before."""
+        inbox_id = await self.engine.ingest(ev)
+        if inbox_id is None:
+            return False
+        task = asyncio.create_task(self.engine.process(inbox_id))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return True
 
 
 async def prepare_database(db: Database, settings: Settings) -> None:
@@ -74,20 +88,22 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     settings = settings or Settings()
     clock = clock or (lambda: datetime.now(timezone.utc))
     app = web.Application(client_max_size=25 * 1024 * 1024)
+    app[STARTERS], app[STOPPERS] = [], []
 
     async def startup(app: web.Application) -> None:
         db = Database(settings.database_url)
         await prepare_database(db, settings)
-        engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang)
+        photos = LocalPhotoStore(settings.photo_dir)
+        engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos)
         channels = {}
         if settings.sandbox:
             channels["sandbox"] = SandboxChannel()
             await bind_sandbox_groups(db, clock())
         worker = OutboxWorker(db, channels, clock=clock, batch=settings.outbox_batch)
         engine.on_outbox(worker.kick)
-        svc = Services(settings, db, engine, LocalPhotoStore(settings.photo_dir), worker, clock)
+        svc = Services(settings, db, engine, photos, worker, clock)
         app[SERVICES] = svc
-        for start in app.get("channel_starters", []):
+        for start in app[STARTERS]:  # channels register their senders and media fetchers
             await start(app, svc)
         svc.tasks.append(asyncio.create_task(worker.run(settings.sweep_seconds), name="outbox"))
         svc.tasks.append(asyncio.create_task(_inbox_sweeper(engine, settings.sweep_seconds), name="inbox"))
@@ -97,9 +113,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         svc = app.get(SERVICES)
         if svc is None:
             return
-        for task in svc.tasks:
+        for stop in app[STOPPERS]:
+            await stop(app, svc)
+        for task in [*svc.tasks, *svc.background]:
             task.cancel()
-        for task in svc.tasks:
+        for task in [*svc.tasks, *svc.background]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await svc.db.dispose()
@@ -112,6 +130,18 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         from handlers import sandbox
 
         sandbox.setup(app)
+    if settings.telegram_token:
+        from handlers import telegram
+
+        telegram.setup(app, settings)
+    if settings.line_channel_secret and settings.line_access_token:
+        from handlers import line
+
+        line.setup(app, settings)
+    if settings.scheduler:
+        from bot import scheduler
+
+        scheduler.setup(app, settings)
     return app
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Awaitable, Callable
 
 import structlog
 from geothai import search as geo_search
@@ -30,6 +30,7 @@ from flows.model import (
     InboundEvent,
     ListReports,
     Msg,
+    PhotoReceived,
     Reply,
     StaffAction,
     SubmitReport,
@@ -39,7 +40,8 @@ from flows.status import ROLE_RANK, Role, Status, decide
 from storage import repo
 from storage.boundaries import AreaIndex, Boundaries
 from storage.db import Database
-from storage.models import Report, Team
+from storage.models import InboxEvent, Report, Team
+from storage.photos import PhotoError, PhotoStore
 
 log = structlog.get_logger("namjai.engine")
 
@@ -89,8 +91,12 @@ class Engine:
         boundaries: Boundaries | None = None,
         clock: Callable[[], datetime] = utcnow,
         default_lang: str = "th",
+        photos: PhotoStore | None = None,
     ):
         self.db = db
+        self.photos = photos
+        # platform -> coroutine fetching a media reference's bytes (registered by each channel)
+        self.media_fetchers: dict[str, Callable[[str], Awaitable[bytes]]] = {}
         self.boundaries = boundaries or Boundaries.default()
         self.clock = clock
         self.default_lang = default_lang
@@ -129,12 +135,18 @@ class Engine:
     async def process(self, inbox_id: int) -> None:
         """Runs one stored event through the flows, in one transaction; a failure is retried later."""
         wrote_outbox = False
+        async with self.db.session() as s:
+            row = await s.get(InboxEvent, inbox_id)
+            if row is None or row.status != "pending":
+                return
+            ev = event_from_dict(row.payload)
+        # Downloading a photo happens outside the transaction: no lock is held over the network.
+        ev = await self._fetch_media(ev)
         with metrics.PROCESS_SECONDS.time():
             async with self.db.transaction() as s:
                 row = await repo.inbox_lock(s, inbox_id)
                 if row is None or row.status != "pending":
                     return
-                ev = event_from_dict(row.payload)
                 try:
                     async with s.begin_nested():
                         wrote_outbox = await self._dispatch(s, ev)
@@ -150,6 +162,24 @@ class Engine:
         if wrote_outbox:
             for listener in self._outbox_listeners:
                 listener()
+
+    async def _fetch_media(self, ev: InboundEvent) -> InboundEvent:
+        """Fetches a platform photo and stores it; the event then carries the stored key or an error."""
+        if not isinstance(ev, PhotoReceived) or ev.key or ev.error or not ev.media:
+            return ev
+        fetch = self.media_fetchers.get(ev.address.platform)
+        if fetch is None or self.photos is None:
+            return replace(ev, error="download_failed")
+        try:
+            data = await fetch(ev.media)
+        except Exception as exc:
+            log.warning("media_download_failed", platform=ev.address.platform, error=type(exc).__name__)
+            return replace(ev, error="download_failed")
+        try:
+            stored = await self.photos.put(data)
+        except PhotoError as e:
+            return replace(ev, error=e.reason)
+        return replace(ev, key=stored.key)
 
     async def _dispatch(self, s, ev: InboundEvent) -> bool:
         if ev.address.is_group:

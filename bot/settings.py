@@ -22,12 +22,16 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "console"  # console | json
     teams_file: str | None = None  # imported on start when the database has no team yet
+    # --- telegram settings (handlers/telegram.py)
     telegram_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base: str | None = None  # tests point the Bot API at a loopback fake
+    # --- line settings (handlers/line.py)
     line_channel_secret: SecretStr | None = None
     line_access_token: SecretStr | None = None
     line_api_host: str | None = None
+    # --- scheduler settings (bot/scheduler.py)
+    scheduler: bool = True
     photo_retention_days: int = 90
     identity_retention_days: int = 365
     outbox_batch: int = 50

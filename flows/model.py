@@ -52,10 +52,12 @@ class TextReceived(Event):
 
 @dataclass(frozen=True)
 class PhotoReceived(Event):
-    """A photo already stored by the photo store (`key`), or the reason it could not be."""
+    """A photo: `media` names it on the platform until the engine has fetched and stored it
+    (`key`), or `error` says why it could not be."""
 
     key: str | None = None
     error: str | None = None  # "not_image" | "too_large" | "download_failed"
+    media: str | None = None  # the platform's reference (Telegram file_id, LINE message id)
 
 
 @dataclass(frozen=True)
