@@ -46,6 +46,7 @@ from storage.photos import PhotoError, PhotoStore
 log = structlog.get_logger("namjai.engine")
 
 MAX_ATTEMPTS = 5
+TEAMS_TTL = timedelta(seconds=30)
 BIND_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 BINDING_ROLES = {"team": Role.STAFF, "supervisors": Role.SUPERVISOR, "director": Role.SUPERVISOR}
 
@@ -102,6 +103,7 @@ class Engine:
         self.default_lang = default_lang
         self._outbox_listeners: list[Callable[[], None]] = []
         self._areas: tuple[tuple, AreaIndex] | None = None
+        self._teams_cache: tuple[datetime, list[Team]] | None = None
 
     # ------------------------------------------------------------ inbox
 
@@ -117,11 +119,18 @@ class Engine:
         return inbox_id
 
     async def handle(self, ev: InboundEvent) -> bool:
-        """Stores and processes one event now; False when it was a duplicate."""
-        inbox_id = await self.ingest(ev)
-        if inbox_id is None:
-            return False
-        await self.process(inbox_id)
+        """Stores and processes one event now, in one transaction; False when it was a duplicate."""
+        ev = await self._fetch_media(ev)
+        with metrics.PROCESS_SECONDS.time():
+            async with self.db.transaction() as s:
+                now = self.clock()
+                inbox_id = await repo.inbox_insert(s, ev.address.platform, ev.event_id, event_to_dict(ev), now, status="done")
+                if inbox_id is None:
+                    metrics.EVENTS.labels(ev.address.platform, "duplicate").inc()
+                    return False
+                wrote, _ = await self._run_stored(s, inbox_id, 0, ev)
+        metrics.EVENTS.labels(ev.address.platform, "stored").inc()
+        self._notify(wrote)
         return True
 
     async def process_pending(self, limit: int = 100, older_than: timedelta = timedelta(0)) -> int:
@@ -134,7 +143,6 @@ class Engine:
 
     async def process(self, inbox_id: int) -> None:
         """Runs one stored event through the flows, in one transaction; a failure is retried later."""
-        wrote_outbox = False
         async with self.db.session() as s:
             row = await s.get(InboxEvent, inbox_id)
             if row is None or row.status != "pending":
@@ -147,18 +155,29 @@ class Engine:
                 row = await repo.inbox_lock(s, inbox_id)
                 if row is None or row.status != "pending":
                     return
-                try:
-                    async with s.begin_nested():
-                        wrote_outbox = await self._dispatch(s, ev)
-                    row.status, row.processed_at = "done", self.clock()
-                except Exception as exc:  # the event stays in the inbox and is tried again
-                    row.attempts += 1
-                    row.error = f"{type(exc).__name__}: {exc}"[:500]
-                    log.exception("event_failed", platform=ev.address.platform, inbox_id=inbox_id, attempts=row.attempts)
-                    if row.attempts >= MAX_ATTEMPTS:
-                        row.status = "failed"
-                        await self._send(s, ev.address.platform, ev.address.chat_id, Reply((Msg("err.internal"),)), self._lang_hint(ev))
-                        wrote_outbox = True
+                wrote_outbox, failed = await self._run_stored(s, row.id, row.attempts, ev)
+                if not failed:
+                    await repo.inbox_done(s, row.id, self.clock())
+        self._notify(wrote_outbox)
+
+    async def _run_stored(self, s, inbox_id: int, attempts: int, ev: InboundEvent) -> tuple[bool, bool]:
+        """Runs a stored event through the flows inside the caller's transaction; returns (wrote to
+        the outbox, failed). A failure rolls back to a savepoint and is recorded on the inbox row,
+        to be retried: the event is not lost."""
+        try:
+            async with s.begin_nested():
+                return await self._dispatch(s, ev), False
+        except Exception as exc:
+            attempts += 1
+            log.exception("event_failed", platform=ev.address.platform, inbox_id=inbox_id, attempts=attempts)
+            status = "failed" if attempts >= MAX_ATTEMPTS else "pending"
+            await repo.inbox_failed(s, inbox_id, attempts, status, f"{type(exc).__name__}: {exc}"[:500])
+            if status == "failed":
+                await self._send(s, ev.address.platform, ev.address.chat_id, Reply((Msg("err.internal"),)), self._lang_hint(ev))
+                return True, True
+            return False, True
+
+    def _notify(self, wrote_outbox: bool) -> None:
         if wrote_outbox:
             for listener in self._outbox_listeners:
                 listener()
@@ -228,7 +247,7 @@ class Engine:
         draft = conv.draft
         assert draft is not None
         now = ctx.now
-        teams = await repo.teams_all(s)
+        teams = await self._teams(s)
         hits = self._area_index(teams).hits(draft.lat, draft.lon) if draft.lat is not None else []
         areas = [routing.TeamArea(t.code, tuple(t.provinces or ()), t.area is not None, t.fallback) for t in teams]
         code = routing.choose_team(areas, draft.province_code, hits)
@@ -274,7 +293,7 @@ class Engine:
             s, report_id=report.id, at=now, actor=a.user_key, actor_name=ev.user_name,
             action="submit", to_status=Status.NEW, detail={"team": team.code},
         )
-        view = await self._view(s, report, team, conv.lang)
+        view = await self._view(s, report, team, conv.lang, fresh=True)
         await self._send(s, a.platform, a.chat_id, cardflow.submitted(view), conv.lang, report_id=report.id)
         chats = await self._post_cards(s, report, team, view)
         metrics.REPORTS.labels("urgent" if report.urgent else "normal").inc()
@@ -400,6 +419,13 @@ class Engine:
 
     # ------------------------------------------------------------ helpers
 
+    async def _teams(self, s) -> list[Team]:
+        """Active teams, cached briefly: they change only when an operator imports a file."""
+        now = utcnow()
+        if self._teams_cache is None or now - self._teams_cache[0] > TEAMS_TTL:
+            self._teams_cache = (now, await repo.teams_all(s))
+        return self._teams_cache[1]
+
     def _area_index(self, teams: list[Team]) -> AreaIndex:
         key = tuple((t.code, id(t.area)) for t in teams if t.area)
         signature = tuple(sorted(code for code, _ in key))
@@ -412,8 +438,8 @@ class Engine:
             return ""
         return team.name_th if lang == "th" else team.name_en
 
-    async def _view(self, s, report: Report, team: Team | None = None, lang: str = "th") -> cardflow.ReportView:
-        team = team or await repo.team_get(s, report.team_id)
+    async def _view(self, s, report: Report, team: Team | None = None, lang: str = "th", fresh: bool = False) -> cardflow.ReportView:
+        team = team or next((t for t in await self._teams(s) if t.id == report.team_id), None) or await repo.team_get(s, report.team_id)
         return cardflow.ReportView(
             id=report.id,
             ref=report.ref,
@@ -433,7 +459,7 @@ class Engine:
             team_name=self._team_name(team, lang),  # channels re-render it per chat language
             outcome=report.outcome,
             repeats=tuple(await repo.refs_of(s, report.repeat_of or [])),
-            last_comment=await repo.last_comment(s, report.id),
+            last_comment=None if fresh else await repo.last_comment(s, report.id),
         )
 
     async def _post_cards(self, s, report: Report, team: Team, view: cardflow.ReportView, actionable: bool = True) -> int:

@@ -61,7 +61,9 @@ async def to_event(svc: Services, body: dict):
     chat = str(body.get("chat") or "").strip()
     if not chat or len(chat) > 64:
         raise _bad("'chat' is required (at most 64 characters)")
-    group = bool(body.get("group", chat.startswith("team-")))
+    group = body.get("group", chat.startswith("team-"))
+    if not isinstance(group, bool):
+        raise _bad("'group' must be true or false")
     user = str(body.get("user") or chat)
     address = Address(PLATFORM, chat, user, is_group=group)
     common = dict(

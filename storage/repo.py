@@ -40,11 +40,14 @@ def _locking(stmt, s: AsyncSession, skip_locked: bool = False):
 # ---------------------------------------------------------------- inbox
 
 
-async def inbox_insert(s: AsyncSession, platform: str, event_id: str, payload: dict, now: datetime) -> int | None:
+async def inbox_insert(
+    s: AsyncSession, platform: str, event_id: str, payload: dict, now: datetime, status: str = "pending"
+) -> int | None:
     """Stores a received event; None when this platform event id was stored before."""
     stmt = (
         _insert(s, InboxEvent.__table__)
-        .values(platform=platform, event_id=event_id, payload=payload, status="pending", attempts=0, received_at=now)
+        .values(platform=platform, event_id=event_id, payload=payload, status=status, attempts=0, received_at=now,
+                processed_at=now if status == "done" else None)
         .on_conflict_do_nothing(index_elements=["platform", "event_id"])
         .returning(InboxEvent.__table__.c.id)
     )
@@ -54,6 +57,16 @@ async def inbox_insert(s: AsyncSession, platform: str, event_id: str, payload: d
 async def inbox_lock(s: AsyncSession, inbox_id: int) -> InboxEvent | None:
     stmt = _locking(select(InboxEvent).where(InboxEvent.id == inbox_id), s, skip_locked=True)
     return (await s.exec(stmt)).first()
+
+
+async def inbox_failed(s: AsyncSession, inbox_id: int, attempts: int, status: str, error: str) -> None:
+    await s.exec(
+        sa.update(InboxEvent).where(InboxEvent.id == inbox_id).values(attempts=attempts, status=status, error=error, processed_at=None)
+    )
+
+
+async def inbox_done(s: AsyncSession, inbox_id: int, now: datetime) -> None:
+    await s.exec(sa.update(InboxEvent).where(InboxEvent.id == inbox_id).values(status="done", processed_at=now))
 
 
 async def inbox_due(s: AsyncSession, now: datetime, limit: int, older_than: timedelta) -> list[int]:
@@ -72,13 +85,16 @@ async def inbox_due(s: AsyncSession, now: datetime, limit: int, older_than: time
 
 async def conversation_lock(s: AsyncSession, platform: str, chat_id: str, user_id: str, now: datetime) -> Conversation:
     """The conversation row, created if new, locked for this transaction (one update at a time)."""
+    stmt = select(Conversation).where(
+        Conversation.platform == platform, Conversation.chat_id == chat_id, Conversation.user_id == user_id
+    )
+    row = (await s.exec(_locking(stmt, s))).first()
+    if row is not None:
+        return row
     await s.exec(
         _insert(s, Conversation.__table__)
         .values(platform=platform, chat_id=chat_id, user_id=user_id, state=None, lang="th", step="idle", updated_at=now)
         .on_conflict_do_nothing(index_elements=["platform", "chat_id", "user_id"])
-    )
-    stmt = select(Conversation).where(
-        Conversation.platform == platform, Conversation.chat_id == chat_id, Conversation.user_id == user_id
     )
     return (await s.exec(_locking(stmt, s))).one()
 

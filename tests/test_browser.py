@@ -152,7 +152,7 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             chat = vol.locator("#transcript")
             vol.locator("#text").fill("สวัสดี")
             vol.locator("#send-btn").click()
-            expect(chat.locator(".msg.own")).to_contain_text("สวัสดี")
+            expect(chat.locator(".msg.own").first).to_contain_text("สวัสดี")
 
             vol.get_by_role("button", name="ยินยอม", exact=True).click()
             expect(chat).to_contain_text("ส่งรูปถ่าย")
@@ -199,7 +199,7 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             expect(card).to_contain_text("ช่วยเหลือ ณ จุดเกิดเหตุ")
 
             # a comment on the card, as a reply to it
-            card.get_by_role("button", name=re.compile("Reply / comment")).click()
+            card.get_by_role("button", name=re.compile(r"^↩ Reply")).click()
             expect(team.locator("#reply-chip")).to_contain_text(ref)
             team.locator("#text").fill("ให้อาหารและน้ำแล้ว")
             team.locator("#send-btn").click()
@@ -212,6 +212,7 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             expect(chat).to_contain_text(f"เรื่อง {ref}: เจ้าหน้าที่ลงพื้นที่แล้ว")
             expect(chat).to_contain_text(f"เรื่อง {ref} ปิดแล้ว")
 
+            card.scroll_into_view_if_needed()
             shots = {"volunteer": vol, "team": team}
             keep = os.environ.get("NAMJAI_SCREENSHOT_DIR")
             for who, page in shots.items():

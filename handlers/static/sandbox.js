@@ -415,7 +415,7 @@
     if (!force && key === state.lastKey) return;
     state.lastKey = key;
 
-    var nearBottom = el.transcript.scrollHeight - el.transcript.scrollTop - el.transcript.clientHeight < 120;
+    var nearBottom = state.stick;
     var grew = msgs.length + own.length !== (state.lastCount || 0);
     state.lastCount = msgs.length + own.length;
 
@@ -438,11 +438,27 @@
     });
     while (i < own.length) frag.appendChild(renderOwn(own[i++]));
 
+    var top = el.transcript.scrollTop;
     el.transcript.textContent = "";
     el.transcript.appendChild(frag);
-    if (nearBottom || grew) el.transcript.scrollTop = el.transcript.scrollHeight;
+    if (nearBottom || grew) toBottom();
+    else el.transcript.scrollTop = top; // reading further up: stay there
     el.locBtn.classList.toggle("wanted", !!(lastBot && lastBot.ask === "location"));
     document.getElementById("photo-btn").classList.toggle("wanted", !!(lastBot && lastBot.ask === "photo"));
+  }
+
+  // Keep the transcript pinned to its end while the reader is there, also when the composer
+  // grows (a panel opens) or the window is resized.
+  state.stick = true;
+  function toBottom() {
+    el.transcript.scrollTop = el.transcript.scrollHeight;
+    state.stick = true;
+  }
+  el.transcript.addEventListener("scroll", function () {
+    state.stick = el.transcript.scrollHeight - el.transcript.scrollTop - el.transcript.clientHeight < 80;
+  }, { passive: true });
+  if (window.ResizeObserver) {
+    new ResizeObserver(function () { if (state.stick) el.transcript.scrollTop = el.transcript.scrollHeight; }).observe(el.transcript);
   }
 
   // ------------------------------------------------------------------ composer

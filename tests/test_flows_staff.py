@@ -1,0 +1,97 @@
+"""Statuses, transitions and the staff group's events, as tables."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from bot.i18n import catalogue
+from flows.cards import ReportView, be_year, card, format_ref, reporter_update
+from flows.model import Address, BindChat, ChoiceMade, Reply, StaffAction, TextReceived
+from flows.staff import group_step
+from flows.status import TRANSITIONS, Outcome, Role, Status, decide
+
+NOW = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
+G = Address("sandbox", "team-x", "s", is_group=True)
+
+DECISIONS = [
+    ("ack", Status.NEW, Role.STAFF, "", True, Status.ACKNOWLEDGED, None),
+    ("onsite", Status.ACKNOWLEDGED, Role.STAFF, "", True, Status.ON_SITE, None),
+    ("onsite", Status.NEW, Role.STAFF, "", True, Status.ON_SITE, None),
+    ("close", Status.ON_SITE, Role.STAFF, "shelter", True, Status.CLOSED, None),
+    ("close", Status.ON_SITE, Role.STAFF, "", False, None, "staff.need_outcome"),
+    ("close", Status.ON_SITE, Role.STAFF, "bogus", False, None, "staff.need_outcome"),
+    ("ack", Status.CLOSED, Role.STAFF, "", False, None, "staff.already_closed"),
+    ("ack", Status.ON_SITE, Role.STAFF, "", False, None, "staff.not_now"),
+    ("ack", Status.NEW, None, "", False, None, "staff.not_member"),
+    ("reopen", Status.CLOSED, Role.STAFF, "", False, None, "staff.not_allowed"),
+    ("reopen", Status.CLOSED, Role.SUPERVISOR, "", True, Status.REOPENED, None),
+    ("ack", Status.REOPENED, Role.STAFF, "", True, Status.ACKNOWLEDGED, None),
+    ("ack", Status.TRANSFERRED, Role.STAFF, "", True, Status.ACKNOWLEDGED, None),
+    ("comment", Status.CLOSED, Role.STAFF, "", True, Status.CLOSED, None),
+    ("fly", Status.NEW, Role.ADMIN, "", False, None, "staff.unknown_action"),
+]
+
+
+@pytest.mark.parametrize("action,status,role,arg,ok,new,error", DECISIONS)
+def test_decide(action, status, role, arg, ok, new, error):
+    d = decide(action, status, role, arg=arg)
+    assert (d.ok, d.new_status, d.error) == (ok, new, error)
+
+
+def test_transfer_needs_another_team():
+    assert decide("transfer", Status.NEW, Role.STAFF, arg="", same_team=True).error == "staff.need_team"
+    assert decide("transfer", Status.NEW, Role.STAFF, arg="pcdp-21", same_team=False).new_status == Status.TRANSFERRED
+
+
+def test_every_error_and_label_is_in_the_catalogue():
+    cat = catalogue()
+    for action in TRANSITIONS:
+        if action != "comment":
+            assert f"act.{action}" in cat
+    for o in Outcome:
+        assert f"outcome.{o.value}" in cat and f"outcome_plain.{o.value}" in cat
+    for s in Status:
+        assert f"status.{s.value}" in cat
+    for _, _, _, _, _, _, err in DECISIONS:
+        assert err is None or err in cat
+
+
+GROUP = [
+    ("bind by command", TextReceived(G, "e", NOW, text="/bind abcd-efgh"), None, [BindChat("ABCD-EFGH")]),
+    ("bind by bare code", TextReceived(G, "e", NOW, text="ABCD-EFGH"), None, [BindChat("ABCD-EFGH")]),
+    ("chatter ignored", TextReceived(G, "e", NOW, text="กินข้าวยัง"), None, []),
+    ("a reply to a card is a comment", TextReceived(G, "e", NOW, text="ไปแล้ว"), 7, [StaffAction(7, "comment", comment="ไปแล้ว")]),
+    ("accept button", ChoiceMade(G, "e", NOW, data="r:7:ack"), None, [StaffAction(7, "ack", "")]),
+    ("close with outcome", ChoiceMade(G, "e", NOW, data="r:7:close:shelter"), None, [StaffAction(7, "close", "shelter")]),
+]
+
+
+@pytest.mark.parametrize("name,event,reply_report,want", GROUP, ids=[g[0] for g in GROUP])
+def test_group_step(name, event, reply_report, want):
+    assert group_step(event, reply_report) == want
+
+
+def test_close_without_outcome_asks_for_one():
+    [reply] = group_step(ChoiceMade(G, "e", NOW, data="r:7:close"))
+    assert isinstance(reply, Reply) and len(reply.buttons) == len(Outcome)
+
+
+def test_reference_number_in_buddhist_era():
+    assert be_year(datetime(2026, 12, 31, 18, 0, tzinfo=timezone.utc)) == 2570  # already 1 Jan in Bangkok
+    assert format_ref(2569, 123) == "NJ-2569-000123"
+
+
+def test_card_buttons_follow_status_and_reporter_told_in_plain_words():
+    view = ReportView(id=3, ref="NJ-2569-000003", status="new", created_at=NOW, who=("begging",), law_track="begging", repeats=("NJ-2569-000001",))
+    c = card(view, lambda code: code)
+    datas = [b.data for row in c.buttons for b in row]
+    assert datas == ["r:3:ack", "r:3:onsite", "r:3:close", "r:3:transfer"]
+    keys = [m.key for m in c.lines]
+    assert "card.law.begging" in keys and "card.repeats" in keys
+    closed = ReportView(id=3, ref="NJ-2569-000003", status="closed", created_at=NOW, outcome="family")
+    assert [b.data for row in card(closed, str).buttons for b in row] == ["r:3:reopen"]
+    told = reporter_update(closed, "closed")
+    assert told.lines[0].key == "tell.closed"
+    assert reporter_update(view, "transferred") is None
