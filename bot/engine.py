@@ -13,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
 
 import structlog
-from geothai import search as geo_search
 
 from bot import metrics
 from bot.i18n import lines as render_lines
@@ -67,10 +66,7 @@ class FlowContext:
         return reportflow.Located(p.inside, p.province_code, p.neighbours)
 
     def province_in_text(self, text: str) -> str | None:
-        for result in geo_search(text, limit=5):
-            if result.level == "province":
-                return result.area.code
-        return None
+        return routing.province_in_text(text, self.boundaries.province_names())
 
     def province_name(self, code: str, lang: str) -> str:
         names = self.boundaries.province_names().get(code)

@@ -38,6 +38,17 @@ def choose_team(teams: Sequence[TeamArea], province_code: str | None, polygon_hi
     return None
 
 
+def province_in_text(text: str, names: dict[str, tuple[str, str]]) -> str | None:
+    """The province a typed landmark names (Thai or English name), longest name first, or None."""
+    low = text.lower()
+    hits = []
+    for code, (th, en) in names.items():
+        for name in (th, en.lower()):
+            if name and name in low:
+                hits.append((len(name), code))
+    return max(hits)[1] if hits else None
+
+
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance in metres (haversine)."""
     r = 6_371_000.0

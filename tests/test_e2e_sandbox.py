@@ -234,3 +234,35 @@ async def test_binding_a_group_with_a_one_time_code(sandbox):
     group.chat = "g-rayong"
     assert "ผูกกับ" in await group.send(f"/bind {code}")
     assert "ไม่ถูกต้อง" in await group.send(f"/bind {code}")  # used once only
+
+
+async def test_transfer_to_the_provincial_centre(sandbox):
+    ref = await full_report(sandbox.volunteer("t1"), location=PATTAYA)
+    city = sandbox.team("pattaya-city")
+    report_id = (await city.card(ref))["card"]["report_id"]
+    choices = await city.choose(f"r:{report_id}:transfer")
+    assert "โอนให้ทีมใด" in choices
+    await city.tap("ศูนย์คุ้มครองคนไร้ที่พึ่งจังหวัดชลบุรี")
+    old = await city.card(ref)
+    assert "โอนไปอีกทีม" in old["text"] and old["buttons"] == []
+    centre = sandbox.team("pcdp-20")
+    card = await centre.card(ref)
+    assert "โอนไปอีกทีม" in card["text"]
+    assert "ไม่ได้อยู่ในทีม" in await city.choose(f"r:{report_id}:ack")  # no longer theirs
+    await centre.tap("รับเรื่อง")
+    assert "รับเรื่องแล้ว" in (await centre.card(ref))["text"]
+
+
+async def test_landmark_without_gps_is_routed_by_the_province_it_names(sandbox):
+    v = sandbox.volunteer("l1")
+    await consent(v)
+    await v.choose("nophoto:")
+    assert "ยืนยันตำแหน่ง" in await v.send("หน้าตลาดหนองมน บางแสน ชลบุรี")
+    await v.choose("who:homeless")
+    await v.choose("who:done")
+    await v.choose("count:1")
+    await v.choose("urg:normal")
+    await v.choose("note:skip")
+    ref = ref_in(await v.choose("confirm:send"))
+    card = await sandbox.team("pcdp-20").card(ref)
+    assert "ตำแหน่งต้องยืนยัน" in card["text"] and "หนองมน" in card["text"]

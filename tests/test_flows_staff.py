@@ -95,3 +95,12 @@ def test_card_buttons_follow_status_and_reporter_told_in_plain_words():
     told = reporter_update(closed, "closed")
     assert told.lines[0].key == "tell.closed"
     assert reporter_update(view, "transferred") is None
+
+
+def test_province_named_in_a_landmark():
+    from flows.routing import province_in_text
+
+    names = {"20": ("ชลบุรี", "Chon Buri"), "10": ("กรุงเทพมหานคร", "Bangkok"), "21": ("ระยอง", "Rayong")}
+    assert province_in_text("หน้าตลาดหนองมน ชลบุรี", names) == "20"
+    assert province_in_text("near the pier, Rayong", names) == "21"
+    assert province_in_text("ใต้สะพานลอย", names) is None
