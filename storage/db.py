@@ -25,9 +25,14 @@ class Database:
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine: AsyncEngine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         else:
             self.engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        # Write transactions take SQLite's write lock at BEGIN (IMMEDIATE), so a read-then-write
+        # (claiming outbox rows, locking a conversation) cannot interleave with another process.
+        writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
+        self._writers = async_sessionmaker(writer, class_=AsyncSession, expire_on_commit=False)
         # SQLite has one writer: serialise our write transactions in this process instead of
         # letting them fail with "database is locked". (Several processes need PostgreSQL.)
         self.write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -42,10 +47,10 @@ class Database:
         """A session in one transaction, committed on success (serialised on SQLite)."""
         if self.write_lock is not None:
             async with self.write_lock:
-                async with self._sessions() as s, s.begin():
+                async with self._writers() as s, s.begin():
                     yield s
         else:
-            async with self._sessions() as s, s.begin():
+            async with self._writers() as s, s.begin():
                 yield s
 
     async def dispose(self) -> None:
@@ -53,9 +58,15 @@ class Database:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # SQLAlchemy, not the sqlite3 module, decides when a transaction begins (see _sqlite_begin).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
