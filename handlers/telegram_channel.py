@@ -1,0 +1,205 @@
+"""Delivering outbox rows to Telegram (python-telegram-bot's `Bot`), within the Bot API's limits.
+
+- A neutral message becomes sendMessage with an inline keyboard (our buttons), or, when it asks
+  for a location in a private chat and has no buttons, a one-time reply keyboard with Telegram's
+  "send my location" button.
+- A card (payload["card"]) is the first photo with the text as its caption (text when there is no
+  photo or the text is longer than a caption may be), plus a map button when it has a location;
+  `card_message_id` given means edit that message in place (editMessageText/editMessageCaption).
+- Errors become `SendResult`s: 429 → retry after what Telegram asks, blocked/removed (403) and
+  bad requests (400) → permanent, network/timeouts/5xx → retry with the outbox's backoff.
+- Limits (~30 messages/s overall, 20/min per group) are kept by a small in-process limiter: a
+  message over the limit is not sent but deferred (SendResult(retry_after=...)). It is per process:
+  several replicas would each allow the full rate.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import deque
+from datetime import timedelta
+from typing import Awaitable, Callable
+
+import structlog
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
+
+from bot.i18n import text as render
+from bot.outbox import SendResult
+from flows.model import Msg
+
+log = structlog.get_logger("namjai.telegram")
+
+PLATFORM = "telegram"
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+MAX_CALLBACK_DATA = 64
+
+
+class RateLimiter:
+    """Sliding windows: `per_second` messages a second overall, `group_per_minute` a minute per
+    group chat (negative chat ids). `reserve` takes a slot, or says how long to wait for one."""
+
+    def __init__(self, per_second: float = 30.0, group_per_minute: int = 20, clock: Callable[[], float] = time.monotonic):
+        self.per_second = max(1, int(per_second))
+        self.group_per_minute = max(1, int(group_per_minute))
+        self.clock = clock
+        self._all: deque[float] = deque()
+        self._groups: dict[int, deque[float]] = {}
+
+    @staticmethod
+    def _wait(window: deque[float], limit: int, span: float, now: float) -> float:
+        while window and window[0] <= now - span:
+            window.popleft()
+        return 0.0 if len(window) < limit else window[0] + span - now
+
+    def reserve(self, chat_id: int) -> float:
+        now = self.clock()
+        wait = self._wait(self._all, self.per_second, 1.0, now)
+        group = self._groups.setdefault(chat_id, deque()) if chat_id < 0 else None
+        if group is not None:
+            wait = max(wait, self._wait(group, self.group_per_minute, 60.0, now))
+        if wait > 0:
+            return wait
+        self._all.append(now)
+        if group is not None:
+            group.append(now)
+        if len(self._groups) > 10_000:  # forget quiet groups
+            self._groups = {k: v for k, v in self._groups.items() if v and v[-1] > now - 60.0}
+        return 0.0
+
+
+def _seconds(e: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = e.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class TelegramChannel:
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        bot: Bot,
+        photo_bytes: Callable[[str], Awaitable[bytes]],
+        limiter: RateLimiter | None = None,
+        on_migrated: Callable[[str, str], Awaitable[None]] | None = None,
+    ):
+        self.bot = bot
+        self.photo_bytes = photo_bytes
+        self.limiter = limiter or RateLimiter()
+        self.on_migrated = on_migrated
+
+    async def send(self, row, card_message_id: str | None) -> SendResult:
+        payload = row.payload or {}
+        try:
+            chat_id = int(row.chat_id)
+        except ValueError:
+            return SendResult(False, permanent=True, error="not a Telegram chat id")
+        wait = self.limiter.reserve(chat_id)
+        if wait > 0:
+            return SendResult(False, retry_after=round(wait, 3), error="rate limit (local)")
+        try:
+            try:
+                message_id = await self._deliver(chat_id, payload, card_message_id)
+            except ChatMigrated as e:  # a group became a supergroup: follow it, once
+                new_id = int(e.new_chat_id)
+                log.info("telegram_chat_migrated_on_send", outbox_id=row.id)
+                if self.on_migrated is not None:
+                    await self.on_migrated(str(chat_id), str(new_id))
+                message_id = await self._deliver(new_id, payload, None)
+            return SendResult(True, message_id=str(message_id))
+        except RetryAfter as e:
+            return SendResult(False, retry_after=_seconds(e), error="429 flood control")
+        except Forbidden as e:
+            return SendResult(False, permanent=True, error=f"403 {e.message}")
+        except BadRequest as e:
+            if "not modified" in e.message.lower() and card_message_id:
+                return SendResult(True, message_id=card_message_id)
+            return SendResult(False, permanent=True, error=f"400 {e.message}")
+        except NetworkError as e:  # includes TimedOut and 5xx
+            return SendResult(False, error=f"network: {e.message}")
+        except TelegramError as e:  # InvalidToken, Conflict, …: an operator's problem; keep the row
+            return SendResult(False, error=f"{type(e).__name__}: {e.message}")
+
+    # ------------------------------------------------------------ building messages
+
+    def _markup(self, payload: dict, chat_id: int):
+        lang = payload.get("lang") or "th"
+        rows = []
+        for row in payload.get("buttons") or []:
+            out = []
+            for b in row:
+                if len(b["data"].encode()) > MAX_CALLBACK_DATA:
+                    log.warning("telegram_button_dropped", reason="callback_data over 64 bytes")
+                    continue
+                out.append(InlineKeyboardButton(b["label"], callback_data=b["data"]))
+            if out:
+                rows.append(out)
+        loc = payload.get("location") if payload.get("card") else None
+        if loc and loc.get("lat") is not None:
+            url = f"https://www.google.com/maps/search/?api=1&query={loc['lat']:.6f},{loc['lon']:.6f}"
+            rows.append([InlineKeyboardButton(render(Msg("tg.open_map"), lang), url=url)])
+        if rows:
+            return InlineKeyboardMarkup(rows)
+        if payload.get("ask") == "location" and chat_id > 0:
+            button = KeyboardButton(render(Msg("tg.share_location"), lang), request_location=True)
+            return ReplyKeyboardMarkup([[button]], resize_keyboard=True, one_time_keyboard=True)
+        return None
+
+    async def _deliver(self, chat_id: int, payload: dict, card_message_id: str | None) -> int:
+        markup = self._markup(payload, chat_id)
+        text = payload.get("text") or "…"
+        if payload.get("card"):
+            return await self._card(chat_id, payload, text, markup, card_message_id)
+        msg = await self.bot.send_message(
+            chat_id, _clip(text, MAX_TEXT), reply_markup=markup, disable_notification=bool(payload.get("notice"))
+        )
+        return msg.message_id
+
+    async def _card(self, chat_id: int, payload: dict, text: str, markup, card_message_id: str | None) -> int:
+        keys = payload.get("photos") or []
+        if card_message_id:
+            message_id = int(card_message_id)
+            as_caption = bool(keys)
+            for attempt in (0, 1):
+                try:
+                    if as_caption:
+                        await self.bot.edit_message_caption(chat_id, message_id, caption=_clip(text, MAX_CAPTION), reply_markup=markup)
+                    else:
+                        await self.bot.edit_message_text(_clip(text, MAX_TEXT), chat_id, message_id, reply_markup=markup)
+                    break
+                except BadRequest as e:
+                    m = e.message.lower()
+                    if "not modified" in m:
+                        break
+                    if attempt == 0 and ("no text" in m or "no caption" in m or "caption is too long" in m):
+                        as_caption = not as_caption  # the card was sent the other way (see below)
+                        continue
+                    raise
+            return message_id
+        photo = None
+        if keys:
+            try:
+                photo = await self.photo_bytes(keys[0])
+            except (KeyError, ValueError, OSError):  # deleted by retention: the card goes as text
+                photo = None
+        if photo is not None and len(text) <= MAX_CAPTION:
+            msg = await self.bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
+            return msg.message_id
+        if photo is not None:  # too long for a caption: the photo first, then the card as text
+            await self.bot.send_photo(chat_id, photo)
+        msg = await self.bot.send_message(chat_id, _clip(text, MAX_TEXT), reply_markup=markup)
+        return msg.message_id

@@ -1,0 +1,168 @@
+"""TelegramChannel against the fake Bot API: messages, cards, edits, errors and limits (no database)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from bot.settings import Settings
+from handlers.telegram import build_application
+from handlers.telegram_channel import RateLimiter, TelegramChannel
+from handlers.telegram_cli import register_webhook
+from tests.conftest import jpeg
+from tests.fake_telegram import FakeTelegram
+
+GROUP, PRIVATE = -100200300, 4242
+
+
+@pytest.fixture
+async def fake():
+    async with FakeTelegram() as f:
+        yield f
+
+
+@pytest.fixture
+async def channel(fake):
+    application = build_application(Settings(_env_file=None, telegram_token="123:ABC", telegram_api_base=fake.url))
+    await application.initialize()
+    photos = {"k1": jpeg()}
+
+    async def photo_bytes(key):
+        return photos[key]
+
+    yield TelegramChannel(application.bot, photo_bytes, RateLimiter(1000, 1000))
+    await application.shutdown()
+
+
+def row(chat, **payload):
+    return SimpleNamespace(id=1, chat_id=str(chat), payload={"text": "hello", "buttons": [], "ask": None, "lang": "th", **payload})
+
+
+def card(**kw):
+    return {"card": {"report_id": 1}, "photos": ["k1"], "location": {"lat": 12.9, "lon": 100.8}, "text": "NJ-1 ใหม่",
+            "buttons": [[{"label": "รับเรื่อง", "data": "r:1:ack"}]], **kw}
+
+
+async def test_text_with_buttons_and_long_callback_data_dropped(channel, fake):
+    buttons = [[{"label": "A", "data": "a:1"}, {"label": "B", "data": "x" * 65}]]
+    r = await channel.send(row(PRIVATE, buttons=buttons), None)
+    assert r.ok and r.message_id
+    markup = fake.sent("sendMessage")[0].params["reply_markup"]
+    assert markup == {"inline_keyboard": [[{"text": "A", "callback_data": "a:1"}]]}
+
+
+async def test_ask_location_keyboard_only_in_private(channel, fake):
+    await channel.send(row(PRIVATE, ask="location"), None)
+    await channel.send(row(GROUP, ask="location"), None)
+    first, second = fake.sent("sendMessage")
+    assert first.params["reply_markup"]["keyboard"][0][0]["request_location"] is True
+    assert "reply_markup" not in second.params
+
+
+async def test_card_is_a_photo_then_edited_in_place(channel, fake):
+    r = await channel.send(row(GROUP, **card()), None)
+    assert r.ok
+    sent = fake.sent("sendPhoto")[0].params
+    assert sent["caption"] == "NJ-1 ใหม่" and sent["photo"]["size"] > 0
+    assert sent["reply_markup"]["inline_keyboard"][1][0]["url"].startswith("https://www.google.com/maps/")
+    again = await channel.send(row(GROUP, **card(text="NJ-1 รับเรื่องแล้ว")), r.message_id)
+    assert again.ok and again.message_id == r.message_id
+    assert fake.sent("editMessageCaption")[0].params["caption"] == "NJ-1 รับเรื่องแล้ว"
+    same = await channel.send(row(GROUP, **card(text="NJ-1 รับเรื่องแล้ว")), r.message_id)
+    assert same.ok and same.message_id == r.message_id  # "message is not modified" is a success
+
+
+async def test_card_without_photo_is_text_and_long_card_falls_back(channel, fake):
+    r = await channel.send(row(GROUP, **card(photos=[])), None)
+    assert r.ok and fake.sent("sendMessage")
+    long = "ย" * 1500
+    r2 = await channel.send(row(GROUP, **card(text=long)), None)  # too long for a caption
+    assert r2.ok and fake.sent("sendPhoto") and fake.sent("sendMessage")[-1].params["text"] == long
+    r3 = await channel.send(row(GROUP, **card(text=long + "!")), r2.message_id)  # edit: text, not caption
+    assert r3.ok and fake.sent("editMessageText")[-1].params["text"] == long + "!"
+
+
+@pytest.mark.parametrize(
+    "status, expect",
+    [(429, dict(ok=False, retry_after=7.0, permanent=False)), (500, dict(ok=False, retry_after=None, permanent=False)),
+     (403, dict(ok=False, permanent=True)), (400, dict(ok=False, permanent=True))],
+)
+async def test_errors_map_to_send_results(channel, fake, status, expect):
+    fake.fail_next(1, status=status, retry_after=7)
+    r = await channel.send(row(PRIVATE), None)
+    for k, v in expect.items():
+        assert getattr(r, k) == v, (k, r)
+    assert "123:ABC" not in (r.error or "")
+
+
+async def test_group_limit_defers_without_calling(fake, channel):
+    now = [0.0]
+    channel.limiter = RateLimiter(30, 20, clock=lambda: now[0])
+    results = []
+    for i in range(21):
+        now[0] += 0.1
+        results.append(await channel.send(row(GROUP, text=f"m{i}"), None))
+    assert all(r.ok for r in results[:20])
+    assert not results[20].ok and 0 < results[20].retry_after <= 60
+    assert len(fake.sent("sendMessage")) == 20
+    assert (await channel.send(row(PRIVATE), None)).ok  # other chats are not held up
+
+
+def test_global_limit():
+    now = [100.0]
+    lim = RateLimiter(30, 20, clock=lambda: now[0])
+    assert all(lim.reserve(i) == 0 for i in range(1, 31))
+    assert 0 < lim.reserve(31) <= 1.0
+    now[0] += 1.0
+    assert lim.reserve(31) == 0
+
+
+async def test_set_webhook_with_secret_and_command_menus(channel, fake):
+    await register_webhook(channel.bot, "https://namjai.example/telegram/webhook", "s3cret")
+    hook = fake.sent("setWebhook")[0].params
+    assert hook["secret_token"] == "s3cret" and "callback_query" in hook["allowed_updates"]
+    menus = fake.sent("setMyCommands")
+    assert len(menus) == 4  # private and group scopes, in Thai (default) and English
+    en_private = next(c for c in menus if c.params.get("language_code") == "en" and c.params["scope"]["type"] == "all_private_chats")
+    assert {c["command"] for c in en_private.params["commands"]} == {"start", "new", "mine", "cancel", "help", "lang"}
+    th_private = next(c for c in menus if "language_code" not in c.params and c.params["scope"]["type"] == "all_private_chats")
+    assert th_private.params["commands"][1]["description"] == "แจ้งเรื่องใหม่"
+
+
+async def test_polling_feeds_the_same_path(fake):
+    import asyncio
+
+    from handlers.telegram import Telegram
+
+    settings = Settings(_env_file=None, telegram_token="123:ABC", telegram_api_base=fake.url)
+    got = []
+
+    class Svc:
+        clock = staticmethod(lambda: None)
+        background: set = set()
+
+        async def accept(self, ev):
+            got.append(ev)
+            return True
+
+    tg = Telegram(settings)
+    tg.application = build_application(settings)
+    await tg.application.initialize()
+    tg.svc = Svc()
+    fake.updates = [
+        {"update_id": 5, "message": {"message_id": 1, "date": 0, "chat": {"id": 9, "type": "private"}, "from": {"id": 9, "is_bot": False, "first_name": "a"}, "text": "hi"}},
+        {"update_id": 6, "message": {"message_id": 2, "date": 0, "chat": {"id": 9, "type": "private"}, "from": {"id": 9, "is_bot": False, "first_name": "a"}, "text": "/help"}},
+    ]
+    stop = asyncio.Event()
+    task = asyncio.create_task(tg.poll(stop, timeout=1))
+    for _ in range(100):
+        if len(got) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    await tg.application.shutdown()
+    assert [type(e).__name__ for e in got] == ["TextReceived", "CommandReceived"]
+    offsets = [c.params.get("offset") for c in fake.sent("getUpdates")]
+    assert "7" in [str(o) for o in offsets]  # confirmed past what was stored
