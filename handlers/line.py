@@ -1,0 +1,571 @@
+"""The LINE channel (Messaging API, line-bot-sdk 3, async): webhook in, outbox rows out.
+
+- POST /line/webhook       signed by LINE (X-Line-Signature); each event is stored in the inbox
+                           (by its webhookEventId, so a redelivery is processed once) before the 200.
+- GET  /line/photos/{key}  a report photo for a card's hero image: signed, expiring link
+                           (`?exp=…&sig=…`, HMAC-SHA256 with the channel secret); each view logged.
+
+Delivery (`LineChannel`): a message answers with the chat's latest reply token when one is fresh
+(replies are free; pushes count against the monthly quota), otherwise it is pushed with an
+X-Line-Retry-Key derived from the outbox row, so a retried push is never delivered twice.
+LINE cannot edit a sent message: a card's update is a new Flex message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+from urllib.parse import quote
+
+import structlog
+from aiohttp import web
+from linebot.v3.exceptions import InvalidSignatureError
+from linebot.v3.messaging import (
+    ApiException,
+    AsyncApiClient,
+    AsyncMessagingApi,
+    AsyncMessagingApiBlob,
+    CameraAction,
+    CameraRollAction,
+    Configuration,
+    FlexContainer,
+    FlexMessage,
+    LocationAction,
+    PostbackAction,
+    PushMessageRequest,
+    QuickReply,
+    QuickReplyItem,
+    ReplyMessageRequest,
+    ShowLoadingAnimationRequest,
+    TextMessage,
+)
+from linebot.v3.models.events import UnknownEvent
+from linebot.v3.webhook import WebhookParser
+from linebot.v3.webhooks import (
+    AudioMessageContent,
+    FileMessageContent,
+    FollowEvent,
+    GroupSource,
+    ImageMessageContent,
+    JoinEvent,
+    LeaveEvent,
+    LocationMessageContent,
+    MemberJoinedEvent,
+    MemberLeftEvent,
+    MessageEvent,
+    PostbackEvent,
+    RoomSource,
+    StickerMessageContent,
+    TextMessageContent,
+    UnfollowEvent,
+    UserSource,
+    VideoMessageContent,
+)
+
+from bot import metrics
+from bot.app import SERVICES, STARTERS, STOPPERS, Services
+from bot.engine import render_reply
+from bot.i18n import text as render
+from bot.outbox import SendResult
+from bot.settings import Settings
+from flows.codec import event_to_dict
+from flows.model import (
+    Address,
+    ChoiceMade,
+    CommandReceived,
+    InboundEvent,
+    LocationReceived,
+    Msg,
+    PhotoReceived,
+    Reply,
+    TextReceived,
+    UnsupportedReceived,
+)
+from storage import repo
+from storage.photos import validate_key
+
+log = structlog.get_logger("namjai.line")
+
+PLATFORM = "line"
+LINE = web.AppKey("line", "LineBot")
+REPLY_TOKEN_TTL = timedelta(seconds=50)  # LINE accepts a reply token for about a minute, once
+QUOTA_RETRY = 3600.0  # the monthly push quota is spent: try again in an hour (the operator is warned)
+THROTTLE_RETRY = 60.0
+API_TIMEOUT = 15  # seconds, per Messaging API call
+BLOB_TIMEOUT = 60
+NAME_TIMEOUT = 2.0  # a staff member's display name is looked up during the webhook: keep it short
+MAX_QUICK_REPLIES = 13
+MAX_QUICK_LABEL = 20
+MAX_BUTTON_LABEL = 40
+MAX_TEXT = 5000
+MAX_ALT_TEXT = 400
+RETRY_KEY_NS = uuid.UUID("6f0b7a52-3c1e-4d8e-9a57-2f4a1d6c9e10")  # namespace of our X-Line-Retry-Keys
+
+
+# ---------------------------------------------------------------- photo links
+
+
+def sign_photo(secret: bytes, key: str, exp: int) -> str:
+    return hmac.new(secret, f"{key}.{exp}".encode(), hashlib.sha256).hexdigest()
+
+
+def photo_url(public_url: str, secret: bytes, key: str, now: datetime, hours: int) -> str:
+    """An HTTPS link to a stored photo that works until `hours` from now (rounded up to the hour,
+    so a card and its updates share one URL and LINE's image cache)."""
+    exp = int(now.timestamp()) + hours * 3600
+    exp += -exp % 3600
+    return f"{public_url.rstrip('/')}/line/photos/{quote(key)}?exp={exp}&sig={sign_photo(secret, key, exp)}"
+
+
+def check_photo_link(secret: bytes, key: str, exp: str, sig: str, now: datetime) -> bool:
+    try:
+        expires = int(exp)
+    except ValueError:
+        return False
+    good = hmac.compare_digest(sign_photo(secret, key, expires), sig)
+    return good and expires >= now.timestamp()
+
+
+# ---------------------------------------------------------------- outgoing messages
+
+
+def _short(label: str, limit: int) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def is_private(chat_id: str) -> bool:
+    """LINE ids: U… a user, C… a group, R… a multi-person chat (room)."""
+    return chat_id.startswith("U")
+
+
+def _postback(label: str, data: str, limit: int) -> PostbackAction:
+    return PostbackAction(label=_short(label, limit), data=data[:300], displayText=label[:300])
+
+
+def _button_box(payload: dict, extra: list[dict] | None = None) -> dict | None:
+    rows = []
+    for row in payload.get("buttons") or []:
+        buttons = [
+            {
+                "type": "button",
+                "style": "primary" if i == 0 and len(rows) == 0 else "secondary",
+                "height": "sm",
+                "action": {"type": "postback", "label": _short(b["label"], MAX_BUTTON_LABEL), "data": b["data"][:300], "displayText": b["label"][:300]},
+            }
+            for i, b in enumerate(row)
+        ]
+        if buttons:
+            rows.append({"type": "box", "layout": "horizontal", "spacing": "sm", "contents": buttons})
+    rows += extra or []
+    if not rows:
+        return None
+    return {"type": "box", "layout": "vertical", "spacing": "sm", "contents": rows}
+
+
+def _text_box(text: str, urgent: bool = False) -> dict:
+    lines = [line for line in text.split("\n") if line.strip()] or [" "]
+    contents = []
+    for i, line in enumerate(lines[:40]):
+        item: dict[str, Any] = {"type": "text", "text": line[:2000], "wrap": True, "size": "md" if i == 0 else "sm"}
+        if i == 0:
+            item["weight"] = "bold"
+            if urgent:
+                item["color"] = "#C62828"
+        contents.append(item)
+    return {"type": "box", "layout": "vertical", "spacing": "sm", "contents": contents}
+
+
+def card_bubble(payload: dict, link: Callable[[str], str]) -> dict:
+    """A report card as a Flex bubble: the first photo as hero, the text, the buttons."""
+    lang = payload.get("lang", "th")
+    card = payload.get("card") or {}
+    photos = payload.get("photos") or []
+    bubble: dict[str, Any] = {"type": "bubble", "body": _text_box(payload.get("text") or "", bool(card.get("urgent")))}
+    if photos:
+        url = link(photos[0])
+        bubble["hero"] = {
+            "type": "image", "url": url, "size": "full", "aspectRatio": "4:3", "aspectMode": "cover",
+            "action": {"type": "uri", "uri": url},
+        }
+    links = []
+    for n, key in enumerate(photos[1:], start=2):
+        links.append({"type": "button", "style": "link", "height": "sm",
+                      "action": {"type": "uri", "label": _short(render(Msg("line.photo_n", {"n": n}), lang), MAX_BUTTON_LABEL), "uri": link(key)}})
+    loc = payload.get("location")
+    if loc and loc.get("lat") is not None:
+        links.append({"type": "button", "style": "link", "height": "sm",
+                      "action": {"type": "uri", "label": render(Msg("line.map"), lang),
+                                 "uri": f"https://www.google.com/maps/search/?api=1&query={loc['lat']},{loc['lon']}"}})
+    extra = [{"type": "box", "layout": "horizontal", "spacing": "sm", "contents": links[i:i + 3]} for i in range(0, len(links), 3)]
+    footer = _button_box(payload, extra)
+    if footer:
+        bubble["footer"] = footer
+    return bubble
+
+
+def build_messages(payload: dict, chat_id: str, link: Callable[[str], str]) -> list:
+    """The LINE messages for one outbox row's neutral payload."""
+    text = (payload.get("text") or " ")[:MAX_TEXT]
+    lang = payload.get("lang", "th")
+    if payload.get("card"):
+        title = (payload["card"].get("title") or text)[:MAX_ALT_TEXT]
+        return [FlexMessage(altText=title, contents=FlexContainer.from_dict(card_bubble(payload, link)))]
+    buttons = [b for row in payload.get("buttons") or [] for b in row]
+    if not is_private(chat_id):
+        if not buttons:
+            return [TextMessage(text=text)]
+        # in a group, choices stay on the message (quick replies vanish and go to everyone at once)
+        bubble = {"type": "bubble", "body": _text_box(text), "footer": _button_box(payload)}
+        return [FlexMessage(altText=text[:MAX_ALT_TEXT], contents=FlexContainer.from_dict(bubble))]
+    actions: list = []
+    ask = payload.get("ask")
+    if ask == "location":
+        actions.append(LocationAction(label=_short(render(Msg("line.ask_location"), lang), MAX_QUICK_LABEL)))
+    elif ask == "photo":
+        actions.append(CameraAction(label=_short(render(Msg("line.camera"), lang), MAX_QUICK_LABEL)))
+        actions.append(CameraRollAction(label=_short(render(Msg("line.camera_roll"), lang), MAX_QUICK_LABEL)))
+    actions += [_postback(b["label"], b["data"], MAX_QUICK_LABEL) for b in buttons]
+    if len(actions) > MAX_QUICK_REPLIES:
+        log.warning("quick_replies_cut", have=len(actions), max=MAX_QUICK_REPLIES)
+        actions = actions[:MAX_QUICK_REPLIES]
+    quick = QuickReply(items=[QuickReplyItem(action=a) for a in actions]) if actions else None
+    return [TextMessage(text=text, quickReply=quick)]
+
+
+def retry_key(row) -> str:
+    """The same outbox row always gets the same X-Line-Retry-Key (LINE keeps them 24 hours)."""
+    created = row.created_at.isoformat() if row.created_at else ""
+    return str(uuid.uuid5(RETRY_KEY_NS, f"outbox:{row.id}:{created}"))
+
+
+def _error_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        return str(exc.body or "")[:200]
+
+
+# ---------------------------------------------------------------- the channel
+
+
+class LineChannel:
+    platform = PLATFORM
+
+    def __init__(self, api: AsyncMessagingApi, bot: "LineBot"):
+        self.api = api
+        self.bot = bot
+
+    async def send(self, row, card_message_id: str | None) -> SendResult:
+        # LINE cannot edit a message: a card update (card_message_id set) is posted as a new card.
+        settings = self.bot.settings
+        now = self.bot.clock()
+        link = lambda key: photo_url(settings.public_url, self.bot.secret, key, now, settings.line_photo_link_hours)  # noqa: E731
+        try:
+            messages = build_messages(row.payload, row.chat_id, link)
+        except Exception as exc:  # a payload we cannot show will never be shown
+            log.exception("line_payload_invalid", outbox_id=row.id)
+            return SendResult(False, permanent=True, error=f"payload: {type(exc).__name__}")
+        token = self.bot.take_reply_token(row.chat_id)
+        if token is not None:
+            try:
+                resp = await self.api.reply_message(ReplyMessageRequest(replyToken=token, messages=messages), _request_timeout=API_TIMEOUT)
+                metrics.OUTBOX.labels(PLATFORM, "reply").inc()
+                return SendResult(True, message_id=_first_id(resp))
+            except ApiException as exc:
+                if exc.status != 400:
+                    return self._failed(exc, row)
+                log.info("line_reply_token_refused", outbox_id=row.id)  # expired or used: push instead
+        try:
+            resp = await self.api.push_message(
+                PushMessageRequest(to=row.chat_id, messages=messages), x_line_retry_key=retry_key(row), _request_timeout=API_TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status == 409:  # this retry key was accepted before: the message is delivered
+                log.info("line_push_already_accepted", outbox_id=row.id)
+                return SendResult(True, message_id=_first_id_from_body(exc.body))
+            return self._failed(exc, row)
+        return SendResult(True, message_id=_first_id(resp))
+
+    def _failed(self, exc: ApiException, row) -> SendResult:
+        status = exc.status or 0
+        message = _error_message(exc)
+        error = f"LINE {status}: {message}"[:500]
+        if status == 429:
+            if "monthly limit" in message.lower():
+                metrics.QUOTA_REFUSED.labels(PLATFORM).inc()
+                log.warning(
+                    "line_monthly_quota_reached", outbox_id=row.id, retry_in=QUOTA_RETRY,
+                    hint="the LINE Official Account's push quota is spent: upgrade the plan or wait for next month",
+                )
+                return SendResult(False, retry_after=QUOTA_RETRY, error=error)
+            return SendResult(False, retry_after=_retry_after(exc), error=error)
+        if status >= 500 or status == 0:
+            return SendResult(False, error=error)
+        log.warning("line_send_refused", outbox_id=row.id, status=status, error=message[:200])
+        return SendResult(False, permanent=True, error=error)
+
+
+def _retry_after(exc: ApiException) -> float:
+    value = (exc.headers or {}).get("Retry-After") if exc.headers is not None else None
+    try:
+        return max(1.0, float(value)) if value is not None else THROTTLE_RETRY
+    except ValueError:
+        return THROTTLE_RETRY
+
+
+def _first_id(resp) -> str | None:
+    sent = getattr(resp, "sent_messages", None) or []
+    return str(sent[0].id) if sent else None
+
+
+def _first_id_from_body(body) -> str | None:
+    try:
+        sent = json.loads(body or "{}").get("sentMessages") or []
+        return str(sent[0]["id"]) if sent else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# ---------------------------------------------------------------- the webhook
+
+
+@dataclass
+class _Token:
+    token: str
+    at: datetime
+
+
+class LineBot:
+    """Everything LINE needs: settings, the API clients (after start) and the reply tokens."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.secret_text = settings.line_channel_secret.get_secret_value()
+        self.secret = self.secret_text.encode()
+        self.parser = WebhookParser(self.secret_text)
+        self.client: AsyncApiClient | None = None
+        self.api: AsyncMessagingApi | None = None
+        self.blob: AsyncMessagingApiBlob | None = None
+        self.svc: Services | None = None
+        # chat id -> the newest reply token of that chat (single-use, about a minute); in memory:
+        # after a restart or on another replica the message is simply pushed
+        self.reply_tokens: dict[str, _Token] = {}
+        self.names: dict[tuple[str, str], tuple[str, float]] = {}  # (chat, user) -> (display name, fetched at)
+
+    def clock(self) -> datetime:
+        assert self.svc is not None
+        return self.svc.clock()
+
+    # ---- lifecycle
+
+    async def start(self, app: web.Application, svc: Services) -> None:
+        self.svc = svc
+        config = Configuration(access_token=self.settings.line_access_token.get_secret_value(), host=self.settings.line_api_host or None)
+        self.client = AsyncApiClient(config)
+        self.api = AsyncMessagingApi(self.client)
+        self.blob = AsyncMessagingApiBlob(self.client)
+        svc.outbox.channels[PLATFORM] = LineChannel(self.api, self)
+        svc.engine.media_fetchers[PLATFORM] = self.fetch
+        if not self.settings.public_url.startswith("https://"):
+            log.warning("line_public_url_not_https", hint="LINE shows card photos only from https:// links: set NAMJAI_PUBLIC_URL")
+        log.info("line_started", api=self.settings.line_api_host or "default")
+
+    async def stop(self, app: web.Application, svc: Services) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+    async def fetch(self, message_id: str) -> bytes:
+        assert self.blob is not None
+        return bytes(await self.blob.get_message_content(message_id, _request_timeout=BLOB_TIMEOUT))
+
+    # ---- reply tokens
+
+    def remember_reply_token(self, chat_id: str, token: str | None) -> None:
+        if token and not set(token) <= {"0", "f"}:  # LINE's console "verify" sends dummy tokens of zeros / f's
+            self.reply_tokens[chat_id] = _Token(token, self.clock())
+
+    def take_reply_token(self, chat_id: str) -> str | None:
+        held = self.reply_tokens.pop(chat_id, None)
+        if held is None or self.clock() - held.at > REPLY_TOKEN_TTL:
+            return None
+        return held.token
+
+    # ---- events
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        svc: Services = request.app[SERVICES]
+        body = await request.text()
+        signature = request.headers.get("X-Line-Signature", "")
+        try:
+            events = self.parser.parse(body, signature)
+        except InvalidSignatureError:
+            log.warning("line_bad_signature", remote=request.remote)
+            raise web.HTTPBadRequest(text="bad signature")
+        except (ValueError, KeyError, TypeError):
+            log.warning("line_bad_body")
+            raise web.HTTPBadRequest(text="bad body")
+        for e in events:
+            await self.handle(svc, e)
+        return web.Response(text="OK")
+
+    async def handle(self, svc: Services, e) -> None:
+        if isinstance(e, UnknownEvent):
+            log.info("line_unknown_event", type=getattr(e, "type", "?"))  # no personal data
+            return
+        if str(getattr(e.mode, "value", e.mode)) == "standby":
+            return  # another channel module is active in this chat
+        redelivery = bool(e.delivery_context and e.delivery_context.is_redelivery)
+        address = address_of(e.source)
+        if address is None:
+            log.info("line_event_without_source", type=e.type)
+            return
+        if isinstance(e, JoinEvent):
+            await self.joined(svc, e, address)
+            return
+        if isinstance(e, (UnfollowEvent, LeaveEvent, MemberJoinedEvent, MemberLeftEvent)):
+            log.info("line_membership", type=e.type, group=address.is_group)
+            return
+        name = None
+        if address.is_group and address.user_id and _acts_on_report(e):
+            name = await self.member_name(e.source, address)
+        ev = to_event(e, address, svc.clock(), name)
+        if ev is None:
+            log.info("line_event_ignored", type=e.type)
+            return
+        fresh = await svc.accept(ev)
+        if fresh and not redelivery:
+            self.remember_reply_token(address.chat_id, getattr(e, "reply_token", None))
+            if not address.is_group:
+                self._background(svc, self.loading(address.chat_id))
+
+    async def joined(self, svc: Services, e, address: Address) -> None:
+        """The bot was added to a group: tell it how to bind (a redelivered join is answered once)."""
+        log.info("line_joined_group")
+        now = svc.clock()
+        ev = UnsupportedReceived(address=address, event_id=e.webhook_event_id, at=now, kind="join")  # a no-op for the flows
+        async with svc.db.transaction() as s:
+            inbox_id = await repo.inbox_insert(s, PLATFORM, ev.event_id, event_to_dict(ev), now)
+            if inbox_id is None:
+                return
+            binding = await repo.binding_for_chat(s, PLATFORM, address.chat_id)
+            if binding is None:
+                payload = render_reply(Reply((Msg("group.unbound"),)), self.settings.default_lang)
+                await repo.outbox_add(s, platform=PLATFORM, chat_id=address.chat_id, payload=payload, next_attempt_at=now, created_at=now)
+        self.remember_reply_token(address.chat_id, e.reply_token)
+        self._background(svc, svc.engine.process(inbox_id))  # marks the stored join done
+        svc.outbox.kick()
+
+    async def member_name(self, source, address: Address) -> str | None:
+        """A staff member's display name for the report history (cached; best effort)."""
+        key = (address.chat_id, address.user_id or "")
+        cached = self.names.get(key)
+        if cached and time.monotonic() - cached[1] < 3600:
+            return cached[0]
+        if self.api is None:
+            return None
+        try:
+            if isinstance(source, GroupSource):
+                profile = await asyncio.wait_for(self.api.get_group_member_profile(source.group_id, source.user_id), NAME_TIMEOUT)
+            else:
+                profile = await asyncio.wait_for(self.api.get_room_member_profile(source.room_id, source.user_id), NAME_TIMEOUT)
+        except Exception as exc:
+            log.info("line_member_name_unavailable", error=type(exc).__name__)
+            return None
+        name = (profile.display_name or "")[:100] or None
+        if len(self.names) > 5000:
+            self.names.clear()
+        self.names[key] = (name, time.monotonic())
+        return name
+
+    async def loading(self, chat_id: str) -> None:
+        if self.api is None:
+            return
+        try:
+            await self.api.show_loading_animation(ShowLoadingAnimationRequest(chatId=chat_id, loadingSeconds=5), _request_timeout=5)
+        except Exception as exc:  # only a nicety
+            log.debug("line_loading_failed", error=type(exc).__name__)
+
+    @staticmethod
+    def _background(svc: Services, coro) -> None:
+        task = asyncio.create_task(coro)
+        svc.background.add(task)
+        task.add_done_callback(svc.background.discard)
+
+    # ---- photo links
+
+    async def photo(self, request: web.Request) -> web.Response:
+        svc: Services = request.app[SERVICES]
+        key = request.match_info["key"]
+        now = svc.clock()
+        if not check_photo_link(self.secret, key, request.query.get("exp", ""), request.query.get("sig", ""), now):
+            raise web.HTTPForbidden(text="link expired or invalid")
+        try:
+            validate_key(key)
+            data = await svc.photos.get(key)
+        except (KeyError, ValueError):
+            raise web.HTTPNotFound()
+        async with svc.db.transaction() as s:
+            await repo.access_log(s, "line:photo-link", f"photo:{key[:12]}", None, now)
+        return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _acts_on_report(e) -> bool:
+    """A group event that may be a staff action (its author's name goes into the history)."""
+    if isinstance(e, PostbackEvent):
+        return True
+    return isinstance(e, MessageEvent) and isinstance(e.message, TextMessageContent) and bool(e.message.quoted_message_id)
+
+
+def address_of(source) -> Address | None:
+    if isinstance(source, UserSource) and source.user_id:
+        return Address(PLATFORM, source.user_id, source.user_id)
+    if isinstance(source, GroupSource):
+        return Address(PLATFORM, source.group_id, source.user_id, is_group=True)
+    if isinstance(source, RoomSource):
+        return Address(PLATFORM, source.room_id, source.user_id, is_group=True)
+    return None
+
+
+def to_event(e, address: Address, now: datetime, user_name: str | None = None) -> InboundEvent | None:
+    """A LINE webhook event as a neutral event (None: nothing for the flows)."""
+    common = dict(address=address, event_id=e.webhook_event_id, at=now, user_name=user_name)
+    if isinstance(e, FollowEvent):
+        return CommandReceived(**common, name="start")  # the flow greets and shows the privacy notice
+    if isinstance(e, PostbackEvent):
+        return ChoiceMade(**common, data=e.postback.data)
+    if not isinstance(e, MessageEvent):
+        return None
+    m = e.message
+    if isinstance(m, TextMessageContent):
+        return TextReceived(**common, text=m.text, reply_to=m.quoted_message_id if address.is_group else None)
+    if isinstance(m, ImageMessageContent):
+        # each image of a set (m.image_set) is an event of its own: the flow gathers them in the draft
+        return PhotoReceived(**common, media=m.id)
+    if isinstance(m, LocationMessageContent):
+        return LocationReceived(**common, lat=float(m.latitude), lon=float(m.longitude), title=m.title or m.address)
+    if isinstance(m, StickerMessageContent):
+        return UnsupportedReceived(**common, kind="sticker")
+    if isinstance(m, AudioMessageContent):
+        return UnsupportedReceived(**common, kind="audio")  # voice notes are not kept (yet)
+    if isinstance(m, VideoMessageContent):
+        return UnsupportedReceived(**common, kind="video")
+    if isinstance(m, FileMessageContent):
+        return UnsupportedReceived(**common, kind="file")
+    return UnsupportedReceived(**common, kind="unknown")
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    bot = LineBot(settings)
+    app[LINE] = bot
+    app.router.add_post("/line/webhook", bot.webhook)
+    app.router.add_get("/line/photos/{key}", bot.photo)
+    app[STARTERS].append(bot.start)
+    app[STOPPERS].append(bot.stop)
