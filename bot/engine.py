@@ -15,6 +15,7 @@ from typing import Awaitable, Callable
 import structlog
 
 from bot import metrics
+from bot.ingest import Ingestor
 from bot.i18n import lines as render_lines
 from bot.i18n import text as render
 from flows import cards as cardflow
@@ -25,6 +26,7 @@ from flows.model import (
     Action,
     BindChat,
     Card,
+    ChoiceMade,
     Event,
     InboundEvent,
     ListReports,
@@ -99,6 +101,7 @@ class Engine:
         self.default_lang = default_lang
         self._outbox_listeners: list[Callable[[], None]] = []
         self._areas: tuple[tuple, AreaIndex] | None = None
+        self._ingestor = Ingestor(db, clock)
         self._teams_cache: tuple[datetime, list[Team]] | None = None
 
     # ------------------------------------------------------------ inbox
@@ -108,9 +111,9 @@ class Engine:
         self._outbox_listeners.append(listener)
 
     async def ingest(self, ev: InboundEvent) -> int | None:
-        """Stores an event durably; None when the platform delivered it before."""
-        async with self.db.transaction() as s:
-            inbox_id = await repo.inbox_insert(s, ev.address.platform, ev.event_id, event_to_dict(ev), self.clock())
+        """Stores an event durably (group-committed with others arriving at once); None when the
+        platform delivered it before."""
+        inbox_id = await self._ingestor.put(ev)
         metrics.EVENTS.labels(ev.address.platform, "duplicate" if inbox_id is None else "stored").inc()
         return inbox_id
 
@@ -206,6 +209,10 @@ class Engine:
     async def _private(self, s, ev: InboundEvent) -> bool:
         a = ev.address
         now = self.clock()
+        if isinstance(ev, ChoiceMade) and ev.data.startswith("still:"):  # scheduler's follow-up answer
+            from bot.scheduler import still_there_answer
+
+            return await still_there_answer(self, s, ev)
         row = await repo.conversation_lock(s, a.platform, a.chat_id, a.user_id or "", now)
         old = reportflow.Conversation.from_dict(row.state)
         if row.state is None:
@@ -282,6 +289,7 @@ class Engine:
             reporter_lang=conv.lang,
             created_at=now,
             updated_at=now,
+            next_due_at=now,  # the scheduler plans its deadlines at its next sweep
         )
         s.add(report)
         await s.flush()
@@ -373,6 +381,7 @@ class Engine:
         else:
             report.status = decision.new_status
             report.updated_at = now
+            report.next_due_at = now  # the scheduler re-plans its deadlines at its next sweep
             if decision.new_status == Status.ACKNOWLEDGED:
                 report.acknowledged_at = report.acknowledged_at or now
             elif decision.new_status == Status.ON_SITE:
@@ -456,6 +465,8 @@ class Engine:
             outcome=report.outcome,
             repeats=tuple(await repo.refs_of(s, report.repeat_of or [])),
             last_comment=None if fresh else await repo.last_comment(s, report.id),
+            still_there=report.still_there,
+            still_there_at=report.still_there_at,
         )
 
     async def _post_cards(self, s, report: Report, team: Team, view: cardflow.ReportView, actionable: bool = True) -> int:

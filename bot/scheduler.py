@@ -1,7 +1,454 @@
-"""Placeholder: reminders, escalations, digests and retention arrive with issue 6."""
+"""Reminders, escalations, the reporter's follow-up, unfinished drafts, digests and retention.
 
+Exactly once on any number of replicas:
+- due times live in the database (`reports.next_due_at`, indexed): a sweep reads what is due,
+  not what is open;
+- a sweep claims due reports under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas
+  take disjoint rows; SQLite has one writer), then handles each in its own transaction;
+- every reminder is first recorded in the ledger `reminders_sent` (UNIQUE report_id, kind, step)
+  in the same transaction as its outbox rows: a second replica, a restart or a retry finds the
+  key taken and sends nothing;
+- after downtime, the steps of a chain that fell due meanwhile collapse into one message.
+
+APScheduler (in-process, memory job store, one per replica) only *triggers*: a short sweep every
+`scheduler_sweep_seconds`, the digests at their hour, retention at night. The sweep also sends a
+digest that a replica missed while it was down. `sweep(services_or_db, now)` can be called
+directly (tests drive time with a manual clock). See docs/scheduler.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import structlog
 from aiohttp import web
+
+from flows import cards as cardflow
+from flows import followup as fu
+from flows import report as reportflow
+from flows.deadlines import (
+    Due,
+    Facts,
+    Policy,
+    after_quiet_hours,
+    age_bucket,
+    daily_slot,
+    draft_action,
+    due_steps,
+    in_quiet_hours,
+    load_policy,
+    overdue,
+    plan,
+    weekly_slot,
+)
+from flows.model import Msg, Reply
+from storage import repo, sched_repo
+from storage.db import Database
+from storage.models import Report, Team
+
+log = structlog.get_logger("namjai.scheduler")
+
+DEFAULT_LEASE = timedelta(seconds=120)
+MAX_ROUNDS = 50  # claim rounds per sweep: a backlog is worked off over several sweeps
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _parts(target: Any) -> tuple[Database, Any, Any]:
+    """(db, services or None, settings or None) from Services or a bare Database."""
+    if isinstance(target, Database):
+        return target, None, None
+    return target.db, target, getattr(target, "settings", None)
+
+
+def _policy(settings) -> Policy:
+    return load_policy(getattr(settings, "scheduler_policy_file", None) if settings else None)
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+async def sweep(
+    target: Any, now: datetime | None = None, *, policy: Policy | None = None, batch: int | None = None,
+    lease: timedelta | None = None, digests: bool = True,
+) -> int:
+    """Sends what fell due by `now` (reminders, escalations, follow-ups, draft nudges, digests);
+    returns how many messages it put in the outbox. Safe to run anywhere, any number of times.
+    `target`: the app's Services (kicks the outbox) or a bare Database."""
+    db, svc, settings = _parts(target)
+    if now is None:
+        now = svc.clock() if svc is not None else _utcnow()
+    policy = policy or _policy(settings)
+    batch = batch or (settings.scheduler_batch if settings else 200)
+    lease = lease or (timedelta(seconds=settings.scheduler_lease_seconds) if settings else DEFAULT_LEASE)
+    sent = await sweep_reports(db, now, policy, batch=batch, lease=lease)
+    try:
+        sent += await sweep_drafts(db, now, policy, batch=batch)
+    except Exception:  # rolled back: tried again at the next sweep
+        log.exception("sweep_drafts_failed")
+    if digests:
+        try:
+            sent += await send_digests(db, now, policy)
+        except Exception:
+            log.exception("digests_failed")
+    if sent and svc is not None:
+        svc.outbox.kick()
+    if sent:
+        log.info("sweep", sent=sent, now=now.isoformat())
+    return sent
+
+
+async def sweep_reports(db: Database, now: datetime, policy: Policy, *, batch: int = 200, lease: timedelta = DEFAULT_LEASE) -> int:
+    sent = 0
+    for _ in range(MAX_ROUNDS):
+        async with db.transaction() as s:
+            ids = await sched_repo.claim_due(s, now, now + lease, batch)
+        for rid in ids:
+            try:
+                sent += await _report_due(db, rid, now, policy)
+            except Exception:  # the claim lapses and the report is tried again later
+                log.exception("sweep_report_failed", report_id=rid)
+        if len(ids) < batch:
+            break
+    return sent
+
+
+async def _report_due(db: Database, rid: int, now: datetime, policy: Policy) -> int:
+    async with db.transaction() as s:
+        r = await sched_repo.report_lock(s, rid)
+        if r is None:
+            return 0
+        if r.next_due_at is None or r.next_due_at > now:  # handled meanwhile
+            r.sched_claimed_until = None
+            return 0
+        history = (await sched_repo.clock_history(s, [rid]))[rid]
+        facts = Facts(r.id, r.urgent, r.status, r.created_at, tuple(history), bool(r.reporter_chat))
+        steps = due_steps(facts, policy)
+        p = plan(steps, await sched_repo.ledger_keys(s, rid), now, policy, r.urgent)
+        for d in p.coalesced:
+            await sched_repo.ledger_add(s, report_id=rid, kind=d.kind, step=d.step, now=now, due_at=d.due_at, to=d.to, coalesced=True)
+        fresh = []
+        for d in p.send:  # the ledger first: a key someone else took means "already sent"
+            if await sched_repo.ledger_add(s, report_id=rid, kind=d.kind, step=d.step, now=now, due_at=d.due_at, to=d.to):
+                fresh.append(d)
+        sent = await _emit(s, r, fresh, now, policy) if fresh else 0
+        r.next_due_at, r.sched_claimed_until = p.next_due_at, None
+        return sent
+
+
+async def _chain_chats(s, team_id: int, role: str, chain: tuple[str, ...]):
+    """The chats of `role`, else of the role below it in the chain (no director chat bound: the
+    supervisors hear it; no supervisors: the team)."""
+    i = chain.index(role) if role in chain else 0
+    for j in range(i, -1, -1):
+        chats = await sched_repo.chats_of(s, team_id, chain[j])
+        if chats:
+            return chats
+    return []
+
+
+def _team_name(team: Team | None, lang: str) -> str:
+    if team is None:
+        return ""
+    return team.name_th if lang == "th" else team.name_en
+
+
+def _brief(r: Report, team: Team | None, lang: str) -> fu.ReportBrief:
+    return fu.ReportBrief(r.id, r.ref, r.urgent, r.created_at, _team_name(team, lang), r.still_there, r.still_there_at)
+
+
+async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy) -> int:
+    """Puts the messages for `dues` in the outbox: one per chat, naming everything overdue."""
+    from bot.engine import render_reply
+
+    team = await repo.team_get(s, r.team_id)
+    buttons = cardflow.card(cardflow.ReportView(r.id, r.ref, r.status, r.created_at), lambda c: c).buttons
+    per_chat: dict[tuple[str, str], list] = {}
+    n = 0
+    for d in dues:
+        if d.to == "reporter":
+            if not r.reporter_chat:
+                continue
+            at = now if r.urgent else after_quiet_hours(now, policy)
+            payload = render_reply(fu.followup_question(_brief(r, team, r.reporter_lang)), r.reporter_lang)
+            await repo.outbox_add(s, platform=r.reporter_platform, chat_id=r.reporter_chat, payload=payload, report_id=r.id, next_attempt_at=at, created_at=now)
+            n += 1
+            continue
+        chats = await _chain_chats(s, r.team_id, d.to, policy.chain)
+        if not chats:
+            log.warning("reminder_without_chat", report_id=r.id, team_id=r.team_id, role=d.to)
+        for b in chats:
+            entry = per_chat.setdefault((b.platform, b.chat_id), [b, d.to, []])
+            if policy.chain.index(d.to) > policy.chain.index(entry[1]):
+                entry[1] = d.to
+            entry[2].append(d)
+    for b, role, ds in per_chat.values():
+        reply = fu.reminder(_brief(r, team, b.lang), ds, role, now, buttons)
+        await repo.outbox_add(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), report_id=r.id, next_attempt_at=now, created_at=now)
+        n += 1
+    log.info("reminders", report_id=r.id, ref=r.ref, due=[f"{d.kind}:{d.step}:{d.to}" for d in dues], messages=n)
+    return n
+
+
+# ---------------------------------------------------------------- drafts
+
+
+async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: int = 200) -> int:
+    """Nudges an unfinished report once; drops it after `drop_after` (telling the volunteer)."""
+    from bot.engine import render_reply
+
+    sent = 0
+    async with db.transaction() as s:
+        for c in await sched_repo.drafts_due(s, now, policy.draft_nudge, policy.draft_drop, batch):
+            conv = reportflow.Conversation.from_dict(c.state)
+            urgent = bool(conv.draft and conv.draft.urgent)
+            action = draft_action(c.asked_at, c.nudged_at, now, policy, urgent)
+            if action is None:
+                continue
+            has_draft = conv.draft is not None
+            key = f"c{c.id}@{c.asked_at.isoformat()}:{action}"
+            if action == "nudge":
+                c.nudged_at = now
+                reply = fu.draft_nudge()
+            else:
+                new = replace(conv, draft=None, step="idle", asked_at=None)
+                c.state, c.step, c.asked_at, c.updated_at = new.to_dict(), "idle", None, now
+                reply = fu.draft_dropped()
+            if not has_draft:  # a question before any report (the privacy notice): silently
+                continue
+            if await sched_repo.ledger_add(s, report_id=0, kind="draft", step=key[:80], now=now, to="volunteer"):
+                await repo.outbox_add(s, platform=c.platform, chat_id=c.chat_id, payload=render_reply(reply, c.lang), next_attempt_at=now, created_at=now)
+                sent += 1
+    return sent
+
+
+# ---------------------------------------------------------------- digests
+
+
+def _previous_digest(day: date, policy: Policy) -> datetime:
+    cal = policy.calendar
+    d = day - timedelta(days=1)
+    for _ in range(60):
+        if cal.is_working_day(d):
+            break
+        d -= timedelta(days=1)
+    return datetime.combine(d, policy.daily_at, cal.tz).astimezone(timezone.utc)
+
+
+async def _open_facts(s, team_id: int) -> list[tuple[Report, Facts]]:
+    reports = await sched_repo.open_reports(s, team_id)
+    hist = await sched_repo.clock_history(s, [r.id for r in reports])
+    return [(r, Facts(r.id, r.urgent, r.status, r.created_at, tuple(hist[r.id]), bool(r.reporter_chat))) for r in reports]
+
+
+async def send_digests(db: Database, now: datetime, policy: Policy) -> int:
+    """The morning digest of each team's group (working days) and Monday's summary to supervisors,
+    each once per day/week whatever the number of replicas, sent late after downtime."""
+    from bot.engine import render_reply
+
+    sent = 0
+    day = daily_slot(now, policy)
+    if day is not None:
+        marker = f"all:{day.isoformat()}"
+        async with db.session() as s:
+            done = await sched_repo.ledger_has(s, 0, "digest", marker)
+        if not done:
+            since = _previous_digest(day, policy)
+            async with db.transaction() as s:
+                for team, chats in await sched_repo.teams_with_role(s, "team"):
+                    if not await sched_repo.ledger_add(s, report_id=0, kind="digest", step=f"t{team.id}:{day.isoformat()}", now=now, to="team"):
+                        continue
+                    facts = await _open_facts(s, team.id)
+                    new = await sched_repo.count_created(s, team.id, since, now)
+                    if not new and not facts:
+                        continue
+                    by_age: dict[str, int] = {}
+                    late = []
+                    for r, f in facts:
+                        b = age_bucket(now - r.created_at)
+                        by_age[b] = by_age.get(b, 0) + 1
+                        what = overdue(f, policy, now)
+                        if what:
+                            late.append(fu.OverdueItem(r.ref, r.urgent, tuple(what)))
+                    late.sort(key=lambda i: (not i.urgent, -max(by for _, by in i.what)))
+                    for b in chats:
+                        reply = fu.daily_digest(_team_name(team, b.lang), day, new, by_age, late, policy.overdue_list_max)
+                        await repo.outbox_add(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), next_attempt_at=now, created_at=now)
+                        sent += 1
+                await sched_repo.ledger_add(s, report_id=0, kind="digest", step=marker, now=now)
+    week = weekly_slot(now, policy)
+    if week is not None:
+        marker = f"all:{week.isoformat()}"
+        async with db.session() as s:
+            done = await sched_repo.ledger_has(s, 0, "weekly", marker)
+        if not done:
+            until = datetime.combine(week, policy.weekly_at, policy.calendar.tz).astimezone(timezone.utc)
+            since = until - timedelta(days=7)
+            async with db.transaction() as s:
+                for team, chats in await sched_repo.teams_with_role(s, "supervisors"):
+                    if not await sched_repo.ledger_add(s, report_id=0, kind="weekly", step=f"t{team.id}:{week.isoformat()}", now=now, to="supervisors"):
+                        continue
+                    facts = await _open_facts(s, team.id)
+                    new = await sched_repo.count_created(s, team.id, since, until)
+                    closed = await sched_repo.count_closed(s, team.id, since, until)
+                    late = sum(1 for _, f in facts if overdue(f, policy, now))
+                    for b in chats:
+                        reply = fu.weekly_summary(_team_name(team, b.lang), week, new, closed, len(facts), late)
+                        await repo.outbox_add(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), next_attempt_at=now, created_at=now)
+                        sent += 1
+                await sched_repo.ledger_add(s, report_id=0, kind="weekly", step=marker, now=now)
+    return sent
+
+
+# ---------------------------------------------------------------- the reporter's answer
+
+
+async def still_there_answer(engine, s, ev) -> bool:
+    """`still:<report_id>:yes|no` from the reporter's private chat (the engine's hook): stored on
+    the report, shown on its card, thanked. Only the reporter of that report may answer."""
+    a = ev.address
+    now = engine.clock()
+    conv = await repo.conversation_get(s, a.platform, a.chat_id, a.user_id or "")
+    lang = conv.lang if conv else engine.default_lang
+    parsed = fu.parse_still(ev.data)
+    report = await repo.report_get(s, parsed[0], for_update=True) if parsed else None
+    if report is None or report.reporter_platform != a.platform or report.reporter_user != a.user_id:
+        await engine._send(s, a.platform, a.chat_id, Reply((Msg("err.stale_button"),)), lang)
+        return True
+    yes = parsed[1]
+    open_ = report.status != "closed"
+    if open_:
+        report.still_there, report.still_there_at = yes, now
+        await repo.history_add(
+            s, report_id=report.id, at=now, actor=a.user_key, actor_name=ev.user_name, action="still_there",
+            from_status=report.status, to_status=report.status, detail={"still_there": yes},
+        )
+        team = await repo.team_get(s, report.team_id)
+        view = await engine._view(s, report, team)
+        await engine._post_cards(s, report, team, view)
+    await engine._send(s, a.platform, a.chat_id, fu.still_answered(report.ref, yes, open_), lang, report_id=report.id)
+    return True
+
+
+# ---------------------------------------------------------------- retention (PDPA)
+
+
+@dataclass
+class RetentionResult:
+    photo_reports: list[str] = field(default_factory=list)  # refs whose photos went
+    photo_files: int = 0
+    identity_reports: list[str] = field(default_factory=list)  # refs whose reporter was detached
+
+
+async def retention(db: Database, photos, now: datetime, *, photo_days: int = 90, identity_days: int = 365, dry_run: bool = False, batch: int = 500) -> RetentionResult:
+    """Deletes the photos of reports closed more than `photo_days` ago (files, then the list) and
+    detaches the reporter of reports closed more than `identity_days` ago. Counts, outcomes and the
+    history stay. `dry_run`: only says what would go."""
+    out = RetentionResult()
+    photo_cut = now - timedelta(days=photo_days)
+    ident_cut = now - timedelta(days=identity_days)
+    for _ in range(10_000):
+        async with db.transaction() as s:
+            reports = await sched_repo.photos_to_purge(s, photo_cut, batch if not dry_run else 10**9)
+            if not reports:
+                break
+            ids = [r.id for r in reports]
+            counts = {r.id: len(r.photos or ()) for r in reports}
+            keys = {k for r in reports for k in (r.photos or ())}
+            gone = keys - await sched_repo.photo_keys_kept(s, ids)
+            out.photo_reports += [r.ref for r in reports if r.photos]
+            out.photo_files += len(gone)
+            if dry_run:
+                break
+            for key in sorted(gone):  # the files first: never a list naming a photo kept by mistake
+                try:
+                    await photos.delete(key)
+                except ValueError:
+                    log.warning("retention_bad_key", key=key[:16])
+            await sched_repo.purge_photos(s, ids, now)
+            for rid, n in counts.items():
+                if n:
+                    await repo.history_add(s, report_id=rid, at=now, actor="system:retention", action="photos_purged", detail={"photos": n})
+    for _ in range(10_000):
+        async with db.transaction() as s:
+            reports = await sched_repo.identities_to_detach(s, ident_cut, batch if not dry_run else 10**9)
+            if not reports:
+                break
+            out.identity_reports += [r.ref for r in reports]
+            if dry_run:
+                break
+            await sched_repo.detach_identity(s, reports, now)
+            for r in reports:
+                await repo.history_add(s, report_id=r.id, at=now, actor="system:retention", action="identity_purged")
+    if not dry_run and (out.photo_reports or out.identity_reports):
+        log.info("retention", photo_reports=len(out.photo_reports), photo_files=out.photo_files, identities=len(out.identity_reports))
+    return out
+
+
+# ---------------------------------------------------------------- wiring
+
+
+async def _job_sweep(svc) -> None:
+    try:
+        await sweep(svc)
+    except Exception:
+        log.exception("sweep_error")
+
+
+async def _job_retention(svc) -> None:
+    st = svc.settings
+    try:
+        await retention(svc.db, svc.photos, svc.clock(), photo_days=st.photo_retention_days, identity_days=st.identity_retention_days)
+    except Exception:
+        log.exception("retention_error")
+
+
+def build_scheduler(svc, settings):
+    """An AsyncIOScheduler of this process alone (memory job store: never shared)."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from flows.deadlines import WEEKDAYS
+
+    policy = _policy(settings)
+    tz = policy.calendar.tz
+    sched = AsyncIOScheduler(timezone=tz)
+    common = dict(args=[svc], max_instances=1, coalesce=True, misfire_grace_time=None, replace_existing=True)
+    sched.add_job(_job_sweep, IntervalTrigger(seconds=settings.scheduler_sweep_seconds, timezone=tz), id="sweep", **common)
+    days = ",".join(WEEKDAYS[d] for d in sorted(policy.calendar.weekdays))
+    sched.add_job(_job_sweep, CronTrigger(day_of_week=days, hour=policy.daily_at.hour, minute=policy.daily_at.minute, timezone=tz), id="digest", **common)
+    sched.add_job(
+        _job_sweep,
+        CronTrigger(day_of_week=WEEKDAYS[policy.weekly_day], hour=policy.weekly_at.hour, minute=policy.weekly_at.minute, timezone=tz),
+        id="weekly", **common,
+    )
+    h, m = (int(x) for x in settings.retention_at.split(":"))
+    sched.add_job(_job_retention, CronTrigger(hour=h, minute=m, timezone=tz), id="retention", **common)
+    return sched
 
 
 def setup(app: web.Application, settings) -> None:
-    """Nothing scheduled yet."""
+    """Starts this replica's scheduler with the app, stops it with the app."""
+    from bot.app import STARTERS, STOPPERS
+
+    running: list = []
+
+    async def start(app: web.Application, svc) -> None:
+        sched = build_scheduler(svc, settings)
+        sched.start()
+        running.append(sched)
+        log.info("scheduler_started", every=settings.scheduler_sweep_seconds, jobs=[j.id for j in sched.get_jobs()])
+
+    async def stop(app: web.Application, svc) -> None:
+        while running:
+            sched = running.pop()
+            if sched.running:
+                sched.shutdown(wait=False)
+
+    app[STARTERS].append(start)
+    app[STOPPERS].append(stop)

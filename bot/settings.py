@@ -26,14 +26,23 @@ class Settings(BaseSettings):
     telegram_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base: str | None = None  # tests point the Bot API at a loopback fake
+    telegram_api_file_base: str | None = None  # default: telegram_api_base + "/file/bot"
+    telegram_rate_per_second: float = 30.0  # all chats together (Bot API: ~30 messages/s)
+    telegram_group_per_minute: int = 20  # per group chat (Bot API: 20 messages/min)
     # --- line settings (handlers/line.py)
     line_channel_secret: SecretStr | None = None
     line_access_token: SecretStr | None = None
     line_api_host: str | None = None
+    line_photo_link_hours: int = 168  # how long the photo links on LINE cards work
     # --- scheduler settings (bot/scheduler.py)
     scheduler: bool = True
     photo_retention_days: int = 90
     identity_retention_days: int = 365
+    scheduler_policy_file: str | None = None  # default: bot/data/policy.yaml
+    scheduler_sweep_seconds: float = 30.0  # how often each replica looks for what fell due
+    scheduler_batch: int = 200  # reports claimed per round of a sweep
+    scheduler_lease_seconds: float = 120.0  # how long a claimed report is held before others may take it
+    retention_at: str = "02:30"  # Bangkok time of the daily PDPA retention run
     outbox_batch: int = 50
     # How often the background loops look for work they were not told about (crash recovery).
     sweep_seconds: float = 2.0

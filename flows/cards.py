@@ -44,6 +44,8 @@ class ReportView:
     outcome: str | None = None
     repeats: tuple[str, ...] = ()  # refs of possible earlier sightings nearby
     last_comment: str | None = None
+    still_there: bool | None = None  # the reporter's answer to the scheduler's follow-up
+    still_there_at: datetime | None = None
 
 
 def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
@@ -76,6 +78,8 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
         lines.append(Msg("card.repeats", {"refs": ", ".join(view.repeats)}))
     if view.last_comment:
         lines.append(Msg("card.last_comment", {"text": view.last_comment}))
+    if view.still_there is not None:
+        lines.append(Msg("card.still_there.yes" if view.still_there else "card.still_there.no", {"at": view.still_there_at}))
     lines.append(Msg("card.reported_at", {"at": view.created_at}))
     buttons = []
     actions = allowed_actions(Status(view.status))

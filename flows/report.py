@@ -245,6 +245,8 @@ def on_draft(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
         if notes and _is_error(notes[-1]):
             return conv, [*notes, *_reask(conv, ctx)]
     new, actions = ask_next(replace(conv, draft=draft), ctx)
+    if isinstance(ev, PhotoReceived) and notes and new.step == conv.step:
+        return new, notes  # another photo of a set: acknowledge it, the question stands
     return new, [*notes, *actions]
 
 

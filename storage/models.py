@@ -110,6 +110,7 @@ class Conversation(SQLModel, table=True):
     consent_at: Optional[datetime] = _ts()
     asked_at: Optional[datetime] = _ts(index=True)
     updated_at: Optional[datetime] = _ts(nullable=False)
+    nudged_at: Optional[datetime] = _ts()  # scheduler: when the unfinished report was last nudged
 
 
 class Report(SQLModel, table=True):
@@ -117,6 +118,9 @@ class Report(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_reports_geo", "lat", "lon"),
         sa.Index("ix_reports_reporter", "reporter_platform", "reporter_user"),
+        # scheduler (issue 6): closed reports whose photos / reporter identity are still kept
+        sa.Index("ix_reports_photos_kept", "closed_at", postgresql_where=sa.text("photos_purged_at IS NULL"), sqlite_where=sa.text("photos_purged_at IS NULL")),
+        sa.Index("ix_reports_identity_kept", "closed_at", postgresql_where=sa.text("identity_purged_at IS NULL"), sqlite_where=sa.text("identity_purged_at IS NULL")),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     ref: str = Field(max_length=20, unique=True)
@@ -147,6 +151,14 @@ class Report(SQLModel, table=True):
     acknowledged_at: Optional[datetime] = _ts()
     on_site_at: Optional[datetime] = _ts()
     closed_at: Optional[datetime] = _ts(index=True)
+    # --- scheduler (issue 6): when the sweep must next look at this report (indexed: a sweep
+    # reads what is due, not what is open), its lease, the reporter's answer, PDPA retention.
+    next_due_at: Optional[datetime] = _ts(index=True)
+    sched_claimed_until: Optional[datetime] = _ts()
+    still_there: Optional[bool] = None
+    still_there_at: Optional[datetime] = _ts()
+    photos_purged_at: Optional[datetime] = _ts()
+    identity_purged_at: Optional[datetime] = _ts()
 
 
 class ReportEvent(SQLModel, table=True):
@@ -234,3 +246,20 @@ class AccessLog(SQLModel, table=True):
     report_id: Optional[int] = Field(default=None, index=True)
     actor: str = Field(max_length=160)
     what: str = Field(max_length=64)
+
+
+class ReminderSent(SQLModel, table=True):
+    """The scheduler's ledger: one row per reminder, escalation, follow-up, nudge or digest, written
+    in the same transaction as its outbox rows. The UNIQUE key makes a second send impossible
+    (another replica, a restart, a retry). `report_id` is 0 for what is not about one report."""
+
+    __tablename__ = "reminders_sent"
+    __table_args__ = (sa.UniqueConstraint("report_id", "kind", "step", name="uq_reminder"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    report_id: int = Field(default=0)
+    kind: str = Field(max_length=16)  # ack | onsite | close | followup | draft | digest | weekly
+    step: str = Field(max_length=80)
+    due_at: Optional[datetime] = _ts()
+    sent_at: Optional[datetime] = _ts(nullable=False)
+    to: Optional[str] = Field(default=None, max_length=16)  # the chain role, reporter, volunteer
+    coalesced: bool = False  # superseded by a later step after downtime: recorded, not sent

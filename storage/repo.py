@@ -59,6 +59,25 @@ async def inbox_lock(s: AsyncSession, inbox_id: int) -> InboxEvent | None:
     return (await s.exec(stmt)).first()
 
 
+async def inbox_insert_many(
+    s: AsyncSession, rows: Sequence[tuple[str, str, dict]], now: datetime
+) -> dict[tuple[str, str], int]:
+    """Stores several events in one statement; returns the ids of those not stored before,
+    keyed by (platform, event id)."""
+    table = InboxEvent.__table__
+    values = [
+        dict(platform=p, event_id=e, payload=payload, status="pending", attempts=0, received_at=now)
+        for p, e, payload in {(p, e): (p, e, payload) for p, e, payload in rows}.values()
+    ]
+    stmt = (
+        _insert(s, table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["platform", "event_id"])
+        .returning(table.c.id, table.c.platform, table.c.event_id)
+    )
+    return {(p, e): i for i, p, e in (await s.exec(stmt)).all()}
+
+
 async def inbox_failed(s: AsyncSession, inbox_id: int, attempts: int, status: str, error: str) -> None:
     await s.exec(
         sa.update(InboxEvent).where(InboxEvent.id == inbox_id).values(attempts=attempts, status=status, error=error, processed_at=None)

@@ -74,7 +74,7 @@ def pg_database():
     asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-TABLES = "access_log, card_messages, report_events, reports, outbox, inbox, conversations, invites, members, chat_bindings, teams, counters"
+TABLES = "reminders_sent, access_log, card_messages, report_events, reports, outbox, inbox, conversations, invites, members, chat_bindings, teams, counters"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -115,7 +115,8 @@ async def sandbox(db_url, tmp_path, clock):
     from tests.chat import Sandbox
 
     settings = Settings(
-        _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), sandbox=True, sweep_seconds=0.2
+        _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), sandbox=True, sweep_seconds=0.2,
+        scheduler_sweep_seconds=3600,  # tests drive `bot.scheduler.sweep` with the manual clock
     )
     app = create_app(settings, clock=clock)
     async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as client:

@@ -94,6 +94,7 @@ TABLE = [
     ("0,0 refused", drafting("location", photos=("k1",)), loc(0.0, 0.0), "location", ["err.outside_thailand", "ask.location"]),
     ("not an image", drafting("photo"), photo(None, "not_image"), "photo", ["err.photo_not_image", "ask.photo"]),
     ("too large", drafting("photo"), photo(None, "too_large"), "photo", ["err.photo_too_large", "ask.photo"]),
+    ("a second photo while the location is asked: acknowledged only", drafting("location", photos=("a",)), photo("b"), "location", ["photo.got"]),
     ("a fifth photo refused", drafting("location", photos=("a", "b", "c", "d")), photo("e"), "location", ["err.too_many_photos", "ask.location"]),
     ("sticker", drafting("who", photos=("k1",), lat=1.0, lon=1.0), UnsupportedReceived(ME, "e", NOW, kind="sticker"), "who", ["err.unsupported", "ask.who"]),
     ("who toggles and stays", drafting("who", photos=("k1",), lat=1.0, lon=1.0), choice("who:child"), "who", ["ask.who"]),

@@ -1,0 +1,106 @@
+"""What the scheduler says: reminders and escalations, the reporter's follow-up question, nudges of
+unfinished reports, digests. Pure: messages are catalogue keys (`Msg`), buttons carry our data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Sequence
+
+from flows.deadlines import AGE_BUCKETS, Due, duration_msg
+from flows.model import Button, Msg, Reply
+
+STILL_DATA = re.compile(r"^still:(\d+):(yes|no)$")
+LEVEL_KEY = {"team": "remind.team", "supervisors": "remind.supervisors", "director": "remind.director"}
+
+
+@dataclass(frozen=True)
+class ReportBrief:
+    id: int
+    ref: str
+    urgent: bool
+    created_at: datetime
+    team_name: str = ""
+    still_there: bool | None = None
+    still_there_at: datetime | None = None
+
+
+def reminder(r: ReportBrief, dues: Sequence[Due], role: str, now: datetime, buttons: tuple = ()) -> Reply:
+    """A reminder (role team) or an escalation (supervisors, director): which report, how old, what
+    is overdue and by how long, with the card's own buttons."""
+    lines = [Msg(LEVEL_KEY.get(role, "remind.team"), {"ref": r.ref, "team": r.team_name})]
+    if r.urgent:
+        lines.append(Msg("remind.urgent"))
+    lines.append(Msg("remind.age", {"age": duration_msg(now - r.created_at), "at": r.created_at}))
+    for d in dues:
+        lines.append(Msg(f"remind.overdue.{d.kind}", {"by": duration_msg(now - d.deadline)}))
+    if r.still_there is not None:
+        lines.append(Msg("card.still_there.yes" if r.still_there else "card.still_there.no", {"at": r.still_there_at}))
+    return Reply(tuple(lines), buttons)
+
+
+def followup_question(r: ReportBrief) -> Reply:
+    """Asks the reporter, once, whether the person is still there."""
+    row = (Button(Msg("followup.yes"), f"still:{r.id}:yes"), Button(Msg("followup.no"), f"still:{r.id}:no"))
+    return Reply((Msg("followup.ask", {"ref": r.ref}),), (row,))
+
+
+def parse_still(data: str) -> tuple[int, bool] | None:
+    """`still:<report_id>:yes|no` → (report_id, still there?)."""
+    m = STILL_DATA.match(data)
+    return (int(m.group(1)), m.group(2) == "yes") if m else None
+
+
+def still_answered(ref: str, yes: bool, open_: bool) -> Reply:
+    if not open_:
+        return Reply((Msg("followup.closed", {"ref": ref}),))
+    return Reply((Msg("followup.thanks_yes" if yes else "followup.thanks_no", {"ref": ref}),))
+
+
+def draft_nudge() -> Reply:
+    return Reply(
+        (Msg("draft.nudge"),),
+        ((Button(Msg("btn.continue"), "cmd:start"), Button(Msg("btn.cancel"), "cmd:cancel")),),
+    )
+
+
+def draft_dropped() -> Reply:
+    return Reply((Msg("draft.dropped"),), ((Button(Msg("btn.new"), "cmd:new"),),))
+
+
+@dataclass(frozen=True)
+class OverdueItem:
+    ref: str
+    urgent: bool
+    what: tuple[tuple[str, timedelta], ...]  # (milestone, overdue by)
+
+
+def daily_digest(team_name: str, day: date, new: int, by_age: dict[str, int], overdue: Sequence[OverdueItem], max_items: int = 10) -> Reply:
+    """The morning digest of a team's group."""
+    open_total = sum(by_age.values())
+    lines = [Msg("digest.title", {"team": team_name, "day": day.isoformat()})]
+    lines.append(Msg("digest.new", {"n": new}))
+    lines.append(Msg("digest.open", {"n": open_total}))
+    for b in AGE_BUCKETS:
+        if by_age.get(b):
+            lines.append(Msg(f"digest.age.{b}", {"n": by_age[b]}))
+    if overdue:
+        lines.append(Msg("digest.overdue", {"n": len(overdue)}))
+        for item in overdue[:max_items]:
+            what = [Msg(f"digest.what.{k}", {"by": duration_msg(by)}) for k, by in item.what]
+            lines.append(Msg("digest.overdue_item", {"ref": item.ref, "what": what, "mark": "🚨 " if item.urgent else ""}))
+        if len(overdue) > max_items:
+            lines.append(Msg("digest.more", {"n": len(overdue) - max_items}))
+    return Reply(tuple(lines))
+
+
+def weekly_summary(team_name: str, week_of: date, new: int, closed: int, open_: int, overdue: int) -> Reply:
+    """Monday's summary of a team's week for its supervisors."""
+    return Reply(
+        (
+            Msg("weekly.title", {"team": team_name, "day": week_of.isoformat()}),
+            Msg("weekly.line", {"new": new, "closed": closed, "open": open_, "overdue": overdue}),
+        )
+    )

@@ -1,0 +1,234 @@
+"""Queries of the scheduler (bot/scheduler.py): claiming due reports, the reminders ledger,
+drafts to nudge, digest figures and PDPA retention."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import ChatBinding, Conversation, OutboxMessage, ReminderSent, Report, ReportEvent, Team
+
+# Actions of the history that the deadlines depend on (flows.deadlines.episode).
+CLOCK_ACTIONS = ("submit", "ack", "onsite", "close", "transfer", "reopen")
+
+
+def _pg(s: AsyncSession) -> bool:
+    return s.bind.dialect.name == "postgresql"
+
+
+def _insert(s: AsyncSession, table):
+    return (postgresql.insert if _pg(s) else sqlite.insert)(table)
+
+
+# ---------------------------------------------------------------- due reports
+
+
+def claim_query(now: datetime, limit: int):
+    """The claim: due reports nobody holds, earliest first (an index range scan on next_due_at)."""
+    return (
+        select(Report.id)
+        .where(
+            col(Report.next_due_at) <= now,
+            sa.or_(col(Report.sched_claimed_until).is_(None), col(Report.sched_claimed_until) < now),
+        )
+        .order_by(col(Report.next_due_at))
+        .limit(limit)
+    )
+
+
+async def claim_due(s: AsyncSession, now: datetime, until: datetime, limit: int) -> list[int]:
+    """Claims up to `limit` due reports until `until` (SKIP LOCKED: replicas take disjoint rows)."""
+    stmt = claim_query(now, limit)
+    if _pg(s):
+        stmt = stmt.with_for_update(skip_locked=True)
+    ids = list((await s.exec(stmt)).all())
+    if ids:
+        await s.exec(sa.update(Report).where(col(Report.id).in_(ids)).values(sched_claimed_until=until))
+    return ids
+
+
+async def report_lock(s: AsyncSession, report_id: int) -> Report | None:
+    stmt = select(Report).where(Report.id == report_id)
+    if _pg(s):
+        stmt = stmt.with_for_update()
+    return (await s.exec(stmt)).first()
+
+
+async def clock_history(s: AsyncSession, report_ids: Sequence[int]) -> dict[int, list[tuple[datetime, str]]]:
+    """(at, action) of the events that move deadlines, per report."""
+    out: dict[int, list[tuple[datetime, str]]] = {i: [] for i in report_ids}
+    if not report_ids:
+        return out
+    stmt = (
+        select(ReportEvent.report_id, ReportEvent.at, ReportEvent.action)
+        .where(col(ReportEvent.report_id).in_(list(report_ids)), col(ReportEvent.action).in_(CLOCK_ACTIONS))
+        .order_by(ReportEvent.id)
+    )
+    for rid, at, action in (await s.exec(stmt)).all():
+        out[rid].append((at, action))
+    return out
+
+
+# ---------------------------------------------------------------- ledger
+
+
+async def ledger_keys(s: AsyncSession, report_id: int) -> set[tuple[str, str]]:
+    stmt = select(ReminderSent.kind, ReminderSent.step).where(ReminderSent.report_id == report_id)
+    return {(k, st) for k, st in (await s.exec(stmt)).all()}
+
+
+async def ledger_has(s: AsyncSession, report_id: int, kind: str, step: str) -> bool:
+    stmt = select(ReminderSent.id).where(ReminderSent.report_id == report_id, ReminderSent.kind == kind, ReminderSent.step == step)
+    return (await s.exec(stmt)).first() is not None
+
+
+async def ledger_add(
+    s: AsyncSession, *, report_id: int, kind: str, step: str, now: datetime,
+    due_at: datetime | None = None, to: str | None = None, coalesced: bool = False,
+) -> bool:
+    """Records one reminder; False when it was recorded before (by anyone): then do not send it."""
+    stmt = (
+        _insert(s, ReminderSent.__table__)
+        .values(report_id=report_id, kind=kind, step=step, due_at=due_at, sent_at=now, to=to, coalesced=coalesced)
+        .on_conflict_do_nothing(index_elements=["report_id", "kind", "step"])
+        .returning(ReminderSent.__table__.c.id)
+    )
+    return (await s.exec(stmt)).scalar_one_or_none() is not None
+
+
+# ---------------------------------------------------------------- chats
+
+
+async def chats_of(s: AsyncSession, team_id: int, role: str) -> list[ChatBinding]:
+    stmt = select(ChatBinding).where(ChatBinding.team_id == team_id, ChatBinding.role == role).order_by(ChatBinding.id)
+    return list((await s.exec(stmt)).all())
+
+
+async def teams_with_role(s: AsyncSession, role: str) -> list[tuple[Team, list[ChatBinding]]]:
+    stmt = (
+        select(Team, ChatBinding)
+        .join(ChatBinding, ChatBinding.team_id == Team.id)
+        .where(ChatBinding.role == role, Team.active == True)  # noqa: E712
+        .order_by(Team.id, ChatBinding.id)
+    )
+    out: dict[int, tuple[Team, list[ChatBinding]]] = {}
+    for team, b in (await s.exec(stmt)).all():
+        out.setdefault(team.id, (team, []))[1].append(b)
+    return list(out.values())
+
+
+# ---------------------------------------------------------------- drafts
+
+
+async def drafts_due(s: AsyncSession, now: datetime, nudge_after: timedelta, drop_after: timedelta, limit: int) -> list[Conversation]:
+    """Unfinished conversations old enough to nudge (not nudged since their question) or drop."""
+    stmt = (
+        select(Conversation)
+        .where(
+            Conversation.step != "idle",
+            col(Conversation.asked_at) <= now - nudge_after,
+            sa.or_(
+                col(Conversation.nudged_at).is_(None),
+                col(Conversation.nudged_at) < col(Conversation.asked_at),
+                col(Conversation.asked_at) <= now - drop_after,
+            ),
+        )
+        .order_by(col(Conversation.asked_at))
+        .limit(limit)
+    )
+    if _pg(s):
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list((await s.exec(stmt)).all())
+
+
+# ---------------------------------------------------------------- digests
+
+
+async def open_reports(s: AsyncSession, team_id: int) -> list[Report]:
+    stmt = select(Report).where(Report.team_id == team_id, Report.status != "closed").order_by(Report.id)
+    return list((await s.exec(stmt)).all())
+
+
+async def count_created(s: AsyncSession, team_id: int, since: datetime, until: datetime) -> int:
+    stmt = select(sa.func.count()).select_from(Report).where(
+        Report.team_id == team_id, col(Report.created_at) >= since, col(Report.created_at) < until
+    )
+    return (await s.exec(stmt)).one()
+
+
+async def count_closed(s: AsyncSession, team_id: int, since: datetime, until: datetime) -> int:
+    stmt = select(sa.func.count()).select_from(Report).where(
+        Report.team_id == team_id, col(Report.closed_at) >= since, col(Report.closed_at) < until
+    )
+    return (await s.exec(stmt)).one()
+
+
+# ---------------------------------------------------------------- retention
+
+
+async def photos_to_purge(s: AsyncSession, cutoff: datetime, limit: int) -> list[Report]:
+    """Closed before `cutoff`, photos not yet purged (partial index ix_reports_photos_kept)."""
+    stmt = (
+        select(Report)
+        .where(col(Report.closed_at) <= cutoff, col(Report.photos_purged_at).is_(None), Report.status == "closed")
+        .order_by(col(Report.closed_at))
+        .limit(limit)
+    )
+    return list((await s.exec(stmt)).all())
+
+
+async def identities_to_detach(s: AsyncSession, cutoff: datetime, limit: int) -> list[Report]:
+    stmt = (
+        select(Report)
+        .where(col(Report.closed_at) <= cutoff, col(Report.identity_purged_at).is_(None), Report.status == "closed")
+        .order_by(col(Report.closed_at))
+        .limit(limit)
+    )
+    return list((await s.exec(stmt)).all())
+
+
+async def photo_keys_kept(s: AsyncSession, except_ids: Sequence[int]) -> set[str]:
+    """Photo keys still referenced by reports that keep their photos (the store is content-addressed:
+    one file may serve two reports)."""
+    stmt = select(Report.id, Report.photos).where(col(Report.photos_purged_at).is_(None))
+    skip = set(except_ids)
+    keys: set[str] = set()
+    for rid, photos in (await s.exec(stmt)).all():
+        if rid not in skip:
+            keys.update(photos or ())
+    return keys
+
+
+async def purge_photos(s: AsyncSession, report_ids: Sequence[int], now: datetime) -> None:
+    if report_ids:
+        await s.exec(sa.update(Report).where(col(Report.id).in_(list(report_ids))).values(photos=[], photos_purged_at=now))
+
+
+async def detach_identity(s: AsyncSession, reports: Sequence[Report], now: datetime) -> None:
+    """Reporter columns to NULL, the submit event's actor too, and delivered messages to them."""
+    ids = [r.id for r in reports]
+    if not ids:
+        return
+    for r in reports:
+        if r.reporter_platform and r.reporter_chat:
+            await s.exec(
+                sa.delete(OutboxMessage).where(
+                    OutboxMessage.report_id == r.id, OutboxMessage.platform == r.reporter_platform,
+                    OutboxMessage.chat_id == r.reporter_chat, OutboxMessage.status != "pending",
+                )
+            )
+    await s.exec(
+        sa.update(Report).where(col(Report.id).in_(ids)).values(
+            reporter_platform=None, reporter_chat=None, reporter_user=None, identity_purged_at=now
+        )
+    )
+    await s.exec(
+        sa.update(ReportEvent)
+        .where(col(ReportEvent.report_id).in_(ids), col(ReportEvent.action).in_(("submit", "still_there")))
+        .values(actor=None, actor_name=None)
+    )
