@@ -71,30 +71,36 @@ def telegram_update(i: int) -> tuple[bytes, dict]:
     return json.dumps(body).encode(), {"X-Telegram-Bot-Api-Secret-Token": "s3cret", "Content-Type": "application/json"}
 
 
+@contextlib.asynccontextmanager
+async def ingest_only_app(**settings) -> AsyncIterator[str]:
+    """The real app with `settings`, whose webhooks store events but do not process them."""
+    from bot.app import SERVICES, create_app
+    from bot.settings import Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(Settings(_env_file=None, photo_dir=tmp, sandbox=False, scheduler=False, sweep_seconds=3600, **settings))
+        runner, url = await _site(app)
+        svc = app[SERVICES]
+
+        async def ingest_only(ev) -> bool:  # store before the 200, do not process
+            return await svc.engine.ingest(ev) is not None
+
+        svc.accept = ingest_only
+        try:
+            yield url
+        finally:
+            await runner.cleanup()
+
+
 def telegram_server(database_url: str):
     @contextlib.asynccontextmanager
     async def serve() -> AsyncIterator[str]:
-        from bot.app import SERVICES, create_app
-        from bot.settings import Settings
         from tests.fake_telegram import FakeTelegram
 
         async with FakeTelegram() as fake:
-            with tempfile.TemporaryDirectory() as tmp:
-                settings = Settings(_env_file=None, database_url=database_url, photo_dir=tmp, sandbox=False,
-                                    telegram_token="123:ABC", telegram_webhook_secret="s3cret",
-                                    telegram_api_base=fake.url, scheduler=False, sweep_seconds=3600)
-                app = create_app(settings)
-                runner, url = await _site(app)
-                svc = app[SERVICES]
-
-                async def ingest_only(ev) -> bool:  # store before the 200, do not process
-                    return await svc.engine.ingest(ev) is not None
-
-                svc.accept = ingest_only
-                try:
-                    yield url
-                finally:
-                    await runner.cleanup()
+            async with ingest_only_app(database_url=database_url, telegram_token="123:ABC",
+                                       telegram_webhook_secret="s3cret", telegram_api_base=fake.url) as url:
+                yield url
 
     return serve
 
@@ -112,28 +118,14 @@ def line_event(i: int) -> tuple[bytes, dict]:
 def line_server(database_url: str):
     @contextlib.asynccontextmanager
     async def serve() -> AsyncIterator[str]:
-        from bot.app import SERVICES, create_app
-        from bot.settings import Settings
         from tests.fake_line import FakeLine
 
         fake = await FakeLine().start()
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                settings = Settings(_env_file=None, database_url=database_url, photo_dir=tmp, sandbox=False,
-                                    line_channel_secret=LINE_SECRET, line_access_token=fake.access_token,
-                                    line_api_host=fake.url, public_url="https://namjai.example", scheduler=False, sweep_seconds=3600)
-                app = create_app(settings)
-                runner, url = await _site(app)
-                svc = app[SERVICES]
-
-                async def ingest_only(ev) -> bool:  # store before the 200, do not process
-                    return await svc.engine.ingest(ev) is not None
-
-                svc.accept = ingest_only
-                try:
-                    yield url
-                finally:
-                    await runner.cleanup()
+            async with ingest_only_app(database_url=database_url, line_channel_secret=LINE_SECRET,
+                                       line_access_token=fake.access_token, line_api_host=fake.url,
+                                       public_url="https://namjai.example") as url:
+                yield url
         finally:
             await fake.close()
 

@@ -313,7 +313,7 @@ class Engine:
             reply_report = await repo.report_for_message(s, a.platform, a.chat_id, ev.reply_to)
         lang = binding.lang if binding else self.default_lang
         wrote = False
-        for action in staff.group_step(ev, reply_report):
+        for action in staff.group_step(ev, reply_report, bound=binding is not None):
             if isinstance(action, BindChat):
                 await self._bind(s, ev, action.code, lang)
             elif isinstance(action, StaffAction):

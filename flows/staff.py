@@ -28,10 +28,12 @@ CARD_DATA = re.compile(r"^r:(\d+):([a-z]+)(?::([A-Za-z0-9_.\-]*))?$")
 MAX_COMMENT = 1000
 
 
-def group_step(ev: Event, reply_report_id: int | None = None) -> list[Action]:
+def group_step(ev: Event, reply_report_id: int | None = None, bound: bool = True) -> list[Action]:
     """Turns a group chat event into the staff actions it asks for."""
     if isinstance(ev, CommandReceived) and ev.name == "bind":
         return [BindChat(ev.arg.strip().upper())]
+    if isinstance(ev, CommandReceived) and ev.name == "joined":  # the bot was added to the group
+        return [] if bound else [Reply((Msg("group.unbound"),))]
     if isinstance(ev, TextReceived):
         text = ev.text.strip()
         parts = text.split()

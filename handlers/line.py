@@ -71,11 +71,9 @@ from linebot.v3.webhooks import (
 
 from bot import metrics
 from bot.app import SERVICES, STARTERS, STOPPERS, Services
-from bot.engine import render_reply
 from bot.i18n import text as render
 from bot.outbox import SendResult
 from bot.settings import Settings
-from flows.codec import event_to_dict
 from flows.model import (
     Address,
     ChoiceMade,
@@ -84,7 +82,6 @@ from flows.model import (
     LocationReceived,
     Msg,
     PhotoReceived,
-    Reply,
     TextReceived,
     UnsupportedReceived,
 )
@@ -447,21 +444,11 @@ class LineBot:
                 self._background(svc, self.loading(address.chat_id))
 
     async def joined(self, svc: Services, e, address: Address) -> None:
-        """The bot was added to a group: tell it how to bind (a redelivered join is answered once)."""
+        """The bot was added to a group: the flows tell an unbound group how to bind."""
         log.info("line_joined_group")
-        now = svc.clock()
-        ev = UnsupportedReceived(address=address, event_id=e.webhook_event_id, at=now, kind="join")  # a no-op for the flows
-        async with svc.db.transaction() as s:
-            inbox_id = await repo.inbox_insert(s, PLATFORM, ev.event_id, event_to_dict(ev), now)
-            if inbox_id is None:
-                return
-            binding = await repo.binding_for_chat(s, PLATFORM, address.chat_id)
-            if binding is None:
-                payload = render_reply(Reply((Msg("group.unbound"),)), self.settings.default_lang)
-                await repo.outbox_add(s, platform=PLATFORM, chat_id=address.chat_id, payload=payload, next_attempt_at=now, created_at=now)
-        self.remember_reply_token(address.chat_id, e.reply_token)
-        self._background(svc, svc.engine.process(inbox_id))  # marks the stored join done
-        svc.outbox.kick()
+        ev = CommandReceived(address=address, event_id=e.webhook_event_id, at=svc.clock(), name="joined")
+        if await svc.accept(ev):
+            self.remember_reply_token(address.chat_id, e.reply_token)
 
     async def member_name(self, source, address: Address) -> str | None:
         """A staff member's display name for the report history (cached; best effort)."""

@@ -105,7 +105,12 @@ def map_update(update: Update, now, username: str | None = None) -> Mapped:
     if update.edited_message is not None:
         return Mapped("edited_live_location" if update.edited_message.location else "edited_message")
     if update.my_chat_member is not None:
-        status = update.my_chat_member.new_chat_member.status
+        m = update.my_chat_member
+        status = m.new_chat_member.status
+        if status in ("member", "administrator") and m.chat.type in GROUP_TYPES:
+            address = Address(PLATFORM, str(m.chat.id), str(m.from_user.id), is_group=True)
+            ev = CommandReceived(address=address, event_id=str(update.update_id), at=now, name="joined")
+            return Mapped(f"my_chat_member_{status}", ev)
         return Mapped(f"my_chat_member_{status}")
     msg = update.message
     if msg is None:

@@ -97,6 +97,17 @@ async def db(db_url):
     await database.dispose()
 
 
+@pytest.fixture
+async def pg_db(pg_database):
+    """The PostgreSQL database alone, emptied, for tests that only make sense there."""
+    from storage.db import Database
+
+    await _pg_exec(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE", pg_database.rsplit("/", 1)[1])
+    database = Database(pg_database)
+    yield database
+    await database.dispose()
+
+
 def jpeg(color=(200, 120, 40), size=(64, 48)) -> bytes:
     from PIL import Image
 

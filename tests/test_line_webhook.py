@@ -95,7 +95,7 @@ async def test_join_tells_the_group_how_to_bind_once(line):
     await post_fixture(line, "join")  # LINE redelivers
     said = line.fake.texts(GROUP_FIXTURE_ID)
     assert len(said) == 1 and "/bind" in said[0]
-    assert [e["type"] for e in await inbox(line)] == ["unsupported"]
+    assert [(e["type"], e["name"]) for e in await inbox(line)] == [("command", "joined")]
     await post_fixture(line, "member_joined")  # logged only
     assert len(line.fake.texts(GROUP_FIXTURE_ID)) == 1
 

@@ -18,7 +18,7 @@ from storage import repo
 from storage.db import Database
 from storage.models import ChatBinding, OutboxMessage, ReminderSent, Report, ReportEvent, Team
 from tests.chat import Chat, ref_in
-from tests.conftest import _pg_exec, jpeg
+from tests.conftest import jpeg
 from tests.test_e2e_sandbox import PATTAYA, full_report
 
 BKK = ZoneInfo("Asia/Bangkok")
@@ -202,9 +202,10 @@ async def _workers(url: str, now: datetime, k: int = 3) -> list[int]:
     return outs
 
 
-async def test_three_worker_processes_send_each_reminder_once(db, db_url):
-    if db.is_sqlite:
-        pytest.skip("several processes need PostgreSQL (SQLite: one process)")
+@pytest.mark.postgres
+async def test_three_worker_processes_send_each_reminder_once(pg_db):
+    """Several processes need PostgreSQL (on SQLite one process sweeps)."""
+    db, db_url = pg_db, pg_db.url
     t0 = bkk(2026, 11, 25, 9, 0)
     async with db.transaction() as s:
         team = Team(code="t1", name_th="ทีม", name_en="Team", kind="provincial_centre", provinces=["20"])

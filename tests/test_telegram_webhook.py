@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+
+from flows.model import CommandReceived
 import sqlalchemy as sa
 from telegram import Bot, Update
 
@@ -58,7 +60,12 @@ def test_updates_map_to_neutral_events(name, kind, fields):
     assert m.event.lang_hint == "th"
 
 
-@pytest.mark.parametrize("name", ["live_location_edit", "my_chat_member", "unknown_type", "new_members"])
+def test_bot_added_to_a_group_is_a_joined_event():
+    m = mapped("my_chat_member")
+    assert isinstance(m.event, CommandReceived) and m.event.name == "joined" and m.event.address.is_group
+
+
+@pytest.mark.parametrize("name", ["live_location_edit", "unknown_type", "new_members"])
 def test_updates_without_an_event(name):
     m = mapped(name)
     assert m.event is None and m.migrate is None
@@ -118,7 +125,8 @@ async def test_every_fixture_is_acknowledged_and_a_repeat_is_stored_once(tg):
     ids = [r[0] for r in rows]
     assert ids.count("900000001") == 1 and len(ids) == len(set(ids))
     assert "900000008" not in ids  # the live location's update: ignored
-    assert "900000015" not in ids and "900000018" not in ids  # my_chat_member, unknown type
+    assert "900000015" in ids and "900000018" not in ids  # the bot added to a group; an unknown type
+    assert "/bind" in "\n".join(tg.fake.texts(-1001234567890))  # an unbound group is told how to bind
     for _, payload in rows:  # no file URL (it holds the token) is ever stored
         assert "/file/bot" not in json.dumps(payload) and "123:ABC" not in json.dumps(payload)
     assert tg.fake.sent("answerCallbackQuery")
