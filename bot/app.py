@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -115,11 +114,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             return
         for stop in app[STOPPERS]:
             await stop(app, svc)
-        for task in [*svc.tasks, *svc.background]:
+        tasks = [*svc.tasks, *svc.background]
+        for task in tasks:
             task.cancel()
-        for task in [*svc.tasks, *svc.background]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=10)
+            if stuck:
+                log.error("tasks_did_not_stop", tasks=sorted(t.get_name() for t in stuck))
         await svc.db.dispose()
 
     app.on_startup.append(startup)

@@ -119,7 +119,10 @@ class OutboxWorker:
         """Delivers whenever kicked, and every `interval` seconds regardless."""
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+                # that arrives as the wake-up does, and the loop would then never stop.
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

@@ -275,7 +275,8 @@ class Telegram:
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+        async with asyncio.timeout(seconds):  # not wait_for: it can swallow a cancellation on 3.11
+            await stop.wait()
 
 
 def build_application(settings) -> Application:
