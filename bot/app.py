@@ -40,16 +40,31 @@ class Services:
     tasks: list[asyncio.Task] = field(default_factory=list)
     background: set[asyncio.Task] = field(default_factory=set)
 
+    _last_of_chat: dict[str, asyncio.Task] = field(default_factory=dict)
+
     async def accept(self, ev) -> bool:
         """For webhooks: stores the event durably (before the 200), processes it in the background.
-        False when the platform delivered this event before."""
+        Events of one chat are processed in the order they were stored (a photo, then the
+        location, then a tap). False when the platform delivered this event before."""
         inbox_id = await self.engine.ingest(ev)
         if inbox_id is None:
             return False
-        task = asyncio.create_task(self.engine.process(inbox_id))
+        chat = ev.address.chat_key
+        task = asyncio.create_task(self._process_after(self._last_of_chat.get(chat), inbox_id))
+        self._last_of_chat[chat] = task
         self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        task.add_done_callback(lambda t: self._forget(chat, t))
         return True
+
+    async def _process_after(self, previous: asyncio.Task | None, inbox_id: int) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # its failure is its own (and it stays in the inbox)
+        await self.engine.process(inbox_id)
+
+    def _forget(self, chat: str, task: asyncio.Task) -> None:
+        self.background.discard(task)
+        if self._last_of_chat.get(chat) is task:
+            del self._last_of_chat[chat]
 
 
 async def prepare_database(db: Database, settings: Settings) -> None:
