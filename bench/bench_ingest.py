@@ -2,13 +2,20 @@
 
 Each target is a real webhook (secret checked, Update parsed and mapped, event stored in the
 inbox before the 200) next to a bare aiohttp handler that only answers 200, driven by the same
-client in the same run. Events are stored but not processed (the bench replaces
+client in the same run. Events are stored but not processed (the server replaces
 `Services.accept` with the ingest alone), so the figure is the ingest only.
 
     .venv/bin/python bench/bench_ingest.py [--requests 5000] [--connections 50] [--pg]
 
-A LINE webhook is one more entry in `targets()` (a name, how to start it, the path, how to sign
-a body).
+Processes: the server under test (the webhook, or the bare handler) runs alone in a subprocess
+(bench/_ingest_server.py, which prints its port when ready); the fake platform the webhook talks
+to (getMe for Telegram, the loading animation for LINE) runs in another subprocess; the client
+is this process. So neither the client's nor the fake's CPU is charged to the server. Everything
+is on 127.0.0.1, every request and the whole run have a timeout, and the subprocesses are
+terminated at the end whatever happens.
+
+A webhook is one more entry in `targets()` (a name, the server's --target, the fake's --target,
+the path, how to make a request), plus its case in bench/_ingest_server.py.
 """
 
 from __future__ import annotations
@@ -26,41 +33,71 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from aiohttp import ClientSession, TCPConnector, web
+from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+SERVER = Path(__file__).resolve().parent / "_ingest_server.py"
+
+from bench._ingest_server import LINE_SECRET, TELEGRAM_SECRET  # noqa: E402
+
+WARMUP = 200
+START_TIMEOUT = 60.0  # seconds for a subprocess to print its port
+STOP_TIMEOUT = 10.0  # seconds for a subprocess to exit after SIGTERM, before SIGKILL
+AIM_RATIO, AIM_P99_MS, AIM_CONNECTIONS = 0.25, 50, 50
 
 
 @dataclass
 class Target:
-    name: str
-    serve: Callable[[], contextlib.AbstractAsyncContextManager[str]]  # yields the base URL
+    name: str  # in the table
+    label: str  # in the summary, e.g. telegram/sqlite
+    server: str  # _ingest_server.py --target
+    fake: str | None  # _ingest_server.py --target of the fake platform, if any
+    db: str | None
     path: str
     request: Callable[[int], tuple[bytes, dict]]  # i → (body, headers)
 
 
-async def _site(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+@contextlib.asynccontextmanager
+async def process(*args: str) -> AsyncIterator[str]:
+    """Runs `_ingest_server.py ARGS`; yields http://127.0.0.1:PORT once it is ready; always ends it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(SERVER), *args, cwd=str(ROOT),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None)
+    try:
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise RuntimeError(f"{' '.join(args)}: not ready after {START_TIMEOUT:.0f} s") from None
+        if not line.strip().isdigit():
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            raise RuntimeError(f"{' '.join(args)}: exited with {proc.returncode} before it was ready (see stderr)")
+        yield f"http://127.0.0.1:{int(line)}"
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
 
 
 @contextlib.asynccontextmanager
-async def bare_server() -> AsyncIterator[str]:
-    async def ok(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(status=200)
-
-    app = web.Application()
-    app.router.add_post("/hook", ok)
-    runner, url = await _site(app)
-    try:
-        yield url
-    finally:
-        await runner.cleanup()
+async def serving(target: Target) -> AsyncIterator[str]:
+    """The fake platform (if any), then the server under test; yields the server's URL."""
+    async with contextlib.AsyncExitStack() as stack:
+        args = ["--target", target.server]
+        if target.fake:
+            api = await stack.enter_async_context(process("--target", target.fake))
+            args += ["--api", api]
+        if target.db:
+            args += ["--db", target.db]
+        yield await stack.enter_async_context(process(*args))
 
 
 def telegram_update(i: int) -> tuple[bytes, dict]:
@@ -68,44 +105,7 @@ def telegram_update(i: int) -> tuple[bytes, dict]:
     body = {"update_id": 1_000_000 + i, "message": {"message_id": i, "date": 1795918800,
             "chat": {"id": user, "type": "private", "first_name": "V"},
             "from": {"id": user, "is_bot": False, "first_name": "V", "language_code": "th"}, "text": "สวัสดี"}}
-    return json.dumps(body).encode(), {"X-Telegram-Bot-Api-Secret-Token": "s3cret", "Content-Type": "application/json"}
-
-
-@contextlib.asynccontextmanager
-async def ingest_only_app(**settings) -> AsyncIterator[str]:
-    """The real app with `settings`, whose webhooks store events but do not process them."""
-    from bot.app import SERVICES, create_app
-    from bot.settings import Settings
-
-    with tempfile.TemporaryDirectory() as tmp:
-        app = create_app(Settings(_env_file=None, photo_dir=tmp, sandbox=False, scheduler=False, sweep_seconds=3600, **settings))
-        runner, url = await _site(app)
-        svc = app[SERVICES]
-
-        async def ingest_only(ev) -> bool:  # store before the 200, do not process
-            return await svc.engine.ingest(ev) is not None
-
-        svc.accept = ingest_only
-        try:
-            yield url
-        finally:
-            await runner.cleanup()
-
-
-def telegram_server(database_url: str):
-    @contextlib.asynccontextmanager
-    async def serve() -> AsyncIterator[str]:
-        from tests.fake_telegram import FakeTelegram
-
-        async with FakeTelegram() as fake:
-            async with ingest_only_app(database_url=database_url, telegram_token="123:ABC",
-                                       telegram_webhook_secret="s3cret", telegram_api_base=fake.url) as url:
-                yield url
-
-    return serve
-
-
-LINE_SECRET = "bench-line-secret"
+    return json.dumps(body).encode(), {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET, "Content-Type": "application/json"}
 
 
 def line_event(i: int) -> tuple[bytes, dict]:
@@ -115,43 +115,35 @@ def line_event(i: int) -> tuple[bytes, dict]:
     return raw.encode(), {"X-Line-Signature": sign(LINE_SECRET, raw), "Content-Type": "application/json"}
 
 
-def line_server(database_url: str):
-    @contextlib.asynccontextmanager
-    async def serve() -> AsyncIterator[str]:
-        from tests.fake_line import FakeLine
-
-        fake = await FakeLine().start()
-        try:
-            async with ingest_only_app(database_url=database_url, line_channel_secret=LINE_SECRET,
-                                       line_access_token=fake.access_token, line_api_host=fake.url,
-                                       public_url="https://namjai.example") as url:
-                yield url
-        finally:
-            await fake.close()
-
-    return serve
-
-
-async def drive(url: str, target: Target, n: int, connections: int) -> dict:
+async def drive(url: str, path: str, requests: list[tuple[bytes, dict]], connections: int, timeout: float) -> dict:
+    """POSTs `requests` over `connections` keep-alive connections; a failed request counts under
+    its exception's name in the statuses and not in the latencies."""
     latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    counter = iter(range(n))
-    async with ClientSession(connector=TCPConnector(limit=connections)) as http:
+    statuses: dict[int | str, int] = {}
+    pending = iter(requests)
+    async with ClientSession(connector=TCPConnector(limit=connections), timeout=ClientTimeout(total=timeout)) as http:
         async def worker():
-            for i in counter:
-                body, headers = target.request(i)
+            for body, headers in pending:
                 t0 = time.perf_counter()
-                async with http.post(url + target.path, data=body, headers=headers) as resp:
-                    await resp.read()
-                latencies.append(time.perf_counter() - t0)
-                statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                try:
+                    async with http.post(url + path, data=body, headers=headers) as resp:
+                        await resp.read()
+                    status: int | str = resp.status
+                    latencies.append(time.perf_counter() - t0)
+                except Exception as e:  # a timeout, a reset connection...: counted, the run goes on
+                    status = type(e).__name__
+                statuses[status] = statuses.get(status, 0) + 1
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(connections)))
         elapsed = time.perf_counter() - t0
     latencies.sort()
-    return {"rate": n / elapsed, "p50": latencies[len(latencies) // 2] * 1000,
-            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, "statuses": statuses}
+    ok = len(latencies)
+
+    def pct(p: float) -> float:
+        return latencies[min(ok - 1, int(ok * p))] * 1000 if ok else float("nan")
+
+    return {"rate": ok / elapsed, "p50": pct(0.5), "p99": pct(0.99), "statuses": statuses}
 
 
 async def pg_database() -> tuple[str, Callable] | None:
@@ -166,64 +158,104 @@ async def pg_database() -> tuple[str, Callable] | None:
     name = f"namjai_bench_{uuid.uuid4().hex[:8]}"
     await conn.execute(f'CREATE DATABASE "{name}"')
     await conn.close()
-    url = "postgresql+asyncpg://" + admin.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
-    from storage.db import Database
-    from storage.migrate import upgrade
-
-    db = Database(url)
-    await upgrade(db)
-    await db.dispose()
 
     async def drop():
         c = await asyncpg.connect(admin, timeout=3)
         await c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await c.close()
 
+    url = "postgresql+asyncpg://" + admin.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
+    try:
+        from storage.db import Database
+        from storage.migrate import upgrade
+
+        db = Database(url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+    except BaseException:
+        await drop()
+        raise
     return url, drop
 
 
 def targets(databases: dict[str, str]) -> list[Target]:
     out = []
     for label, url in databases.items():
-        out.append(Target(f"telegram webhook ({label})", telegram_server(url), "/telegram/webhook", telegram_update))
-        out.append(Target(f"line webhook ({label})", line_server(url), "/line/webhook", line_event))
+        out.append(Target(f"telegram webhook ({label})", f"telegram/{label}", "telegram", "fake-telegram", url,
+                          "/telegram/webhook", telegram_update))
+        out.append(Target(f"line webhook ({label})", f"line/{label}", "line", "fake-line", url,
+                          "/line/webhook", line_event))
     return out
 
 
-async def main() -> None:
+async def run(args: argparse.Namespace, databases: dict[str, str]) -> list[str]:
+    """Prints the table; returns the summary lines."""
+    summary = []
+    print(f"{args.requests} requests, {args.connections} connections, loopback, "
+          f"server / fake platform / client in separate processes\n")
+    print(f"{'target':34} {'updates/s':>10} {'p50 ms':>8} {'p99 ms':>8}  statuses")
+    for target in targets(databases):
+        # Built before the clock starts (the client's signing is not the server's time); the
+        # warm-up's updates are not the measured ones (no duplicate is measured).
+        warmup = [target.request(i) for i in range(min(WARMUP, args.requests))]
+        measured = [target.request(WARMUP + i) for i in range(args.requests)]
+        bare = Target("bare aiohttp 200", "bare", "bare", None, None, "/hook", target.request)
+        results = {}
+        try:
+            for t in (bare, target):
+                async with serving(t) as url:
+                    await drive(url, t.path, warmup, args.connections, args.request_timeout)
+                    results[t.name] = r = await drive(url, t.path, measured, args.connections, args.request_timeout)
+                print(f"{t.name:34} {r['rate']:10.0f} {r['p50']:8.1f} {r['p99']:8.1f}  {r['statuses']}")
+        except Exception as e:
+            print(f"{target.name:34} FAILED: {type(e).__name__}: {e}\n")
+            summary.append(f"{target.label}: FAILED ({type(e).__name__}: {e})")
+            continue
+        w = results[target.name]
+        ratio = w["rate"] / results[bare.name]["rate"] if results[bare.name]["rate"] else float("nan")
+        print(f"{'':34} ratio to bare: {ratio:.2f}\n")
+        failed = sum(n for s, n in w["statuses"].items() if s != 200)
+        summary.append(f"{target.label}: ratio {ratio:.2f}, p99 {w['p99']:.0f} ms "
+                       f"(aim: >= {AIM_RATIO}, p99 < {AIM_P99_MS} ms at {AIM_CONNECTIONS} connections)"
+                       + (f"; {failed} of {args.requests} requests not 200" if failed else ""))
+    return summary
+
+
+async def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--pg", action="store_true", help="also on PostgreSQL (NAMJAI_TEST_PG), when reachable")
+    ap.add_argument("--request-timeout", type=float, default=10.0, help="seconds, per request")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds, for the whole run")
     args = ap.parse_args()
 
     from bot.logging import setup
 
     setup("WARNING")
     tmp = tempfile.TemporaryDirectory()
-    databases = {"sqlite": f"sqlite+aiosqlite:///{tmp.name}/bench.db"}
-    pg = await pg_database() if args.pg else None
-    if pg:
-        databases["postgresql"] = pg[0]
+    pg = None
     try:
-        print(f"{args.requests} requests, {args.connections} connections, loopback\n")
-        print(f"{'target':34} {'updates/s':>10} {'p50 ms':>8} {'p99 ms':>8}  statuses")
-        for target in targets(databases):
-            bare = Target("bare aiohttp 200", bare_server, "/hook", target.request)
-            results = {}
-            for t in (bare, target):
-                async with t.serve() as url:
-                    await drive(url, t, min(200, args.requests), args.connections)  # warm-up
-                    results[t.name] = await drive(url, t, args.requests, args.connections)
-                r = results[t.name]
-                print(f"{t.name:34} {r['rate']:10.0f} {r['p50']:8.1f} {r['p99']:8.1f}  {r['statuses']}")
-            ratio = results[target.name]["rate"] / results[bare.name]["rate"]
-            print(f"{'':34} ratio to bare: {ratio:.2f}\n")
+        async with asyncio.timeout(args.timeout):
+            databases = {"sqlite": f"sqlite+aiosqlite:///{tmp.name}/bench.db"}
+            pg = await pg_database() if args.pg else None
+            if pg:
+                databases["postgresql"] = pg[0]
+            summary = await run(args, databases)
+    except TimeoutError:
+        print(f"\nFAILED: the run took more than {args.timeout:.0f} s")
+        return 1
     finally:
-        if pg:
-            await pg[1]()
-        tmp.cleanup()
+        try:
+            if pg:
+                await asyncio.wait_for(pg[1](), 30)
+        finally:
+            tmp.cleanup()
+    print("\n".join(summary))
+    return 1 if any("FAILED" in s for s in summary) else 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

@@ -36,6 +36,7 @@ from flows.model import (
     StaffAction,
     SubmitReport,
     TextReceived,
+    VoiceReceived,
 )
 from flows.status import ROLE_RANK, Role, Status, decide
 from storage import repo
@@ -182,8 +183,9 @@ class Engine:
                 listener()
 
     async def _fetch_media(self, ev: InboundEvent) -> InboundEvent:
-        """Fetches a platform photo and stores it; the event then carries the stored key or an error."""
-        if not isinstance(ev, PhotoReceived) or ev.key or ev.error or not ev.media:
+        """Fetches a platform photo or voice note and stores it; the event then carries the stored
+        key or an error."""
+        if not isinstance(ev, (PhotoReceived, VoiceReceived)) or ev.key or ev.error or not ev.media:
             return ev
         fetch = self.media_fetchers.get(ev.address.platform)
         if fetch is None or self.photos is None:
@@ -194,10 +196,11 @@ class Engine:
             log.warning("media_download_failed", platform=ev.address.platform, error=type(exc).__name__)
             return replace(ev, error="download_failed")
         try:
-            stored = await self.photos.put(data)
+            if isinstance(ev, VoiceReceived):
+                return replace(ev, key=await self.photos.put_voice(data))
+            return replace(ev, key=(await self.photos.put(data)).key)
         except PhotoError as e:
             return replace(ev, error=e.reason)
-        return replace(ev, key=stored.key)
 
     async def _dispatch(self, s, ev: InboundEvent) -> bool:
         if ev.address.is_group:
@@ -281,6 +284,7 @@ class Engine:
             location_to_confirm=draft.location_to_confirm,
             province_code=draft.province_code,
             photos=list(draft.photos),
+            voice=draft.voice,
             law_track=reportflow.law_track(draft.who),
             repeat_of=repeat_ids,
             reporter_platform=a.platform,
@@ -460,6 +464,7 @@ class Engine:
             landmark=report.landmark,
             province_code=report.province_code,
             photos=tuple(report.photos or ()),
+            voice=report.voice,
             law_track=report.law_track,
             team_name=self._team_name(team, lang),  # channels re-render it per chat language
             outcome=report.outcome,
@@ -522,6 +527,7 @@ def render_card(c: Card, lang: str) -> dict:
         "text": render_lines(c.lines, lang),
         "buttons": render_buttons(c.buttons, lang),
         "photos": list(c.photos),
+        "voice": c.voice,
         "location": {"lat": c.lat, "lon": c.lon} if c.lat is not None else None,
         "card": {"report_id": c.report_id, "urgent": c.urgent, "title": render(c.lines[0], lang)},
         "lang": lang,

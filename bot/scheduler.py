@@ -357,10 +357,10 @@ async def retention(db: Database, photos, now: datetime, *, photo_days: int = 90
             if not reports:
                 break
             ids = [r.id for r in reports]
-            counts = {r.id: len(r.photos or ()) for r in reports}
-            keys = {k for r in reports for k in (r.photos or ())}
+            counts = {r.id: len(sched_repo.media_keys(r.photos, r.voice)) for r in reports}
+            keys = {k for r in reports for k in sched_repo.media_keys(r.photos, r.voice)}
             gone = keys - await sched_repo.photo_keys_kept(s, ids)
-            out.photo_reports += [r.ref for r in reports if r.photos]
+            out.photo_reports += [r.ref for r in reports if r.photos or r.voice]
             out.photo_files += len(gone)
             if dry_run:
                 break

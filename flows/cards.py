@@ -39,6 +39,7 @@ class ReportView:
     landmark: str | None = None
     province_code: str | None = None
     photos: tuple[str, ...] = ()
+    voice: str | None = None
     law_track: str = "destitution"
     team_name: str = ""
     outcome: str | None = None
@@ -73,6 +74,8 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
     )
     if view.note:
         lines.append(Msg("sum.note", {"note": view.note}))
+    if view.voice:
+        lines.append(Msg("sum.voice"))
     lines.append(Msg(f"card.law.{view.law_track}"))
     if view.repeats:
         lines.append(Msg("card.repeats", {"refs": ", ".join(view.repeats)}))
@@ -91,7 +94,7 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
         buttons.append(row)
     if view.status == Status.CLOSED:
         buttons.append((Button(Msg("act.reopen"), f"r:{view.id}:reopen"),))
-    return Card(view.id, tuple(lines), tuple(buttons), view.photos, view.lat, view.lon, view.urgent)
+    return Card(view.id, tuple(lines), tuple(buttons), view.photos, view.lat, view.lon, view.urgent, view.voice)
 
 
 def reporter_update(view: ReportView, status: str) -> Reply | None:

@@ -14,11 +14,13 @@ from flows.model import (
     PhotoReceived,
     TextReceived,
     UnsupportedReceived,
+    VoiceReceived,
 )
 
 EVENT_TYPES = {
     "text": TextReceived,
     "photo": PhotoReceived,
+    "voice": VoiceReceived,
     "location": LocationReceived,
     "choice": ChoiceMade,
     "command": CommandReceived,

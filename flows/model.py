@@ -61,6 +61,15 @@ class PhotoReceived(Event):
 
 
 @dataclass(frozen=True)
+class VoiceReceived(Event):
+    """A voice message, kept as the note's attachment; fetched and stored like a photo."""
+
+    key: str | None = None
+    error: str | None = None  # "not_audio" | "too_large" | "download_failed"
+    media: str | None = None
+
+
+@dataclass(frozen=True)
 class LocationReceived(Event):
     lat: float = 0.0
     lon: float = 0.0
@@ -87,7 +96,7 @@ class UnsupportedReceived(Event):
 
 
 InboundEvent = Union[
-    TextReceived, PhotoReceived, LocationReceived, ChoiceMade, CommandReceived, UnsupportedReceived
+    TextReceived, PhotoReceived, VoiceReceived, LocationReceived, ChoiceMade, CommandReceived, UnsupportedReceived
 ]
 
 
@@ -158,3 +167,4 @@ class Card:
     lat: float | None = None
     lon: float | None = None
     urgent: bool = False
+    voice: str | None = None  # the stored key of a voice note attached to the report

@@ -27,6 +27,7 @@ from flows.model import (
     SubmitReport,
     TextReceived,
     UnsupportedReceived,
+    VoiceReceived,
 )
 
 NOTICE_VERSION = "2026-11-v1"
@@ -40,6 +41,7 @@ URGENCIES = ("danger", "injury", "child_alone", "normal")
 URGENT = frozenset({"danger", "injury", "child_alone"})
 LANGS = ("th", "en")
 KINDS = ("sticker", "video", "audio", "file")
+MEDIA = (PhotoReceived, LocationReceived, VoiceReceived)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Draft:
     urgency: str | None = None
     note: str | None = None
     note_done: bool = False
+    voice: str | None = None  # a voice message, kept as the note's attachment
     started_at: str | None = None
 
     @property
@@ -200,7 +203,7 @@ def on_consent(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
         return new, [_say(conv, "consent.thanks"), *actions]
     if isinstance(ev, ChoiceMade) and ev.data == "consent:no":
         return replace(conv, draft=None, step="idle"), [_say(conv, "consent.declined")]
-    if isinstance(ev, (PhotoReceived, LocationReceived)):
+    if isinstance(ev, MEDIA):
         draft = conv.draft or Draft(started_at=ctx.now.isoformat())
         draft, notes = absorb(draft, ev, conv, ctx)
         conv = replace(conv, draft=draft)
@@ -214,9 +217,7 @@ def on_consent(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
 
 def on_idle(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
     """Without a draft, a photo or a location starts a report; anything else shows the menu."""
-    if isinstance(ev, (PhotoReceived, LocationReceived)) or (
-        isinstance(ev, TextReceived) and parse_coordinates(ev.text)
-    ):
+    if isinstance(ev, MEDIA) or (isinstance(ev, TextReceived) and parse_coordinates(ev.text)):
         return on_draft(replace(conv, draft=Draft(started_at=ctx.now.isoformat())), ev, ctx)
     if isinstance(ev, ChoiceMade) and ev.data == "confirm:send":
         return conv, [_say(conv, "confirm.nothing"), _menu()]
@@ -228,7 +229,7 @@ def on_draft(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
     draft = conv.draft
     assert draft is not None
     notes: list[Action] = []
-    if isinstance(ev, (PhotoReceived, LocationReceived)):
+    if isinstance(ev, MEDIA):
         draft, notes = absorb(draft, ev, conv, ctx)
         if notes and _is_error(notes[-1]):
             return conv, [*notes, *_reask(conv, ctx)]
@@ -245,8 +246,8 @@ def on_draft(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
         if notes and _is_error(notes[-1]):
             return conv, [*notes, *_reask(conv, ctx)]
     new, actions = ask_next(replace(conv, draft=draft), ctx)
-    if isinstance(ev, PhotoReceived) and notes and new.step == conv.step:
-        return new, notes  # another photo of a set: acknowledge it, the question stands
+    if isinstance(ev, (PhotoReceived, VoiceReceived)) and notes and new.step == conv.step:
+        return new, notes  # another photo of a set, or a voice note: acknowledged, the question stands
     return new, [*notes, *actions]
 
 
@@ -265,6 +266,11 @@ def absorb(draft: Draft, ev: Event, conv: Conversation, ctx: Ctx) -> tuple[Draft
         ]
     if isinstance(ev, LocationReceived):
         return place(draft, ev.lat, ev.lon, "shared", conv, ctx)
+    if isinstance(ev, VoiceReceived):
+        if ev.error or not ev.key:
+            return draft, [_say(conv, f"err.voice_{ev.error or 'not_audio'}")]
+        done = draft.note_done or (conv.step == "note")
+        return replace(draft, voice=ev.key, note_done=done), [_say(conv, "voice.got")]
     return draft, []
 
 
@@ -460,6 +466,8 @@ def summary_lines(draft: Draft, lang: str, ctx: Ctx) -> list[Msg]:
         lines.append(Msg("sum.urgency", {"urgency": Msg(f"urg.{draft.urgency}")}))
     if draft.note:
         lines.append(Msg("sum.note", {"note": draft.note}))
+    if draft.voice:
+        lines.append(Msg("sum.voice"))
     return lines
 
 

@@ -84,9 +84,10 @@ from flows.model import (
     PhotoReceived,
     TextReceived,
     UnsupportedReceived,
+    VoiceReceived,
 )
 from storage import repo
-from storage.photos import validate_key
+from storage.photos import media_type, validate_key
 
 log = structlog.get_logger("namjai.line")
 
@@ -195,6 +196,9 @@ def card_bubble(payload: dict, link: Callable[[str], str]) -> dict:
     for n, key in enumerate(photos[1:], start=2):
         links.append({"type": "button", "style": "link", "height": "sm",
                       "action": {"type": "uri", "label": _short(render(Msg("line.photo_n", {"n": n}), lang), MAX_BUTTON_LABEL), "uri": link(key)}})
+    if payload.get("voice"):
+        links.append({"type": "button", "style": "link", "height": "sm",
+                      "action": {"type": "uri", "label": _short(render(Msg("line.voice"), lang), MAX_BUTTON_LABEL), "uri": link(payload["voice"])}})
     loc = payload.get("location")
     if loc and loc.get("lat") is not None:
         links.append({"type": "button", "style": "link", "height": "sm",
@@ -501,7 +505,7 @@ class LineBot:
             raise web.HTTPNotFound()
         async with svc.db.transaction() as s:
             await repo.access_log(s, "line:photo-link", f"photo:{key[:12]}", None, now)
-        return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return web.Response(body=data, content_type=media_type(key), headers={"Cache-Control": "private, max-age=3600"})
 
 
 def _acts_on_report(e) -> bool:
@@ -541,7 +545,9 @@ def to_event(e, address: Address, now: datetime, user_name: str | None = None) -
     if isinstance(m, StickerMessageContent):
         return UnsupportedReceived(**common, kind="sticker")
     if isinstance(m, AudioMessageContent):
-        return UnsupportedReceived(**common, kind="audio")  # voice notes are not kept (yet)
+        if address.is_group:
+            return UnsupportedReceived(**common, kind="audio")
+        return VoiceReceived(**common, media=m.id)  # kept as the note's attachment
     if isinstance(m, VideoMessageContent):
         return UnsupportedReceived(**common, kind="video")
     if isinstance(m, FileMessageContent):

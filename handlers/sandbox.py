@@ -25,9 +25,10 @@ from flows.model import (
     PhotoReceived,
     TextReceived,
     UnsupportedReceived,
+    VoiceReceived,
 )
 from storage import repo
-from storage.photos import PhotoError
+from storage.photos import PhotoError, media_type
 
 STATIC = Path(__file__).parent / "static"
 PLATFORM = "sandbox"
@@ -98,9 +99,18 @@ async def to_event(svc: Services, body: dict):
         except PhotoError as e:
             return PhotoReceived(**common, error=e.reason)
         return PhotoReceived(**common, key=stored.key)
+    if kind == "voice":
+        try:
+            data = base64.b64decode(body.get("voice_base64") or "", validate=True)
+        except (binascii.Error, ValueError):
+            return VoiceReceived(**common, error="not_audio")
+        try:
+            return VoiceReceived(**common, key=await svc.photos.put_voice(data))
+        except PhotoError as e:
+            return VoiceReceived(**common, error=e.reason)
     if kind == "unsupported":
         return UnsupportedReceived(**common, kind=str(body.get("kind", "unknown")))
-    raise _bad("'type' must be text, choice, command, location, photo or unsupported")
+    raise _bad("'type' must be text, choice, command, location, photo, voice or unsupported")
 
 
 async def post_event(request: web.Request) -> web.Response:
@@ -168,4 +178,4 @@ async def get_photo(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     async with svc.db.transaction() as s:
         await repo.access_log(s, f"sandbox:{viewer}", f"photo:{key[:12]}", None, svc.clock())
-    return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+    return web.Response(body=data, content_type=media_type(key), headers={"Cache-Control": "private, max-age=300"})

@@ -33,6 +33,7 @@ from flows.model import (
     PhotoReceived,
     TextReceived,
     UnsupportedReceived,
+    VoiceReceived,
 )
 from handlers.telegram_channel import PLATFORM, RateLimiter, TelegramChannel, _seconds
 from storage import telegram_repo
@@ -153,6 +154,11 @@ def map_update(update: Update, now, username: str | None = None) -> Mapped:
         if doc.file_size and doc.file_size > MAX_DOWNLOAD:
             return Mapped("image_document", PhotoReceived(**common, error="too_large"))
         return Mapped("image_document", PhotoReceived(**common, media=doc.file_id))
+    voice = msg.voice or msg.audio
+    if voice is not None:
+        if voice.file_size and voice.file_size > MAX_DOWNLOAD:
+            return Mapped("voice", VoiceReceived(**common, error="too_large"))
+        return Mapped("voice", VoiceReceived(**common, media=voice.file_id))  # kept with the note
     if msg.venue is not None:
         loc = msg.venue.location
         return Mapped("venue", LocationReceived(**common, lat=loc.latitude, lon=loc.longitude, title=msg.venue.title))

@@ -140,6 +140,7 @@ class Report(SQLModel, table=True):
     province_code: Optional[str] = Field(default=None, max_length=4, index=True)
     district_code: Optional[str] = Field(default=None, max_length=8)
     photos: Optional[list] = _json()
+    voice: Optional[str] = Field(default=None, max_length=80)  # a voice note's key in the photo store
     law_track: str = Field(default="destitution", max_length=16)
     repeat_of: Optional[list] = _json()
     reporter_platform: Optional[str] = Field(default=None, max_length=16)

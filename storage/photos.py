@@ -48,7 +48,8 @@ ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF"
 # Plugins Pillow may try when opening (restricting them avoids exotic parsers).
 _OPEN_FORMATS = ["JPEG", "PNG", "WEBP", "GIF", *_HEIF_FORMATS]
 
-KEY_RE = re.compile(r"^[0-9a-f]{64}\.jpg$")
+KEY_RE = re.compile(r"^[0-9a-f]{64}\.(jpg|m4a|ogg|mp3|aac)$")
+MAX_VOICE_BYTES = 10_000_000
 
 
 class PhotoError(Exception):
@@ -163,6 +164,29 @@ class PhotoStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
+    async def put_voice(self, data: bytes) -> str: ...  # a voice note kept as is; returns its key
+
+
+MEDIA_TYPES = {"jpg": "image/jpeg", "m4a": "audio/mp4", "ogg": "audio/ogg", "mp3": "audio/mpeg", "aac": "audio/aac"}
+
+
+def media_type(key: str) -> str:
+    """The HTTP content type of a stored key."""
+    return MEDIA_TYPES[validate_key(key).rsplit(".", 1)[1]]
+
+
+def voice_extension(data: bytes) -> str:
+    """The container of a voice note by its first bytes (LINE sends m4a, Telegram ogg)."""
+    if len(data) > MAX_VOICE_BYTES:
+        raise PhotoError("too_large")
+    if data[4:8] == b"ftyp":
+        return "m4a"
+    if data[:4] == b"OggS":
+        return "ogg"
+    if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return "aac" if len(data) > 1 and data[1] & 0x06 == 0 else "mp3"
+    raise PhotoError("not_audio")
+
 
 class LocalPhotoStore:
     """Stores photos as files under ``root/ab/cd/<key>``.
@@ -198,20 +222,29 @@ class LocalPhotoStore:
         path = self.path_for(key)
         return await asyncio.to_thread(path.is_file)
 
+    async def put_voice(self, data: bytes) -> str:
+        """Keeps a voice note unchanged, named by its content hash; PhotoError when it is not audio."""
+        key = hashlib.sha256(data).hexdigest() + "." + voice_extension(data)
+        await asyncio.to_thread(self._write_once, self.path_for(key), data)
+        return key
+
     # -- blocking helpers (run in a worker thread) -----------------------------
 
     def _put_sync(self, data: bytes) -> StoredPhoto:
         jpeg, width, height = prepare_image(data, **self._prepare_kwargs)
         key = hashlib.sha256(jpeg).hexdigest() + ".jpg"
-        photo = StoredPhoto(key=key, size=len(jpeg), width=width, height=height)
-        path = self.path_for(key)
+        self._write_once(self.path_for(key), jpeg)
+        return StoredPhoto(key=key, size=len(jpeg), width=width, height=height)
+
+    @staticmethod
+    def _write_once(path: Path, data: bytes) -> None:
         if path.is_file():
-            return photo  # idempotent: same content, same key, one file
+            return  # idempotent: same content, same key, one file
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as tmp:
-                tmp.write(jpeg)
+                tmp.write(data)
                 tmp.flush()
                 os.fsync(tmp.fileno())
             os.replace(tmp_name, path)
@@ -221,7 +254,6 @@ class LocalPhotoStore:
             except FileNotFoundError:
                 pass
             raise
-        return photo
 
     @staticmethod
     def _get_sync(path: Path, key: str) -> bytes:

@@ -195,18 +195,23 @@ async def identities_to_detach(s: AsyncSession, cutoff: datetime, limit: int) ->
 async def photo_keys_kept(s: AsyncSession, except_ids: Sequence[int]) -> set[str]:
     """Photo keys still referenced by reports that keep their photos (the store is content-addressed:
     one file may serve two reports)."""
-    stmt = select(Report.id, Report.photos).where(col(Report.photos_purged_at).is_(None))
+    stmt = select(Report.id, Report.photos, Report.voice).where(col(Report.photos_purged_at).is_(None))
     skip = set(except_ids)
     keys: set[str] = set()
-    for rid, photos in (await s.exec(stmt)).all():
+    for rid, photos, voice in (await s.exec(stmt)).all():
         if rid not in skip:
-            keys.update(photos or ())
+            keys.update(media_keys(photos, voice))
     return keys
+
+
+def media_keys(photos, voice) -> list[str]:
+    """The stored files of a report: its photos and its voice note."""
+    return [*(photos or ()), *([voice] if voice else [])]
 
 
 async def purge_photos(s: AsyncSession, report_ids: Sequence[int], now: datetime) -> None:
     if report_ids:
-        await s.exec(sa.update(Report).where(col(Report.id).in_(list(report_ids))).values(photos=[], photos_purged_at=now))
+        await s.exec(sa.update(Report).where(col(Report.id).in_(list(report_ids))).values(photos=[], voice=None, photos_purged_at=now))
 
 
 async def detach_identity(s: AsyncSession, reports: Sequence[Report], now: datetime) -> None:

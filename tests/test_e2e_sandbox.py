@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chat import ref_in
+from tests.chat import joined, ref_in
 from tests.conftest import jpeg
 
 PATTAYA = (12.9277, 100.8724)  # Walking Street, inside Pattaya City's area
@@ -266,3 +266,25 @@ async def test_landmark_without_gps_is_routed_by_the_province_it_names(sandbox):
     ref = ref_in(await v.choose("confirm:send"))
     card = await sandbox.team("pcdp-20").card(ref)
     assert "ตำแหน่งต้องยืนยัน" in card["text"] and "หนองมน" in card["text"]
+
+
+async def test_a_voice_message_is_kept_with_the_report(sandbox):
+    import base64
+
+    m4a = b"\x00\x00\x00\x18ftypM4A \x00\x00\x00\x00M4A isom" + b"\x01" * 200
+    v = sandbox.volunteer("voice1")
+    await consent(v)
+    await v.photo(jpeg())
+    await v.location(*PATTAYA)
+    assert "ได้รับข้อความเสียง" in joined(await v.post("voice", voice_base64=base64.b64encode(m4a).decode()))
+    assert "ไม่ได้" in joined(await v.post("voice", voice_base64=base64.b64encode(b"hello").decode()))
+    await v.choose("who:homeless")
+    await v.choose("who:done")
+    await v.choose("count:1")
+    await v.choose("urg:normal")
+    await v.choose("note:skip")
+    ref = ref_in(await v.choose("confirm:send"))
+    card = await sandbox.team("pattaya-city").card(ref)
+    assert "ข้อความเสียง" in card["text"] and card["voice"].endswith(".m4a")
+    resp = await sandbox.client.get(f"/sandbox/photos/{card['voice']}")
+    assert resp.status == 200 and resp.content_type == "audio/mp4" and await resp.read() == m4a

@@ -18,6 +18,7 @@ from flows.model import (
     SubmitReport,
     TextReceived,
     UnsupportedReceived,
+    VoiceReceived,
 )
 from flows.report import NOTICE_VERSION, Conversation, Draft, Located, law_track, next_missing, step
 
@@ -95,6 +96,9 @@ TABLE = [
     ("not an image", drafting("photo"), photo(None, "not_image"), "photo", ["err.photo_not_image", "ask.photo"]),
     ("too large", drafting("photo"), photo(None, "too_large"), "photo", ["err.photo_too_large", "ask.photo"]),
     ("a second photo while the location is asked: acknowledged only", drafting("location", photos=("a",)), photo("b"), "location", ["photo.got"]),
+    ("a voice note at the note step is the note", drafting("note", **{**FULL, "note_done": False}), VoiceReceived(ME, "e", NOW, key="v.m4a"), "confirm", ["voice.got", "confirm.title", "sum.photos", "sum.location", "sum.province", "sum.who", "sum.count", "sum.urgency", "sum.voice"]),
+    ("a voice note earlier is kept, the question stands", drafting("who", photos=("k1",), lat=1.0, lon=1.0), VoiceReceived(ME, "e", NOW, key="v.m4a"), "who", ["voice.got"]),
+    ("audio that is not audio", drafting("who", photos=("k1",), lat=1.0, lon=1.0), VoiceReceived(ME, "e", NOW, error="not_audio"), "who", ["err.voice_not_audio", "ask.who"]),
     ("a fifth photo refused", drafting("location", photos=("a", "b", "c", "d")), photo("e"), "location", ["err.too_many_photos", "ask.location"]),
     ("sticker", drafting("who", photos=("k1",), lat=1.0, lon=1.0), UnsupportedReceived(ME, "e", NOW, kind="sticker"), "who", ["err.unsupported", "ask.who"]),
     ("who toggles and stays", drafting("who", photos=("k1",), lat=1.0, lon=1.0), choice("who:child"), "who", ["ask.who"]),

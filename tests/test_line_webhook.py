@@ -48,22 +48,26 @@ async def test_follow_is_start_and_greets_with_the_privacy_notice(line):
     assert sent.via == "reply" and "ประกาศความเป็นส่วนตัว" in sent.text
 
 
+M4A = b"\x00\x00\x00\x18ftypM4A \x00\x00\x00\x00M4A isom" + b"\x00" * 64
+
+
 async def test_text_image_location_sticker_audio(line):
     from tests.fake_line import event_from
 
     await line.send(event_from("postback_group", user=USER, data="consent:yes"))
     line.fake.contents["354718705033693859"] = jpeg()
+    line.fake.contents["325708001"] = M4A
     for name in ("text", "image", "location", "sticker", "audio"):
         await post_fixture(line, name)
     events = (await inbox(line))[1:]
-    assert [e["type"] for e in events] == ["text", "photo", "location", "unsupported", "unsupported"]
+    assert [e["type"] for e in events] == ["text", "photo", "location", "unsupported", "voice"]
     text, photo, location, sticker, audio = events
     assert text["text"] == "สวัสดี" and text["reply_to"] is None
     assert photo["media"] == "354718705033693859"
     assert location["lat"] == 12.9277 and location["lon"] == 100.8724 and location["title"] == "Walking Street"
-    assert sticker["kind"] == "sticker" and audio["kind"] == "audio"
+    assert sticker["kind"] == "sticker" and audio["media"] == "325708001"
     said = "\n".join(line.fake.texts(USER))
-    assert "สติกเกอร์" in said and "ข้อความเสียง" in said
+    assert "สติกเกอร์" in said and "ได้รับข้อความเสียงแล้ว" in said  # the voice note is kept
 
 
 async def test_group_postback_and_quoted_reply(line):

@@ -43,7 +43,7 @@ def mapped(name: str):
         ("live_location", "LocationReceived", {"lat": 12.9277, "live": True}),
         ("venue", "LocationReceived", {"title": "Walking Street", "lat": 12.9279}),
         ("sticker", "UnsupportedReceived", {"kind": "sticker"}),
-        ("voice", "UnsupportedReceived", {"kind": "audio"}),
+        ("voice", "VoiceReceived", {"media": "AwAD"}),
         ("callback_group", "ChoiceMade", {"data": "r:1:ack", "event_id": "cb:4382001234567890123"}),
         ("reply_to_card", "TextReceived", {"reply_to": "31"}),
         ("group_bind", "CommandReceived", {"name": "bind", "arg": "ABCD-EFGH"}),
