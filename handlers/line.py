@@ -100,6 +100,7 @@ API_TIMEOUT = 15  # seconds, per Messaging API call
 BLOB_TIMEOUT = 60
 NAME_TIMEOUT = 2.0  # a staff member's display name is looked up during the webhook: keep it short
 MAX_QUICK_REPLIES = 13
+LOADING_SECONDS = 5
 MAX_QUICK_LABEL = 20
 MAX_BUTTON_LABEL = 40
 MAX_TEXT = 5000
@@ -359,6 +360,7 @@ class LineBot:
         # after a restart or on another replica the message is simply pushed
         self.reply_tokens: dict[str, _Token] = {}
         self.names: dict[tuple[str, str], tuple[str, float]] = {}  # (chat, user) -> (display name, fetched at)
+        self.loading_until: dict[str, float] = {}  # chat -> when its loading animation ends
 
     def clock(self) -> datetime:
         assert self.svc is not None
@@ -445,7 +447,8 @@ class LineBot:
         if fresh and not redelivery:
             self.remember_reply_token(address.chat_id, getattr(e, "reply_token", None))
             if not address.is_group:
-                self._background(svc, self.loading(address.chat_id))
+                if self.loading_until.get(address.chat_id, 0.0) <= time.monotonic():
+                    self._background(svc, self.loading(address.chat_id))
 
     async def joined(self, svc: Services, e, address: Address) -> None:
         """The bot was added to a group: the flows tell an unbound group how to bind."""
@@ -477,10 +480,15 @@ class LineBot:
         return name
 
     async def loading(self, chat_id: str) -> None:
-        if self.api is None:
+        """Shows the loading animation (5 s) unless it is showing already: one call, not one per event."""
+        now = time.monotonic()
+        if self.api is None or self.loading_until.get(chat_id, 0.0) > now:
             return
+        if len(self.loading_until) > 10_000:
+            self.loading_until = {c: t for c, t in self.loading_until.items() if t > now}
+        self.loading_until[chat_id] = now + LOADING_SECONDS
         try:
-            await self.api.show_loading_animation(ShowLoadingAnimationRequest(chatId=chat_id, loadingSeconds=5), _request_timeout=5)
+            await self.api.show_loading_animation(ShowLoadingAnimationRequest(chatId=chat_id, loadingSeconds=LOADING_SECONDS), _request_timeout=5)
         except Exception as exc:  # only a nicety
             log.debug("line_loading_failed", error=type(exc).__name__)
 
