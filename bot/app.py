@@ -176,7 +176,9 @@ async def healthz(request: web.Request) -> web.Response:
     async with svc.db.session() as s:
         counts = await repo.outbox_counts(s)
     metrics.OUTBOX_PENDING.set(counts.get("pending", 0))
-    return web.json_response({"ok": True, "outbox": counts})
+    blocked = metrics.quota_blocked()
+    warnings = [f"{p}: push quota spent, messages wait in the outbox" for p in blocked]
+    return web.json_response({"ok": True, "outbox": counts, "warnings": warnings})
 
 
 async def metrics_view(request: web.Request) -> web.Response:

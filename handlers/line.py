@@ -293,6 +293,7 @@ class LineChannel:
                 log.info("line_push_already_accepted", outbox_id=row.id)
                 return SendResult(True, message_id=_first_id_from_body(exc.body))
             return self._failed(exc, row)
+        metrics.QUOTA_BLOCKED.labels(PLATFORM).set(0)
         return SendResult(True, message_id=_first_id(resp))
 
     def _failed(self, exc: ApiException, row) -> SendResult:
@@ -302,6 +303,7 @@ class LineChannel:
         if status == 429:
             if "monthly limit" in message.lower():
                 metrics.QUOTA_REFUSED.labels(PLATFORM).inc()
+                metrics.QUOTA_BLOCKED.labels(PLATFORM).set(1)  # /healthz shows it to the operator
                 log.warning(
                     "line_monthly_quota_reached", outbox_id=row.id, retry_in=QUOTA_RETRY,
                     hint="the LINE Official Account's push quota is spent: upgrade the plan or wait for next month",

@@ -100,9 +100,12 @@ async def test_monthly_quota_keeps_the_message_for_later(line):
     assert kept.status == "pending" and kept.next_attempt_at == line.clock() + timedelta(hours=1)
     assert metrics.QUOTA_REFUSED.labels("line")._value.get() == before + 1
     assert not fake.to(USER)
+    health = await (await line.client.get("/healthz")).json()
+    assert health["warnings"] == ["line: push quota spent, messages wait in the outbox"]  # the operator sees it
     line.clock.advance(hours=1, seconds=1)
     await svc.outbox.deliver_due()
     assert len(fake.to(USER)) == 1
+    assert (await (await line.client.get("/healthz")).json())["warnings"] == []
 
 
 def test_quick_replies_for_private_chats_within_limits():
