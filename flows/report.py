@@ -8,6 +8,7 @@ Diagram: docs/report-flow.mmd.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -18,6 +19,7 @@ from flows.model import (
     Action,
     Button,
     ChoiceMade,
+    CommandReceived,
     Event,
     ListReports,
     LocationReceived,
@@ -104,6 +106,7 @@ class Conversation:
     step: str = "idle"  # idle | consent | photo | location | who | count | urgency | note | confirm
     draft: Draft | None = None
     asked_at: str | None = None  # when the current question was asked (for the nudge of drafts)
+    area_hint: str | None = None  # a province code from the QR poster's deep link (`/start p-20`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,7 +137,7 @@ def step(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
         return conv, [_say(conv, "err.too_long", limit=MAX_NOTE), *_reask(conv, ctx)]
     cmd = command_of(ev)
     if cmd is not None:
-        return on_command(conv, cmd, ctx)
+        return on_command(conv, cmd, ctx, ev.arg if isinstance(ev, CommandReceived) else "")
     if isinstance(ev, ChoiceMade) and ev.data.startswith("lang:"):
         return set_language(conv, ev.data.split(":", 1)[1], ctx)
     if conv.consent_version != NOTICE_VERSION:
@@ -147,8 +150,12 @@ def step(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
     return on_draft(conv, ev, ctx)
 
 
-def on_command(conv: Conversation, cmd: str, ctx: Ctx) -> Result:
+def on_command(conv: Conversation, cmd: str, ctx: Ctx, arg: str = "") -> Result:
     """Handles cancel, help, my reports, new report and language from any step."""
+    if cmd == "start":
+        hint = area_of(arg)
+        if hint and ctx.province_name(hint, "en") != hint:  # a real province
+            conv = replace(conv, area_hint=hint)
     if cmd == "help":
         return conv, [_say(conv, "help.text"), *_reask(conv, ctx)]
     if cmd == "lang":
@@ -302,7 +309,7 @@ def on_text(conv: Conversation, draft: Draft, text: str, ctx: Ctx) -> tuple[Draf
     if conv.step == "location":
         if len(text) < 3:
             return draft, [_say(conv, "err.landmark_short")]
-        province = ctx.province_in_text(text)
+        province = ctx.province_in_text(text) or conv.area_hint
         draft = replace(
             draft, landmark=text[:300], lat=None, lon=None, location_source="landmark",
             province_code=province, neighbours=(),
@@ -469,6 +476,12 @@ def summary_lines(draft: Draft, lang: str, ctx: Ctx) -> list[Msg]:
     if draft.voice:
         lines.append(Msg("sum.voice"))
     return lines
+
+
+def area_of(deep_link: str) -> str | None:
+    """The province a poster's deep link names (`p-20`), when it is a real province code."""
+    m = re.fullmatch(r"p-?(\d{2})", deep_link.strip().lower())
+    return m.group(1) if m else None
 
 
 def law_track(who: tuple[str, ...] | list[str]) -> str:

@@ -77,6 +77,44 @@ def set_webhook(
     typer.echo(f"webhook of @{username} set to {url} (secret set, command menu in th/en)")
 
 
+def poster_link(username: str, province: str) -> str:
+    """The deep link a team's QR poster opens: the bot, with the area it names."""
+    return f"https://t.me/{username}?start=p-{province}"
+
+
+@telegram_app.command("poster")
+def poster(
+    province: str = typer.Option(..., help="the DOPA code of the poster's province, e.g. 20 for Chon Buri"),
+    out: str = typer.Option(None, help="write the QR code here (.png or .svg)"),
+) -> None:
+    """Prints the deep link (and draws the QR code) for a team's poster: scanning it opens the bot
+    with the poster's province as the report's area."""
+    from geothai import province as geo_province
+
+    from handlers.telegram import build_application
+
+    if geo_province(province) is None:
+        typer.echo(f"error: no province with code {province!r}", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def go():
+        application = build_application(settings)
+        await application.initialize()
+        try:
+            return application.bot.username
+        finally:
+            await application.shutdown()
+
+    link = poster_link(asyncio.run(go()), province)
+    typer.echo(link)
+    if out:
+        import segno
+
+        segno.make(link, error="m").save(out, scale=10, border=4)
+        typer.echo(f"QR code written to {out}", err=True)
+
+
 @telegram_app.command("poll")
 def poll() -> None:
     """Development: removes the webhook, serves the app on NAMJAI_HOST:NAMJAI_PORT and feeds

@@ -186,3 +186,12 @@ def test_send_before_complete_is_refused():
 def test_list_reports_is_an_action():
     _, actions = step(CONSENTED, CommandReceived(ME, "e", NOW, name="mine"), Ctx())
     assert isinstance(actions[0], ListReports)
+
+
+def test_a_poster_deep_link_hints_the_province_of_a_landmark():
+    new, _ = step(CONSENTED, CommandReceived(ME, "e", NOW, name="start", arg="p-21"), Ctx())
+    assert new.area_hint == "21"
+    new, _ = step(replace(new, step="location", draft=Draft(photos=("k1",))), text("หน้าตลาดสด"), Ctx())
+    assert new.draft.province_code == "21" and new.draft.landmark == "หน้าตลาดสด"
+    new, _ = step(CONSENTED, CommandReceived(ME, "e", NOW, name="start", arg="hello"), Ctx())
+    assert new.area_hint is None

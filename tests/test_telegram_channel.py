@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import asyncio
 import pytest
 
 from bot.settings import Settings
@@ -166,3 +167,22 @@ async def test_polling_feeds_the_same_path(fake):
     assert [type(e).__name__ for e in got] == ["TextReceived", "CommandReceived"]
     offsets = [c.params.get("offset") for c in fake.sent("getUpdates")]
     assert "7" in [str(o) for o in offsets]  # confirmed past what was stored
+
+
+async def test_poster_command_prints_the_deep_link_and_draws_the_qr(fake, tmp_path):
+    import os
+    import sys
+
+    out = tmp_path / "poster.png"
+    env = {**os.environ, "NAMJAI_TELEGRAM_TOKEN": "123:ABC", "NAMJAI_TELEGRAM_API_BASE": fake.url,
+           "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db", "NAMJAI_LOG_LEVEL": "WARNING"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "telegram", "poster", "--province", "20", "--out", str(out),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    from tests.fake_telegram import BOT_USERNAME
+
+    assert stdout.decode().strip() == f"https://t.me/{BOT_USERNAME}?start=p-20"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
