@@ -33,9 +33,10 @@ def catalogue() -> dict[str, dict[str, str]]:
 def fmt_time(at: datetime, lang: str) -> str:
     """A moment in Bangkok time; Thai readers get the Buddhist Era year."""
     local = at.astimezone(BANGKOK)
-    if lang == "th":
-        return f"{format_datetime(local, 'd MMM', locale='th')} {local.year + 543} {local:%H:%M} น."
-    return f"{format_datetime(local, 'd MMM yyyy', locale='en')} {local:%H:%M}"
+    lang = lang if lang in LANGS else DEFAULT_LANG
+    year = local.year + 543 if lang == "th" else local.year
+    day = format_datetime(local, "d MMM", locale=lang)
+    return text(Msg("time.at", {"day": day, "year": year, "time": f"{local:%H:%M}"}), lang)
 
 
 def text(msg: Msg | str, lang: str = DEFAULT_LANG) -> str:

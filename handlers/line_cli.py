@@ -102,7 +102,7 @@ def menu_request():
             act = PostbackAction(label=label[:20], data=action, displayText=label)
         areas.append(RichMenuArea(bounds=RichMenuBounds(x=x, y=y, width=w, height=h), action=act))
     return RichMenuRequest(
-        size=RichMenuSize(width=WIDTH, height=HEIGHT), selected=True, name="namjai-main", chatBarText="เมนู / Menu", areas=areas
+        size=RichMenuSize(width=WIDTH, height=HEIGHT), selected=True, name="namjai-main", chatBarText=render(Msg("line.chat_bar"), "th"), areas=areas
     )
 
 

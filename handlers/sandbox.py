@@ -28,6 +28,7 @@ from flows.model import (
     VoiceReceived,
 )
 from storage import repo
+from storage.boundaries import PROVINCES_FILE
 from storage.photos import PhotoError, media_type
 
 STATIC = Path(__file__).parent / "static"
@@ -43,6 +44,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/sandbox/api/chats/{chat}/messages", get_messages)
     app.router.add_get("/sandbox/api/teams", get_teams)
     app.router.add_get("/sandbox/photos/{key}", get_photo)
+    app.router.add_get("/sandbox/api/provinces.geojson", provinces)
 
 
 async def to_sandbox(request: web.Request) -> web.Response:
@@ -165,6 +167,13 @@ async def get_teams(request: web.Request) -> web.Response:
         teams = await repo.teams_all(s)
     return web.json_response(
         {"teams": [{"code": t.code, "name_th": t.name_th, "name_en": t.name_en, "kind": t.kind, "chat": f"team-{t.code}"} for t in teams]}
+    )
+
+
+async def provinces(request: web.Request) -> web.FileResponse:
+    """The province outlines the sandbox's offline map is drawn from."""
+    return web.FileResponse(
+        PROVINCES_FILE, headers={"Content-Type": "application/geo+json", "Cache-Control": "public, max-age=86400"}
     )
 
 
