@@ -255,7 +255,7 @@ class Engine:
         now = ctx.now
         teams = await self._teams(s)
         hits = self._area_index(teams).hits(draft.lat, draft.lon) if draft.lat is not None else []
-        areas = [routing.TeamArea(t.code, tuple(t.provinces or ()), t.area is not None, t.fallback) for t in teams]
+        areas = [_area(t) for t in teams]
         code = routing.choose_team(areas, draft.province_code, hits)
         team = next((t for t in teams if t.code == code), None)
         if team is None:
@@ -363,8 +363,10 @@ class Engine:
             return
         role = await self._role(s, ev, binding, report.team_id)
         if action.action == "transfer" and not action.arg and role is not None:
-            teams = await repo.teams_all(s)
-            candidates = [(t.code, Msg("card.team", {"team": self._team_name(t, lang)})) for t in self._transfer_candidates(teams, report)]
+            teams = {t.code: t for t in await self._teams(s)}
+            current = next((t.code for t in teams.values() if t.id == report.team_id), "")
+            codes = routing.transfer_candidates([_area(t) for t in teams.values()], current, report.province_code)
+            candidates = [(c, Msg("card.team", {"team": self._team_name(teams[c], lang)})) for c in codes]
             await self._send(s, a.platform, a.chat_id, staff.transfer_choices(report.id, candidates), lang)
             return
         target: Team | None = None
@@ -416,15 +418,6 @@ class Engine:
             if told is not None:
                 await self._send(s, report.reporter_platform, report.reporter_chat, told, report.reporter_lang, report_id=report.id)
         log.info("staff_action", report_id=report.id, action=action.action, status=report.status)
-
-    @staticmethod
-    def _transfer_candidates(teams: list[Team], report: Report) -> list[Team]:
-        current = next((t for t in teams if t.id == report.team_id), None)
-        province = report.province_code
-        near = [t for t in teams if t.id != report.team_id and (province in (t.provinces or ()) or t.fallback)]
-        if current and current.parent_code:
-            near += [t for t in teams if t.code == current.parent_code and t not in near]
-        return near[:8]
 
     # ------------------------------------------------------------ helpers
 
@@ -511,6 +504,10 @@ class Engine:
             code = new_bind_code()
             await repo.invite_create(s, code, team.id, role, self.clock(), ttl)
         return code
+
+
+def _area(t: Team) -> routing.TeamArea:
+    return routing.TeamArea(t.code, tuple(t.provinces or ()), t.area is not None, t.fallback, t.parent_code)
 
 
 def render_buttons(rows, lang: str) -> list[list[dict]]:

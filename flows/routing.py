@@ -20,6 +20,10 @@ class TeamArea:
     provinces: tuple[str, ...]
     has_area: bool = False
     fallback: bool = False
+    parent: str | None = None  # the provincial centre a municipality works with
+
+
+MAX_TRANSFER_CHOICES = 8
 
 
 def choose_team(teams: Sequence[TeamArea], province_code: str | None, polygon_hits: Iterable[str]) -> str | None:
@@ -47,6 +51,18 @@ def province_in_text(text: str, names: dict[str, tuple[str, str]]) -> str | None
             if name and name in low:
                 hits.append((len(name), code))
     return max(hits)[1] if hits else None
+
+
+def transfer_candidates(teams: Sequence[TeamArea], current: str, province_code: str | None) -> list[str]:
+    """Teams a report may be handed to: those serving its province, the current team's parent
+    centre, and the national fallback (never the current team)."""
+    by_code = {t.code: t for t in teams}
+    out = [t.code for t in teams if t.code != current and province_code and province_code in t.provinces]
+    parent = by_code.get(current).parent if current in by_code else None
+    if parent and parent in by_code and parent not in out:
+        out.insert(0, parent)
+    out += [t.code for t in teams if t.fallback and t.code != current and t.code not in out]
+    return out[:MAX_TRANSFER_CHOICES]
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

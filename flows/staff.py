@@ -67,5 +67,7 @@ def outcome_choices(report_id: int) -> Reply:
 
 def transfer_choices(report_id: int, teams: list[tuple[str, Msg]]) -> Reply:
     """Asks which team takes the report over; `teams` are (code, name) candidates."""
+    if not teams:
+        return Reply((Msg("staff.no_transfer_target"),))
     rows = tuple((Button(name, f"r:{report_id}:transfer:{code}"),) for code, name in teams)
     return Reply((Msg("staff.choose_team"),), rows)

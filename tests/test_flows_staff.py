@@ -104,3 +104,18 @@ def test_province_named_in_a_landmark():
     assert province_in_text("หน้าตลาดหนองมน ชลบุรี", names) == "20"
     assert province_in_text("near the pier, Rayong", names) == "21"
     assert province_in_text("ใต้สะพานลอย", names) is None
+
+
+def test_transfer_candidates():
+    from flows.routing import TeamArea, transfer_candidates
+
+    teams = [
+        TeamArea("national", (), fallback=True),
+        TeamArea("pcdp-20", ("20",)),
+        TeamArea("pcdp-21", ("21",)),
+        TeamArea("pattaya-city", ("20",), has_area=True, parent="pcdp-20"),
+        TeamArea("laem-chabang", ("20",), has_area=True, parent="pcdp-20"),
+    ]
+    assert transfer_candidates(teams, "pattaya-city", "20") == ["pcdp-20", "laem-chabang", "national"]
+    assert transfer_candidates(teams, "pcdp-20", "20") == ["pattaya-city", "laem-chabang", "national"]
+    assert transfer_candidates(teams, "national", None) == []
