@@ -7,7 +7,6 @@ flows need and stores what they decide.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
@@ -16,11 +15,12 @@ import structlog
 
 from bot import metrics
 from bot.ingest import Ingestor
+from bot.staff_desk import StaffDesk, team_area
 from bot.i18n import lines as render_lines
 from bot.i18n import text as render
 from flows import cards as cardflow
 from flows import report as reportflow
-from flows import routing, staff
+from flows import routing
 from flows.codec import event_from_dict, event_to_dict
 from flows.model import (
     Action,
@@ -33,12 +33,10 @@ from flows.model import (
     Msg,
     PhotoReceived,
     Reply,
-    StaffAction,
     SubmitReport,
-    TextReceived,
     VoiceReceived,
 )
-from flows.status import ROLE_RANK, Role, Status, decide
+from flows.status import Status
 from storage import repo
 from storage.boundaries import AreaIndex, Boundaries
 from storage.db import Database
@@ -49,8 +47,6 @@ log = structlog.get_logger("namjai.engine")
 
 MAX_ATTEMPTS = 5
 TEAMS_TTL = timedelta(seconds=30)
-BIND_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-BINDING_ROLES = {"team": Role.STAFF, "supervisors": Role.SUPERVISOR, "director": Role.SUPERVISOR}
 
 
 def utcnow() -> datetime:
@@ -78,12 +74,7 @@ class FlowContext:
         return names[0] if lang == "th" else names[1]
 
 
-def new_bind_code() -> str:
-    raw = "".join(secrets.choice(BIND_ALPHABET) for _ in range(8))
-    return f"{raw[:4]}-{raw[4:]}"
-
-
-class Engine:
+class Engine(StaffDesk):
     def __init__(
         self,
         db: Database,
@@ -255,7 +246,7 @@ class Engine:
         now = ctx.now
         teams = await self._teams(s)
         hits = self._area_index(teams).hits(draft.lat, draft.lon) if draft.lat is not None else []
-        areas = [_area(t) for t in teams]
+        areas = [team_area(t) for t in teams]
         code = routing.choose_team(areas, draft.province_code, hits)
         team = next((t for t in teams if t.code == code), None)
         if team is None:
@@ -306,118 +297,6 @@ class Engine:
         chats = await self._post_cards(s, report, team, view)
         metrics.REPORTS.labels("urgent" if report.urgent else "normal").inc()
         log.info("report_submitted", report_id=report.id, team=team.code, urgent=report.urgent, chats=chats)
-
-    # ------------------------------------------------------------ staff
-
-    async def _group(self, s, ev: InboundEvent) -> bool:
-        a = ev.address
-        binding = await repo.binding_for_chat(s, a.platform, a.chat_id)
-        reply_report = None
-        if isinstance(ev, TextReceived) and ev.reply_to:
-            reply_report = await repo.report_for_message(s, a.platform, a.chat_id, ev.reply_to)
-        lang = binding.lang if binding else self.default_lang
-        wrote = False
-        for action in staff.group_step(ev, reply_report, bound=binding is not None):
-            if isinstance(action, BindChat):
-                await self._bind(s, ev, action.code, lang)
-            elif isinstance(action, StaffAction):
-                await self._staff(s, ev, binding, action, lang)
-            elif isinstance(action, Reply):
-                await self._send(s, a.platform, a.chat_id, action, lang)
-            wrote = True
-        return wrote
-
-    async def _bind(self, s, ev: Event, code: str, lang: str) -> None:
-        a = ev.address
-        now = self.clock()
-        invite = await repo.invite_use(s, code, a.chat_key, now)
-        if invite is None:
-            await self._send(s, a.platform, a.chat_id, Reply((Msg("bind.bad_code"),)), lang)
-            return
-        team = await repo.team_get(s, invite.team_id)
-        await repo.bind_chat(s, a.platform, a.chat_id, invite.team_id, invite.role, lang, now)
-        log.info("chat_bound", platform=a.platform, team=team.code, role=invite.role)
-        msg = Msg("bind.ok", {"team": self._team_name(team, lang), "role": Msg(f"role.{invite.role}")})
-        await self._send(s, a.platform, a.chat_id, Reply((msg,)), lang)
-
-    async def _role(self, s, ev: Event, binding, team_id: int) -> Role | None:
-        """The actor's role for a team: from the chat's binding, raised by an explicit membership."""
-        a = ev.address
-        role: Role | None = None
-        if binding is not None and binding.team_id == team_id:
-            role = BINDING_ROLES.get(binding.role, Role.STAFF)
-        if a.user_id:
-            granted = await repo.member_role(s, team_id, a.platform, a.user_id)
-            if granted is None and await repo.is_admin(s, a.platform, a.user_id):
-                granted = Role.ADMIN
-            if granted and (role is None or ROLE_RANK[Role(granted)] > ROLE_RANK[role]):
-                role = Role(granted)
-        return role
-
-    async def _staff(self, s, ev: Event, binding, action: StaffAction, lang: str) -> None:
-        a = ev.address
-        now = self.clock()
-        report = await repo.report_get(s, action.report_id, for_update=True)
-        if report is None:
-            await self._send(s, a.platform, a.chat_id, Reply((Msg("staff.no_report"),)), lang)
-            return
-        role = await self._role(s, ev, binding, report.team_id)
-        if action.action == "transfer" and not action.arg and role is not None:
-            teams = {t.code: t for t in await self._teams(s)}
-            current = next((t.code for t in teams.values() if t.id == report.team_id), "")
-            codes = routing.transfer_candidates([_area(t) for t in teams.values()], current, report.province_code)
-            candidates = [(c, Msg("card.team", {"team": self._team_name(teams[c], lang)})) for c in codes]
-            await self._send(s, a.platform, a.chat_id, staff.transfer_choices(report.id, candidates), lang)
-            return
-        target: Team | None = None
-        if action.action == "transfer" and action.arg:
-            target = await repo.team_by_code(s, action.arg)
-        decision = decide(
-            action.action, Status(report.status), role, arg=action.arg,
-            same_team=target is None or target.id == report.team_id,
-        )
-        if not decision.ok:
-            log.info("staff_refused", report_id=report.id, action=action.action, reason=decision.error)
-            await self._send(s, a.platform, a.chat_id, Reply((Msg(decision.error),)), lang, notice=True)
-            return
-        old_status, old_team_id = report.status, report.team_id
-        detail: dict = {}
-        if action.action == "comment":
-            detail["comment"] = action.comment
-        else:
-            report.status = decision.new_status
-            report.updated_at = now
-            report.next_due_at = now  # the scheduler re-plans its deadlines at its next sweep
-            if decision.new_status == Status.ACKNOWLEDGED:
-                report.acknowledged_at = report.acknowledged_at or now
-            elif decision.new_status == Status.ON_SITE:
-                report.on_site_at = report.on_site_at or now
-                report.acknowledged_at = report.acknowledged_at or now
-            elif decision.new_status == Status.CLOSED:
-                report.closed_at, report.outcome = now, action.arg
-                detail["outcome"] = action.arg
-            elif decision.new_status == Status.REOPENED:
-                report.closed_at, report.outcome = None, None
-            if target is not None:
-                report.team_id = target.id
-                detail["from_team"], detail["to_team"] = old_team_id, target.code
-        await repo.history_add(
-            s, report_id=report.id, at=now, actor=a.user_key, actor_name=ev.user_name, action=action.action,
-            from_status=old_status, to_status=report.status, detail=detail or None,
-        )
-        team = await repo.team_get(s, report.team_id)
-        view = await self._view(s, report, team)
-        if target is not None:
-            old_team = await repo.team_get(s, old_team_id)
-            await self._post_cards(s, report, old_team, view, actionable=False)
-        await self._post_cards(s, report, team, view)
-        if action.action == "comment":
-            await self._send(s, a.platform, a.chat_id, Reply((Msg("staff.commented", {"ref": report.ref}),)), lang)
-        elif report.reporter_chat and report.status != old_status:
-            told = cardflow.reporter_update(replace(view, team_name=self._team_name(team, report.reporter_lang)), report.status)
-            if told is not None:
-                await self._send(s, report.reporter_platform, report.reporter_chat, told, report.reporter_lang, report_id=report.id)
-        log.info("staff_action", report_id=report.id, action=action.action, status=report.status)
 
     # ------------------------------------------------------------ helpers
 
@@ -493,22 +372,6 @@ class Engine:
 
     def _lang_hint(self, ev: Event) -> str:
         return "en" if (ev.lang_hint or "").startswith("en") else self.default_lang
-
-    # ------------------------------------------------------------ operator
-
-    async def create_invite(self, team_code: str, role: str = "team", ttl: timedelta = timedelta(days=7)) -> str:
-        async with self.db.transaction() as s:
-            team = await repo.team_by_code(s, team_code)
-            if team is None:
-                raise KeyError(team_code)
-            code = new_bind_code()
-            await repo.invite_create(s, code, team.id, role, self.clock(), ttl)
-        return code
-
-
-def _area(t: Team) -> routing.TeamArea:
-    return routing.TeamArea(t.code, tuple(t.provinces or ()), t.area is not None, t.fallback, t.parent_code)
-
 
 def render_buttons(rows, lang: str) -> list[list[dict]]:
     return [[{"label": render(b.label, lang), "data": b.data} for b in row] for row in rows]
