@@ -22,6 +22,7 @@ from flows import cards as cardflow
 from flows import report as reportflow
 from flows import routing
 from flows.codec import event_from_dict, event_to_dict
+from flows.draft import Located
 from flows.model import (
     Action,
     BindChat,
@@ -60,9 +61,9 @@ class FlowContext:
     now: datetime
     boundaries: Boundaries
 
-    def locate(self, lat: float, lon: float) -> reportflow.Located:
+    def locate(self, lat: float, lon: float) -> Located:
         p = self.boundaries.locate(lat, lon)
-        return reportflow.Located(p.inside, p.province_code, p.neighbours)
+        return Located(p.inside, p.province_code, p.neighbours)
 
     def province_in_text(self, text: str) -> str | None:
         return routing.province_in_text(text, self.boundaries.province_names())

@@ -3,18 +3,32 @@
 A volunteer may send the photo and the location before answering anything: whatever arrives is
 absorbed into the draft, and the bot asks only for what is still missing. Cancel, help, my
 reports, new report and language work from every step (see `flows.commands`).
-Diagram: docs/report-flow.mmd.
+The state is in `flows.draft`, the questions in `flows.questions`. Diagram: docs/report-flow.mmd.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime
-from typing import Protocol
+from dataclasses import replace
 
 from flows.commands import command_of
 from flows.coords import parse_coordinates
+from flows.draft import (
+    COUNTS,
+    KINDS,
+    LANGS,
+    MAX_NOTE,
+    MAX_PHOTOS,
+    MAX_TEXT,
+    MEDIA,
+    NOTICE_VERSION,
+    URGENCIES,
+    URGENT,
+    WHO,
+    Conversation,
+    Ctx,
+    Draft,
+)
 from flows.model import (
     Action,
     Button,
@@ -31,97 +45,7 @@ from flows.model import (
     UnsupportedReceived,
     VoiceReceived,
 )
-
-NOTICE_VERSION = "2026-11-v1"
-MAX_PHOTOS = 4
-MAX_NOTE = 1000
-MAX_TEXT = 2000
-
-WHO = ("homeless", "begging", "child", "elderly", "disabled", "sick", "mental", "foreign", "other")
-COUNTS = ("1", "2", "3-5", "6+")
-URGENCIES = ("danger", "injury", "child_alone", "normal")
-URGENT = frozenset({"danger", "injury", "child_alone"})
-LANGS = ("th", "en")
-KINDS = ("sticker", "video", "audio", "file")
-MEDIA = (PhotoReceived, LocationReceived, VoiceReceived)
-
-
-@dataclass(frozen=True)
-class Located:
-    """What the map data says of a point (filled by the engine's boundary lookup)."""
-
-    inside: bool
-    province_code: str | None = None
-    neighbours: tuple[str, ...] = ()
-
-
-class Ctx(Protocol):
-    now: datetime
-
-    def locate(self, lat: float, lon: float) -> Located: ...
-
-    def province_in_text(self, text: str) -> str | None: ...
-
-    def province_name(self, code: str, lang: str) -> str: ...
-
-
-@dataclass(frozen=True)
-class Draft:
-    photos: tuple[str, ...] = ()
-    no_photo: bool = False
-    lat: float | None = None
-    lon: float | None = None
-    location_source: str | None = None  # shared | typed | landmark
-    landmark: str | None = None
-    province_code: str | None = None
-    neighbours: tuple[str, ...] = ()
-    who: tuple[str, ...] = ()
-    who_done: bool = False
-    count: str | None = None
-    urgency: str | None = None
-    note: str | None = None
-    note_done: bool = False
-    voice: str | None = None  # a voice message, kept as the note's attachment
-    started_at: str | None = None
-
-    @property
-    def has_location(self) -> bool:
-        return self.lat is not None or self.landmark is not None
-
-    @property
-    def urgent(self) -> bool:
-        return self.urgency in URGENT
-
-    @property
-    def location_to_confirm(self) -> bool:
-        return self.lat is None and self.landmark is not None
-
-
-@dataclass(frozen=True)
-class Conversation:
-    lang: str = "th"
-    lang_chosen: bool = False
-    consent_version: str | None = None
-    consent_at: str | None = None
-    step: str = "idle"  # idle | consent | photo | location | who | count | urgency | note | confirm
-    draft: Draft | None = None
-    asked_at: str | None = None  # when the current question was asked (for the nudge of drafts)
-    area_hint: str | None = None  # a province code from the QR poster's deep link (`/start p-20`)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "Conversation":
-        if not data:
-            return cls()
-        d = dict(data)
-        draft = d.pop("draft", None)
-        if draft is not None:
-            draft = Draft(**{k: tuple(v) if isinstance(v, list) else v for k, v in draft.items()})
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(draft=draft, **{k: v for k, v in d.items() if k in known})
-
+from flows.questions import menu, next_missing, question
 
 Result = tuple[Conversation, list[Action]]
 
@@ -167,14 +91,14 @@ def on_command(conv: Conversation, cmd: str, ctx: Ctx, arg: str = "") -> Result:
         return ask_consent(conv, ctx)
     if cmd == "cancel":
         if conv.draft is None:
-            return conv, [_say(conv, "cancel.nothing"), _menu()]
-        return replace(conv, draft=None, step="idle", asked_at=None), [_say(conv, "cancel.done"), _menu()]
+            return conv, [_say(conv, "cancel.nothing"), menu()]
+        return replace(conv, draft=None, step="idle", asked_at=None), [_say(conv, "cancel.done"), menu()]
     if cmd == "new":
         return ask_next(replace(conv, draft=Draft(started_at=ctx.now.isoformat())), ctx)
     # start: a welcome and the menu, or the current question of an unfinished draft
     if conv.draft is not None:
         return conv, [_say(conv, "draft.resume"), *_reask(conv, ctx)]
-    return conv, [Reply((Msg("welcome"),), _menu().buttons)]
+    return conv, [Reply((Msg("welcome"),), menu().buttons)]
 
 
 def set_language(conv: Conversation, lang: str, ctx: Ctx) -> Result:
@@ -227,8 +151,8 @@ def on_idle(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
     if isinstance(ev, MEDIA) or (isinstance(ev, TextReceived) and parse_coordinates(ev.text)):
         return on_draft(replace(conv, draft=Draft(started_at=ctx.now.isoformat())), ev, ctx)
     if isinstance(ev, ChoiceMade) and ev.data == "confirm:send":
-        return conv, [_say(conv, "confirm.nothing"), _menu()]
-    return conv, [Reply((Msg("welcome"),), _menu().buttons)]
+        return conv, [_say(conv, "confirm.nothing"), menu()]
+    return conv, [Reply((Msg("welcome"),), menu().buttons)]
 
 
 def on_draft(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
@@ -378,23 +302,6 @@ def _reopen(draft: Draft, part: str) -> Draft:
 # ---------------------------------------------------------------- questions
 
 
-def next_missing(draft: Draft) -> str:
-    """The first thing the draft still lacks, or `confirm`."""
-    if not draft.photos and not draft.no_photo:
-        return "photo"
-    if not draft.has_location:
-        return "location"
-    if not draft.who_done:
-        return "who"
-    if draft.count is None:
-        return "count"
-    if draft.urgency is None:
-        return "urgency"
-    if not draft.note_done:
-        return "note"
-    return "confirm"
-
-
 def ask_next(conv: Conversation, ctx: Ctx) -> Result:
     """Asks the question for what the draft lacks and records the step."""
     assert conv.draft is not None
@@ -408,74 +315,8 @@ def _reask(conv: Conversation, ctx: Ctx) -> list[Action]:
     if conv.consent_version != NOTICE_VERSION:
         return []
     if conv.draft is None:
-        return [_menu()]
+        return [menu()]
     return [question(conv, ctx)]
-
-
-def question(conv: Conversation, ctx: Ctx) -> Reply:
-    """The message that asks for the current step's answer."""
-    draft = conv.draft
-    assert draft is not None
-    s = conv.step
-    if s == "photo":
-        return Reply((Msg("ask.photo", {"max": MAX_PHOTOS}),), ((Button(Msg("btn.nophoto"), "nophoto:"),),), ask="photo")
-    if s == "location":
-        return Reply((Msg("ask.location"),), (), ask="location")
-    if s == "who":
-        rows = []
-        for i in range(0, len(WHO), 3):
-            rows.append(tuple(_toggle(f"who.{w}", f"who:{w}", w in draft.who) for w in WHO[i : i + 3]))
-        rows.append((Button(Msg("btn.done"), "who:done"),))
-        return Reply((Msg("ask.who"),), tuple(rows))
-    if s == "count":
-        return Reply((Msg("ask.count"),), (tuple(Button(Msg(f"count.{c}"), f"count:{c}") for c in COUNTS),))
-    if s == "urgency":
-        rows = tuple((Button(Msg(f"urg.{u}"), f"urg:{u}"),) for u in URGENCIES)
-        return Reply((Msg("ask.urgency"),), rows)
-    if s == "note":
-        return Reply((Msg("ask.note"),), ((Button(Msg("btn.skip"), "note:skip"),),))
-    return confirm_message(conv, ctx)
-
-
-def confirm_message(conv: Conversation, ctx: Ctx) -> Reply:
-    """The summary to confirm, with one tap to switch to a neighbouring province near a border."""
-    draft = conv.draft
-    assert draft is not None
-    lines = [Msg("confirm.title"), *summary_lines(draft, conv.lang, ctx)]
-    rows: list[tuple[Button, ...]] = [(Button(Msg("btn.send"), "confirm:send"),)]
-    for code in draft.neighbours[:2]:
-        rows.append((Button(Msg("btn.switch_province", {"province": ctx.province_name(code, conv.lang)}), f"prov:{code}"),))
-    rows.append((Button(Msg("btn.edit_location"), "edit:location"), Button(Msg("btn.edit_who"), "edit:who")))
-    rows.append((Button(Msg("btn.cancel"), "cmd:cancel"),))
-    return Reply(tuple(lines), tuple(rows))
-
-
-def summary_lines(draft: Draft, lang: str, ctx: Ctx) -> list[Msg]:
-    """The lines of a draft's summary (the same facts a card shows)."""
-    lines = []
-    if draft.photos:
-        lines.append(Msg("sum.photos", {"n": len(draft.photos)}))
-    else:
-        lines.append(Msg("sum.no_photo"))
-    if draft.lat is not None:
-        lines.append(Msg("sum.location", {"lat": f"{draft.lat:.5f}", "lon": f"{draft.lon:.5f}"}))
-    elif draft.landmark:
-        lines.append(Msg("sum.landmark", {"text": draft.landmark}))
-    if draft.province_code:
-        lines.append(Msg("sum.province", {"province": ctx.province_name(draft.province_code, lang)}))
-    else:
-        lines.append(Msg("sum.province_unknown"))
-    if draft.who:
-        lines.append(Msg("sum.who", {"who": [Msg(f"who.{w}") for w in draft.who]}))
-    if draft.count:
-        lines.append(Msg("sum.count", {"count": Msg(f"count.{draft.count}")}))
-    if draft.urgency:
-        lines.append(Msg("sum.urgency", {"urgency": Msg(f"urg.{draft.urgency}")}))
-    if draft.note:
-        lines.append(Msg("sum.note", {"note": draft.note}))
-    if draft.voice:
-        lines.append(Msg("sum.voice"))
-    return lines
 
 
 def area_of(deep_link: str) -> str | None:
@@ -489,29 +330,9 @@ def law_track(who: tuple[str, ...] | list[str]) -> str:
     return "begging" if "begging" in who else "destitution"
 
 
-def _toggle(key: str, data: str, on: bool) -> Button:
-    return Button(Msg("btn.selected", {"item": Msg(key)}) if on else Msg(key), data)
-
-
 def _say(conv: Conversation, key: str, **params) -> Reply:
     return Reply((Msg(key, params),))
 
 
 def _is_error(action: Action) -> bool:
     return isinstance(action, Reply) and action.lines[0].key.startswith("err.")
-
-
-def _menu() -> Reply:
-    return Reply(
-        (Msg("menu.title"),),
-        (
-            (Button(Msg("btn.new"), "cmd:new"), Button(Msg("btn.mine"), "cmd:mine")),
-            (Button(Msg("btn.help"), "cmd:help"), Button(Msg("btn.lang"), "cmd:lang")),
-        ),
-    )
-
-
-def menu() -> Reply:
-    """The main menu (used by handlers that show it on first contact)."""
-    return _menu()
-

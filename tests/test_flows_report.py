@@ -20,7 +20,8 @@ from flows.model import (
     UnsupportedReceived,
     VoiceReceived,
 )
-from flows.report import NOTICE_VERSION, Conversation, Draft, Located, law_track, next_missing, step
+from flows.draft import Located
+from flows.report import NOTICE_VERSION, Conversation, Draft, law_track, next_missing, step
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
 ME = Address("sandbox", "u-a", "a")

@@ -1,0 +1,99 @@
+"""The state of a volunteer's conversation and of the report being drafted. Plain data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Protocol
+
+from flows.model import LocationReceived, PhotoReceived, VoiceReceived
+
+NOTICE_VERSION = "2026-11-v1"
+MAX_PHOTOS = 4
+MAX_NOTE = 1000
+MAX_TEXT = 2000
+
+WHO = ("homeless", "begging", "child", "elderly", "disabled", "sick", "mental", "foreign", "other")
+COUNTS = ("1", "2", "3-5", "6+")
+URGENCIES = ("danger", "injury", "child_alone", "normal")
+URGENT = frozenset({"danger", "injury", "child_alone"})
+LANGS = ("th", "en")
+KINDS = ("sticker", "video", "audio", "file")
+MEDIA = (PhotoReceived, LocationReceived, VoiceReceived)
+
+
+@dataclass(frozen=True)
+class Located:
+    """What the map data says of a point (filled by the engine's boundary lookup)."""
+
+    inside: bool
+    province_code: str | None = None
+    neighbours: tuple[str, ...] = ()
+
+
+class Ctx(Protocol):
+    now: datetime
+
+    def locate(self, lat: float, lon: float) -> Located: ...
+
+    def province_in_text(self, text: str) -> str | None: ...
+
+    def province_name(self, code: str, lang: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Draft:
+    photos: tuple[str, ...] = ()
+    no_photo: bool = False
+    lat: float | None = None
+    lon: float | None = None
+    location_source: str | None = None  # shared | typed | landmark
+    landmark: str | None = None
+    province_code: str | None = None
+    neighbours: tuple[str, ...] = ()
+    who: tuple[str, ...] = ()
+    who_done: bool = False
+    count: str | None = None
+    urgency: str | None = None
+    note: str | None = None
+    note_done: bool = False
+    voice: str | None = None  # a voice message, kept as the note's attachment
+    started_at: str | None = None
+
+    @property
+    def has_location(self) -> bool:
+        return self.lat is not None or self.landmark is not None
+
+    @property
+    def urgent(self) -> bool:
+        return self.urgency in URGENT
+
+    @property
+    def location_to_confirm(self) -> bool:
+        return self.lat is None and self.landmark is not None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    lang: str = "th"
+    lang_chosen: bool = False
+    consent_version: str | None = None
+    consent_at: str | None = None
+    step: str = "idle"  # idle | consent | photo | location | who | count | urgency | note | confirm
+    draft: Draft | None = None
+    asked_at: str | None = None  # when the current question was asked (for the nudge of drafts)
+    area_hint: str | None = None  # a province code from the QR poster's deep link (`/start p-20`)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Conversation":
+        if not data:
+            return cls()
+        d = dict(data)
+        draft = d.pop("draft", None)
+        if draft is not None:
+            draft = Draft(**{k: tuple(v) if isinstance(v, list) else v for k, v in draft.items()})
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(draft=draft, **{k: v for k, v in d.items() if k in known})
