@@ -160,10 +160,22 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             expect(chat).to_contain_text("ได้รับรูปแล้ว (1/4)")
             expect(chat.locator(".msg.own.photo img")).to_be_visible()
 
+            # the location from the offline map: zoom in on Pattaya, tap the middle, send the pin
             vol.locator("#loc-btn").click()
-            vol.get_by_role("button", name=re.compile("Pattaya Walking Street")).click()
-            expect(chat).to_contain_text("ได้รับตำแหน่งแล้ว")
-            expect(chat.locator(".msg.own.location a.loc")).to_have_attribute("href", re.compile(r"openstreetmap\.org/.*12\.9277"))
+            vol.get_by_role("button", name=re.compile("Pick on a map")).click()
+            canvas = vol.locator("#map-canvas")
+            expect(canvas).to_have_attribute("data-ready", "1")
+            box = canvas.bounding_box()
+            assert box and box["width"] <= 390 and box["height"] >= 150, box
+            vol.evaluate("() => window.namjaiMap.centerOn(12.9277, 100.8724, 12)")
+            canvas.click()
+            picked = vol.locator("#map-coords")
+            expect(picked).to_contain_text("ชลบุรี")
+            lat, lon = re.search(r"📍 (\d+\.\d+), (\d+\.\d+)", picked.inner_text()).groups()
+            assert abs(float(lat) - 12.9277) < 0.001 and abs(float(lon) - 100.8724) < 0.001, (lat, lon)
+            vol.get_by_role("button", name="Send / ส่งตำแหน่งนี้", exact=True).click()
+            expect(chat).to_contain_text("ได้รับตำแหน่งแล้ว: จังหวัดชลบุรี")
+            expect(chat.locator(".msg.own.location a.loc")).to_have_attribute("href", re.compile(rf"openstreetmap\.org/.*{re.escape(lat)}"))
 
             vol.get_by_role("button", name="ไร้บ้าน/นอนข้างทาง", exact=True).click()
             expect(vol.get_by_role("button", name="✓ ไร้บ้าน/นอนข้างทาง")).to_be_visible()
@@ -183,7 +195,7 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             card = team.locator("article.card", has_text=ref)
             expect(card).to_be_visible()
             expect(card).to_contain_text("ไร้บ้าน/นอนข้างทาง")
-            expect(card.locator("a.loc")).to_contain_text("12.9277, 100.8724")
+            expect(card.locator("a.loc")).to_contain_text(f"{lat}, {lon}")
             team.wait_for_function(
                 "() => [...document.querySelectorAll('article.card .photos img')].some(i => i.complete && i.naturalWidth > 0)",
                 timeout=TIMEOUT_MS,

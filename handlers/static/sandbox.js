@@ -558,6 +558,410 @@
     el.locPresets.appendChild(b);
   });
 
+  // ------------------------------------------------------------------ the offline map
+  // Thailand's provinces drawn in a canvas from our own GeoJSON (no tiles, nothing fetched from
+  // elsewhere): drag to pan, wheel / pinch / buttons to zoom, a tap (not a drag) places a pin.
+  // Equirectangular projection, x shrunk by cos(latitude) at Thailand's middle. One Path2D per
+  // province, in degrees relative to an origin near the data (float precision), built once.
+
+  var namjaiMap = (function () {
+    var canvas = $("map-canvas"), box = $("map-box"), note = $("map-note"), btn = $("map-btn");
+    var pickRow = $("map-pick"), coordsEl = $("map-coords"), sendBtn = $("map-send");
+    var ctx = canvas.getContext("2d");
+    var URL_ = "/sandbox/api/provinces.geojson";
+    var MIN_Z = 2, MAX_Z = 16, CLICK_SLOP = 6;
+    var m = {
+      bounds: [97.34, 5.61, 105.64, 20.46],  // lon0, lat0, lon1, lat1 (replaced by the data's)
+      lon0: 101.5, lat0: 13.0, k: Math.cos(13.0 * Math.PI / 180),
+      provinces: null, loading: null,
+      cx: 101.5, cy: 13.0, z: 4, placed: false,  // placed: the view was set (no auto-fit on load)
+      w: 0, h: 0, dpr: 1, frame: 0, pick: null,
+    };
+
+    function scale() { return 256 * Math.pow(2, m.z) / 360; }          // px per degree of latitude
+    function toScreen(lat, lon) {
+      var s = scale();
+      return [m.w / 2 + (lon - m.cx) * s * m.k, m.h / 2 - (lat - m.cy) * s];
+    }
+    function toLatLon(x, y) {
+      var s = scale();
+      return [m.cy - (y - m.h / 2) / s, m.cx + (x - m.w / 2) / (s * m.k)];
+    }
+    function clampZ(z) { return Math.max(MIN_Z, Math.min(MAX_Z, z)); }
+
+    function setView(lat, lon, z) {
+      m.z = clampZ(z == null ? m.z : z);
+      // keep the centre near Thailand so the map cannot be lost off-screen
+      m.cy = Math.max(m.bounds[1] - 3, Math.min(m.bounds[3] + 3, lat));
+      m.cx = Math.max(m.bounds[0] - 3, Math.min(m.bounds[2] + 3, lon));
+      redraw();
+    }
+
+    function zoomAt(x, y, z) {
+      var at = toLatLon(x, y);
+      m.z = clampZ(z);
+      var s = scale();
+      m.placed = true;
+      setView(at[0] + (y - m.h / 2) / s, at[1] - (x - m.w / 2) / (s * m.k));
+    }
+
+    function fit() {
+      var b = m.bounds;
+      if (!m.w || !m.h) return;
+      var pad = 12;
+      var sx = (m.w - 2 * pad) / ((b[2] - b[0]) * m.k), sy = (m.h - 2 * pad) / (b[3] - b[1]);
+      var z = Math.log(Math.min(sx, sy) * 360 / 256) / Math.LN2;
+      setView((b[1] + b[3]) / 2, (b[0] + b[2]) / 2, z);
+    }
+
+    // ---- data
+
+    function build(geo) {
+      var feats = (geo && geo.features) || [];
+      var polysOf = function (g) {
+        if (!g) return [];
+        return g.type === "Polygon" ? [g.coordinates] : g.type === "MultiPolygon" ? g.coordinates : [];
+      };
+      var b = [180, 90, -180, -90];
+      feats.forEach(function (f) {
+        polysOf(f.geometry).forEach(function (poly) {
+          poly[0].forEach(function (p) {
+            if (p[0] < b[0]) b[0] = p[0]; if (p[0] > b[2]) b[2] = p[0];
+            if (p[1] < b[1]) b[1] = p[1]; if (p[1] > b[3]) b[3] = p[1];
+          });
+        });
+      });
+      if (b[0] > b[2]) throw new Error("no provinces");
+      m.bounds = b;
+      m.lon0 = (b[0] + b[2]) / 2;
+      m.lat0 = (b[1] + b[3]) / 2;
+      m.k = Math.cos(m.lat0 * Math.PI / 180);
+      return feats.map(function (f) {
+        var props = f.properties || {};
+        var path = new Path2D(), rings = [], bb = [180, 90, -180, -90], best = null, bestArea = 0;
+        polysOf(f.geometry).forEach(function (poly) {
+          poly.forEach(function (ring, ri) {
+            var flat = new Float64Array(ring.length * 2), area = 0, ax = 0, ay = 0;
+            for (var i = 0; i < ring.length; i++) {
+              var x = ring[i][0], y = ring[i][1];
+              flat[2 * i] = x; flat[2 * i + 1] = y;
+              if (i) path.lineTo(x - m.lon0, y - m.lat0); else path.moveTo(x - m.lon0, y - m.lat0);
+              if (x < bb[0]) bb[0] = x; if (x > bb[2]) bb[2] = x;
+              if (y < bb[1]) bb[1] = y; if (y > bb[3]) bb[3] = y;
+              var j = (i + 1) % ring.length, c = x * ring[j][1] - ring[j][0] * y;
+              area += c; ax += (x + ring[j][0]) * c; ay += (y + ring[j][1]) * c;
+            }
+            path.closePath();
+            rings.push(flat);
+            if (ri === 0 && Math.abs(area) > bestArea && area) {
+              bestArea = Math.abs(area);
+              best = [ay / (3 * area), ax / (3 * area)];
+            }
+          });
+        });
+        return {
+          code: props.code, nameTh: props.name_th || "", nameEn: props.name_en || "",
+          path: path, rings: rings, bbox: bb, label: best, size: bestArea,
+        };
+      }).sort(function (a, b2) { return b2.size - a.size; }); // labels: big provinces first
+    }
+
+    function load() {
+      if (m.provinces) return Promise.resolve(m.provinces);
+      if (m.loading) return m.loading;
+      note.textContent = "Loading map… / กำลังโหลดแผนที่…";
+      m.loading = fetch(URL_).then(function (r) {
+        if (!r.ok) throw new Error(String(r.status));
+        return r.json();
+      }).then(function (geo) {
+        m.provinces = build(geo);
+        note.textContent = "";
+        if (!m.placed) fit(); else redraw();
+        canvas.dataset.ready = "1";
+        return m.provinces;
+      }).catch(function (e) {
+        m.loading = null; // try again on the next open
+        note.textContent = "⚠ map unavailable / โหลดแผนที่ไม่ได้ (" + String(e.message || e).slice(0, 40) + ")";
+        throw e;
+      });
+      return m.loading;
+    }
+
+    // ---- which province (ray casting, even-odd over all rings: holes work)
+
+    function provinceAt(lat, lon) {
+      var list = m.provinces || [];
+      for (var p = 0; p < list.length; p++) {
+        var pr = list[p], bb = pr.bbox;
+        if (lon < bb[0] || lon > bb[2] || lat < bb[1] || lat > bb[3]) continue;
+        var inside = false;
+        pr.rings.forEach(function (r) {
+          for (var i = 0, n = r.length / 2, j = n - 1; i < n; j = i++) {
+            var xi = r[2 * i], yi = r[2 * i + 1], xj = r[2 * j], yj = r[2 * j + 1];
+            if ((yi > lat) !== (yj > lat) && lon < (xj - xi) * (lat - yi) / (yj - yi) + xi) inside = !inside;
+          }
+        });
+        if (inside) return pr;
+      }
+      return null;
+    }
+
+    function provName(pr) { return pr ? (state.lang === "en" ? pr.nameEn || pr.nameTh : pr.nameTh || pr.nameEn) : ""; }
+
+    // ---- drawing
+
+    function redraw() {
+      if (m.frame) return;
+      m.frame = requestAnimationFrame(function () { m.frame = 0; draw(); });
+    }
+
+    function resize() {
+      var w = canvas.clientWidth, hh = canvas.clientHeight;
+      if (!w || !hh) return false;
+      var dpr = Math.min(3, window.devicePixelRatio || 1);
+      if (w !== m.w || hh !== m.h || dpr !== m.dpr) {
+        m.w = w; m.h = hh; m.dpr = dpr;
+        canvas.width = Math.round(w * dpr);
+        canvas.height = Math.round(hh * dpr);
+        if (!m.placed) fit();
+      }
+      return true;
+    }
+
+    function pin(x, y) {
+      ctx.beginPath();
+      ctx.moveTo(x, y);
+      ctx.bezierCurveTo(x - 3, y - 7, x - 9, y - 10, x - 9, y - 17);
+      ctx.arc(x, y - 17, 9, Math.PI, 0);
+      ctx.bezierCurveTo(x + 9, y - 10, x + 3, y - 7, x, y);
+      ctx.closePath();
+      ctx.fillStyle = "#d93025";
+      ctx.strokeStyle = "#ffffff";
+      ctx.lineWidth = 1.5;
+      ctx.fill();
+      ctx.stroke();
+      ctx.beginPath();
+      ctx.arc(x, y - 17, 3.2, 0, 2 * Math.PI);
+      ctx.fillStyle = "#ffffff";
+      ctx.fill();
+    }
+
+    function draw() {
+      if (box.hidden || !resize()) return;
+      var dpr = m.dpr, s = scale();
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.fillStyle = "#dcebf3";
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      var nw = toLatLon(0, 0), se = toLatLon(m.w, m.h); // visible box: lat north→south, lon west→east
+      var visible = (m.provinces || []).filter(function (pr) {
+        var b = pr.bbox;
+        return b[2] >= nw[1] && b[0] <= se[1] && b[3] >= se[0] && b[1] <= nw[0];
+      });
+      var picked = m.pick && m.pick.province;
+      ctx.setTransform(dpr * s * m.k, 0, 0, -dpr * s,
+        dpr * (m.w / 2 + (m.lon0 - m.cx) * s * m.k), dpr * (m.h / 2 + (m.cy - m.lat0) * s));
+      visible.forEach(function (pr) {
+        ctx.fillStyle = pr === picked ? "#e3f4ea" : "#fbf8f0";
+        ctx.fill(pr.path, "evenodd");
+      });
+      ctx.lineWidth = 0.8 / s;
+      ctx.lineJoin = "round";
+      ctx.strokeStyle = "#8d98a6";
+      visible.forEach(function (pr) { ctx.stroke(pr.path); });
+      if (picked && visible.indexOf(picked) >= 0) {
+        ctx.lineWidth = 1.6 / s;
+        ctx.strokeStyle = "#0a7d5a";
+        ctx.stroke(picked.path);
+      }
+
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      if (s >= 90) { // province names once zoomed in enough to read them
+        ctx.font = "11px system-ui, -apple-system, 'Noto Sans Thai', sans-serif";
+        ctx.textAlign = "center";
+        ctx.textBaseline = "middle";
+        ctx.lineWidth = 3;
+        ctx.strokeStyle = "rgba(251, 248, 240, .9)";
+        ctx.fillStyle = "#5b6573";
+        var taken = [];
+        visible.forEach(function (pr) {
+          if (!pr.label) return;
+          var p = toScreen(pr.label[0], pr.label[1]), name = provName(pr);
+          var tw = ctx.measureText(name).width / 2 + 2;
+          if (p[0] + tw < 0 || p[0] - tw > m.w || p[1] < 0 || p[1] > m.h) return;
+          if (taken.some(function (t) { return Math.abs(t[0] - p[0]) < t[2] + tw && Math.abs(t[1] - p[1]) < 13; })) return;
+          taken.push([p[0], p[1], tw]);
+          ctx.strokeText(name, p[0], p[1]);
+          ctx.fillText(name, p[0], p[1]);
+        });
+      }
+      PRESETS.forEach(function (p) { // the presets, as small dots
+        var q = toScreen(p.lat, p.lon);
+        ctx.beginPath();
+        ctx.arc(q[0], q[1], 3.5, 0, 2 * Math.PI);
+        ctx.fillStyle = "#0a7d5a";
+        ctx.strokeStyle = "#ffffff";
+        ctx.lineWidth = 1.5;
+        ctx.fill();
+        ctx.stroke();
+      });
+      if (m.pick) {
+        var q = toScreen(m.pick.lat, m.pick.lon);
+        pin(q[0], q[1]);
+      }
+    }
+
+    // ---- picking and sending
+
+    function decimals() { return Math.max(3, Math.min(6, Math.ceil(Math.log(scale()) / Math.LN10))); }
+
+    function clearPick() {
+      m.pick = null;
+      sendBtn.disabled = true;
+      coordsEl.textContent = "Tap the map to place a pin / แตะแผนที่เพื่อปักหมุด";
+      redraw();
+    }
+
+    function pickAt(x, y) {
+      var ll = toLatLon(x, y), d = decimals();
+      var lat = +ll[0].toFixed(d), lon = +ll[1].toFixed(d);
+      var pr = provinceAt(lat, lon);
+      m.pick = { lat: lat, lon: lon, province: pr };
+      var where = pr ? provName(pr) : m.provinces ? "Outside Thailand / นอกประเทศ" : "";
+      coordsEl.textContent = "";
+      coordsEl.appendChild(h("span", "at", "📍 " + lat + ", " + lon));
+      if (where) coordsEl.appendChild(h("span", "where", where));
+      sendBtn.disabled = false;
+      redraw();
+      return { lat: lat, lon: lon, province: pr ? pr.nameEn : null };
+    }
+
+    sendBtn.addEventListener("click", function () {
+      if (!m.pick) return;
+      var lat = m.pick.lat, lon = m.pick.lon;
+      clearPick();
+      closePanels();
+      redraw();
+      post({ type: "location", lat: lat, lon: lon }, { kind: "location", lat: lat, lon: lon });
+    });
+
+    // ---- gestures: pointer events (mouse, pen, touch, two-finger pinch) and the wheel
+
+    var pointers = {}, gesture = null;
+
+    function local(e) {
+      var r = canvas.getBoundingClientRect();
+      return [e.clientX - r.left, e.clientY - r.top];
+    }
+    function ids() { return Object.keys(pointers); }
+    function startGesture() {
+      var k = ids();
+      if (k.length === 1) {
+        var p = pointers[k[0]];
+        gesture = { kind: "pan", start: p.slice(), last: p.slice(), moved: gesture ? gesture.moved : false };
+      } else if (k.length >= 2) {
+        var a = pointers[k[0]], b = pointers[k[1]];
+        var mid = [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2];
+        gesture = {
+          kind: "pinch", moved: true, z0: m.z, at: toLatLon(mid[0], mid[1]),
+          dist: Math.max(10, Math.hypot(a[0] - b[0], a[1] - b[1])),
+        };
+      } else {
+        gesture = null;
+      }
+    }
+
+    canvas.addEventListener("pointerdown", function (e) {
+      if (e.pointerType === "mouse" && e.button !== 0) return;
+      try { canvas.setPointerCapture(e.pointerId); } catch (err) { /* not capturable: fine */ }
+      var fresh = !ids().length;
+      pointers[e.pointerId] = local(e);
+      if (fresh) gesture = null;
+      startGesture();
+      e.preventDefault();
+    });
+
+    canvas.addEventListener("pointermove", function (e) {
+      if (!(e.pointerId in pointers) || !gesture) return;
+      pointers[e.pointerId] = local(e);
+      var p = pointers[e.pointerId];
+      if (gesture.kind === "pan") {
+        if (!gesture.moved && Math.hypot(p[0] - gesture.start[0], p[1] - gesture.start[1]) < CLICK_SLOP) return;
+        gesture.moved = true;
+        canvas.classList.add("dragging");
+        var s = scale();
+        m.placed = true;
+        setView(m.cy + (p[1] - gesture.last[1]) / s, m.cx - (p[0] - gesture.last[0]) / (s * m.k));
+        gesture.last = p.slice();
+      } else {
+        var k = ids(), a = pointers[k[0]], b = pointers[k[1]];
+        var mid = [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2];
+        m.z = clampZ(gesture.z0 + Math.log(Math.max(10, Math.hypot(a[0] - b[0], a[1] - b[1])) / gesture.dist) / Math.LN2);
+        var s2 = scale();
+        m.placed = true;
+        setView(gesture.at[0] + (mid[1] - m.h / 2) / s2, gesture.at[1] - (mid[0] - m.w / 2) / (s2 * m.k));
+      }
+    });
+
+    function release(e, cancelled) {
+      if (!(e.pointerId in pointers)) return;
+      var p = local(e);
+      var single = ids().length === 1, g = gesture;
+      delete pointers[e.pointerId];
+      if (single) {
+        canvas.classList.remove("dragging");
+        gesture = null;
+        if (!cancelled && g && g.kind === "pan" && !g.moved) pickAt(p[0], p[1]);
+      } else {
+        startGesture(); // a finger lifted from a pinch: the other one pans on, no tap
+        if (gesture) gesture.moved = true;
+      }
+    }
+    canvas.addEventListener("pointerup", function (e) { release(e, false); });
+    canvas.addEventListener("pointercancel", function (e) { release(e, true); });
+
+    canvas.addEventListener("wheel", function (e) {
+      e.preventDefault();
+      var unit = e.deltaMode === 1 ? 0.05 : e.deltaMode === 2 ? 1 : 0.0025;
+      var dz = Math.max(-1, Math.min(1, -e.deltaY * unit));
+      var p = local(e);
+      zoomAt(p[0], p[1], m.z + dz);
+    }, { passive: false });
+
+    $("map-in").addEventListener("click", function () { zoomAt(m.w / 2, m.h / 2, m.z + 1); });
+    $("map-out").addEventListener("click", function () { zoomAt(m.w / 2, m.h / 2, m.z - 1); });
+    $("map-fit").addEventListener("click", function () { m.placed = false; fit(); });
+
+    function open(show) {
+      var on = show == null ? box.hidden : !!show;
+      box.hidden = !on;
+      btn.setAttribute("aria-expanded", String(on));
+      el.locPanel.classList.toggle("map-open", on);
+      pickRow.hidden = !on;
+      if (!on) { clearPick(); return Promise.resolve(); }
+      resize();
+      redraw();
+      return load().catch(function () { /* shown in the map's note */ });
+    }
+
+    btn.addEventListener("click", function () { open(); });
+    if (window.ResizeObserver) new ResizeObserver(function () { if (!box.hidden) { resize(); redraw(); } }).observe(box);
+    else window.addEventListener("resize", function () { if (!box.hidden) { resize(); redraw(); } });
+
+    // for tests and the console: window.namjaiMap.centerOn(12.9277, 100.8724, 12)
+    return {
+      open: function () { togglePanel(el.locPanel, el.locBtn, true); return open(true); },
+      ready: load,
+      centerOn: function (lat, lon, zoom) {
+        m.placed = true;
+        setView(+lat, +lon, zoom == null ? m.z : +zoom);
+        return { lat: m.cy, lon: m.cx, zoom: m.z };
+      },
+      pickAt: pickAt,
+      view: function () { return { lat: m.cy, lon: m.cx, zoom: m.z, width: m.w, height: m.h, k: m.k, pick: m.pick && { lat: m.pick.lat, lon: m.pick.lon } }; },
+    };
+  })();
+  window.namjaiMap = namjaiMap;
+
   el.locGeo.addEventListener("click", function () {
     if (!navigator.geolocation) { setStatus("⚠ no geolocation / ไม่มี GPS", true); return; }
     setStatus("📍 …");
