@@ -1,4 +1,5 @@
-"""Reminders, escalations, the reporter's follow-up, unfinished drafts, digests and retention.
+"""Reminders, escalations, the reporter's follow-up, unfinished drafts and digests; it also
+triggers retention (bot/retention.py).
 
 Exactly once on any number of replicas:
 - due times live in the database (`reports.next_due_at`, indexed): a sweep reads what is due,
@@ -18,13 +19,14 @@ directly (tests drive time with a manual clock). See docs/scheduler.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from bot.retention import retention
 from flows import cards as cardflow
 from flows import followup as fu
 from flows import report as reportflow
@@ -332,61 +334,6 @@ async def still_there_answer(engine, s, ev) -> bool:
         await engine._post_cards(s, report, team, view)
     await engine._send(s, a.platform, a.chat_id, fu.still_answered(report.ref, yes, open_), lang, report_id=report.id)
     return True
-
-
-# ---------------------------------------------------------------- retention (PDPA)
-
-
-@dataclass
-class RetentionResult:
-    photo_reports: list[str] = field(default_factory=list)  # refs whose photos went
-    photo_files: int = 0
-    identity_reports: list[str] = field(default_factory=list)  # refs whose reporter was detached
-
-
-async def retention(db: Database, photos, now: datetime, *, photo_days: int = 90, identity_days: int = 365, dry_run: bool = False, batch: int = 500) -> RetentionResult:
-    """Deletes the photos of reports closed more than `photo_days` ago (files, then the list) and
-    detaches the reporter of reports closed more than `identity_days` ago. Counts, outcomes and the
-    history stay. `dry_run`: only says what would go."""
-    out = RetentionResult()
-    photo_cut = now - timedelta(days=photo_days)
-    ident_cut = now - timedelta(days=identity_days)
-    for _ in range(10_000):
-        async with db.transaction() as s:
-            reports = await sched_repo.photos_to_purge(s, photo_cut, batch if not dry_run else 10**9)
-            if not reports:
-                break
-            ids = [r.id for r in reports]
-            counts = {r.id: len(sched_repo.media_keys(r.photos, r.voice)) for r in reports}
-            keys = {k for r in reports for k in sched_repo.media_keys(r.photos, r.voice)}
-            gone = keys - await sched_repo.photo_keys_kept(s, ids)
-            out.photo_reports += [r.ref for r in reports if r.photos or r.voice]
-            out.photo_files += len(gone)
-            if dry_run:
-                break
-            for key in sorted(gone):  # the files first: never a list naming a photo kept by mistake
-                try:
-                    await photos.delete(key)
-                except ValueError:
-                    log.warning("retention_bad_key", key=key[:16])
-            await sched_repo.purge_photos(s, ids, now)
-            for rid, n in counts.items():
-                if n:
-                    await repo.history_add(s, report_id=rid, at=now, actor="system:retention", action="photos_purged", detail={"photos": n})
-    for _ in range(10_000):
-        async with db.transaction() as s:
-            reports = await sched_repo.identities_to_detach(s, ident_cut, batch if not dry_run else 10**9)
-            if not reports:
-                break
-            out.identity_reports += [r.ref for r in reports]
-            if dry_run:
-                break
-            await sched_repo.detach_identity(s, reports, now)
-            for r in reports:
-                await repo.history_add(s, report_id=r.id, at=now, actor="system:retention", action="identity_purged")
-    if not dry_run and (out.photo_reports or out.identity_reports):
-        log.info("retention", photo_reports=len(out.photo_reports), photo_files=out.photo_files, identities=len(out.identity_reports))
-    return out
 
 
 # ---------------------------------------------------------------- wiring

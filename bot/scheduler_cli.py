@@ -26,7 +26,7 @@ def sched_app_register(app: typer.Typer) -> None:
         """PDPA retention: deletes photos of reports closed more than NAMJAI_PHOTO_RETENTION_DAYS ago
         and detaches reporters after NAMJAI_IDENTITY_RETENTION_DAYS. Counts and outcomes stay."""
         from bot.cli import _run, _settings
-        from bot.scheduler import retention as run_retention
+        from bot.retention import retention as run_retention
         from storage.photos import LocalPhotoStore
 
         settings = _settings()

@@ -8,21 +8,18 @@
 Delivery (`LineChannel`): a message answers with the chat's latest reply token when one is fresh
 (replies are free; pushes count against the monthly quota), otherwise it is pushed with an
 X-Line-Retry-Key derived from the outbox row, so a retried push is never delivered twice.
-LINE cannot edit a sent message: a card's update is a new Flex message.
+LINE cannot edit a sent message: a card's update is a new Flex message. The messages themselves
+(Flex bubbles, quick replies) and the photo-link signatures are built in handlers/line_messages.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
-from urllib.parse import quote
 
 import structlog
 from aiohttp import web
@@ -32,19 +29,10 @@ from linebot.v3.messaging import (
     AsyncApiClient,
     AsyncMessagingApi,
     AsyncMessagingApiBlob,
-    CameraAction,
-    CameraRollAction,
     Configuration,
-    FlexContainer,
-    FlexMessage,
-    LocationAction,
-    PostbackAction,
     PushMessageRequest,
-    QuickReply,
-    QuickReplyItem,
     ReplyMessageRequest,
     ShowLoadingAnimationRequest,
-    TextMessage,
 )
 from linebot.v3.models.events import UnknownEvent
 from linebot.v3.webhook import WebhookParser
@@ -71,7 +59,6 @@ from linebot.v3.webhooks import (
 
 from bot import metrics
 from bot.app import SERVICES, STARTERS, STOPPERS, Services
-from bot.i18n import text as render
 from bot.outbox import SendResult
 from bot.settings import Settings
 from flows.model import (
@@ -80,12 +67,12 @@ from flows.model import (
     CommandReceived,
     InboundEvent,
     LocationReceived,
-    Msg,
     PhotoReceived,
     TextReceived,
     UnsupportedReceived,
     VoiceReceived,
 )
+from handlers.line_messages import build_messages, check_photo_link, photo_url
 from storage import repo
 from storage.photos import media_type, validate_key
 
@@ -99,146 +86,11 @@ THROTTLE_RETRY = 60.0
 API_TIMEOUT = 15  # seconds, per Messaging API call
 BLOB_TIMEOUT = 60
 NAME_TIMEOUT = 2.0  # a staff member's display name is looked up during the webhook: keep it short
-MAX_QUICK_REPLIES = 13
 LOADING_SECONDS = 5
-MAX_QUICK_LABEL = 20
-MAX_BUTTON_LABEL = 40
-MAX_TEXT = 5000
-MAX_ALT_TEXT = 400
 RETRY_KEY_NS = uuid.UUID("6f0b7a52-3c1e-4d8e-9a57-2f4a1d6c9e10")  # namespace of our X-Line-Retry-Keys
 
 
-# ---------------------------------------------------------------- photo links
-
-
-def sign_photo(secret: bytes, key: str, exp: int) -> str:
-    return hmac.new(secret, f"{key}.{exp}".encode(), hashlib.sha256).hexdigest()
-
-
-def photo_url(public_url: str, secret: bytes, key: str, now: datetime, hours: int) -> str:
-    """An HTTPS link to a stored photo that works until `hours` from now (rounded up to the hour,
-    so a card and its updates share one URL and LINE's image cache)."""
-    exp = int(now.timestamp()) + hours * 3600
-    exp += -exp % 3600
-    return f"{public_url.rstrip('/')}/line/photos/{quote(key)}?exp={exp}&sig={sign_photo(secret, key, exp)}"
-
-
-def check_photo_link(secret: bytes, key: str, exp: str, sig: str, now: datetime) -> bool:
-    try:
-        expires = int(exp)
-    except ValueError:
-        return False
-    good = hmac.compare_digest(sign_photo(secret, key, expires), sig)
-    return good and expires >= now.timestamp()
-
-
-# ---------------------------------------------------------------- outgoing messages
-
-
-def _short(label: str, limit: int) -> str:
-    return label if len(label) <= limit else label[: limit - 1] + "…"
-
-
-def is_private(chat_id: str) -> bool:
-    """LINE ids: U… a user, C… a group, R… a multi-person chat (room)."""
-    return chat_id.startswith("U")
-
-
-def _postback(label: str, data: str, limit: int) -> PostbackAction:
-    return PostbackAction(label=_short(label, limit), data=data[:300], displayText=label[:300])
-
-
-def _button_box(payload: dict, extra: list[dict] | None = None) -> dict | None:
-    rows = []
-    for row in payload.get("buttons") or []:
-        buttons = [
-            {
-                "type": "button",
-                "style": "primary" if i == 0 and len(rows) == 0 else "secondary",
-                "height": "sm",
-                "action": {"type": "postback", "label": _short(b["label"], MAX_BUTTON_LABEL), "data": b["data"][:300], "displayText": b["label"][:300]},
-            }
-            for i, b in enumerate(row)
-        ]
-        if buttons:
-            rows.append({"type": "box", "layout": "horizontal", "spacing": "sm", "contents": buttons})
-    rows += extra or []
-    if not rows:
-        return None
-    return {"type": "box", "layout": "vertical", "spacing": "sm", "contents": rows}
-
-
-def _text_box(text: str, urgent: bool = False) -> dict:
-    lines = [line for line in text.split("\n") if line.strip()] or [" "]
-    contents = []
-    for i, line in enumerate(lines[:40]):
-        item: dict[str, Any] = {"type": "text", "text": line[:2000], "wrap": True, "size": "md" if i == 0 else "sm"}
-        if i == 0:
-            item["weight"] = "bold"
-            if urgent:
-                item["color"] = "#C62828"
-        contents.append(item)
-    return {"type": "box", "layout": "vertical", "spacing": "sm", "contents": contents}
-
-
-def card_bubble(payload: dict, link: Callable[[str], str]) -> dict:
-    """A report card as a Flex bubble: the first photo as hero, the text, the buttons."""
-    lang = payload.get("lang", "th")
-    card = payload.get("card") or {}
-    photos = payload.get("photos") or []
-    bubble: dict[str, Any] = {"type": "bubble", "body": _text_box(payload.get("text") or "", bool(card.get("urgent")))}
-    if photos:
-        url = link(photos[0])
-        bubble["hero"] = {
-            "type": "image", "url": url, "size": "full", "aspectRatio": "4:3", "aspectMode": "cover",
-            "action": {"type": "uri", "uri": url},
-        }
-    links = []
-    for n, key in enumerate(photos[1:], start=2):
-        links.append({"type": "button", "style": "link", "height": "sm",
-                      "action": {"type": "uri", "label": _short(render(Msg("line.photo_n", {"n": n}), lang), MAX_BUTTON_LABEL), "uri": link(key)}})
-    if payload.get("voice"):
-        links.append({"type": "button", "style": "link", "height": "sm",
-                      "action": {"type": "uri", "label": _short(render(Msg("line.voice"), lang), MAX_BUTTON_LABEL), "uri": link(payload["voice"])}})
-    loc = payload.get("location")
-    if loc and loc.get("lat") is not None:
-        links.append({"type": "button", "style": "link", "height": "sm",
-                      "action": {"type": "uri", "label": render(Msg("line.map"), lang),
-                                 "uri": f"https://www.google.com/maps/search/?api=1&query={loc['lat']},{loc['lon']}"}})
-    extra = [{"type": "box", "layout": "horizontal", "spacing": "sm", "contents": links[i:i + 3]} for i in range(0, len(links), 3)]
-    footer = _button_box(payload, extra)
-    if footer:
-        bubble["footer"] = footer
-    return bubble
-
-
-def build_messages(payload: dict, chat_id: str, link: Callable[[str], str]) -> list:
-    """The LINE messages for one outbox row's neutral payload."""
-    text = (payload.get("text") or " ")[:MAX_TEXT]
-    lang = payload.get("lang", "th")
-    if payload.get("card"):
-        title = (payload["card"].get("title") or text)[:MAX_ALT_TEXT]
-        return [FlexMessage(altText=title, contents=FlexContainer.from_dict(card_bubble(payload, link)))]
-    buttons = [b for row in payload.get("buttons") or [] for b in row]
-    if not is_private(chat_id):
-        if not buttons:
-            return [TextMessage(text=text)]
-        # in a group, choices stay on the message (quick replies vanish and go to everyone at once)
-        bubble = {"type": "bubble", "body": _text_box(text), "footer": _button_box(payload)}
-        return [FlexMessage(altText=text[:MAX_ALT_TEXT], contents=FlexContainer.from_dict(bubble))]
-    actions: list = []
-    ask = payload.get("ask")
-    if ask == "location":
-        actions.append(LocationAction(label=_short(render(Msg("line.ask_location"), lang), MAX_QUICK_LABEL)))
-    elif ask == "photo":
-        actions.append(CameraAction(label=_short(render(Msg("line.camera"), lang), MAX_QUICK_LABEL)))
-        actions.append(CameraRollAction(label=_short(render(Msg("line.camera_roll"), lang), MAX_QUICK_LABEL)))
-    actions += [_postback(b["label"], b["data"], MAX_QUICK_LABEL) for b in buttons]
-    if len(actions) > MAX_QUICK_REPLIES:
-        log.warning("quick_replies_cut", have=len(actions), max=MAX_QUICK_REPLIES)
-        actions = actions[:MAX_QUICK_REPLIES]
-    quick = QuickReply(items=[QuickReplyItem(action=a) for a in actions]) if actions else None
-    return [TextMessage(text=text, quickReply=quick)]
+# ---------------------------------------------------------------- the channel
 
 
 def retry_key(row) -> str:
@@ -252,9 +104,6 @@ def _error_message(exc: ApiException) -> str:
         return str(json.loads(exc.body or "{}").get("message") or "")
     except (ValueError, AttributeError):
         return str(exc.body or "")[:200]
-
-
-# ---------------------------------------------------------------- the channel
 
 
 class LineChannel:

@@ -1,5 +1,5 @@
-"""Queries of the scheduler (bot/scheduler.py): claiming due reports, the reminders ledger,
-drafts to nudge, digest figures and PDPA retention."""
+"""Queries of the scheduler (bot/scheduler.py, bot/retention.py): claiming due reports, the
+reminders ledger, drafts to nudge, digest figures and PDPA retention."""
 
 from __future__ import annotations
 

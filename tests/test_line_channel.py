@@ -8,7 +8,8 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 from bot import metrics
-from handlers.line import RETRY_KEY_NS, build_messages, check_photo_link, photo_url, retry_key
+from handlers.line import RETRY_KEY_NS, retry_key
+from handlers.line_messages import build_messages, check_photo_link, photo_url
 from storage import repo
 from tests.fake_line import line  # noqa: F401  (fixture)
 

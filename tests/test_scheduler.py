@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.scheduler import build_scheduler, retention, sweep
+from bot.retention import retention
+from bot.scheduler import build_scheduler, sweep
 from storage import repo
 from storage.db import Database
 from storage.models import ChatBinding, OutboxMessage, ReminderSent, Report, ReportEvent, Team
