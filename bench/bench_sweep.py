@@ -103,6 +103,9 @@ async def measure(url: str, conn, label: str) -> dict:
 
 
 async def main(argv: list[str]) -> int:
+    from bot.logging import setup
+
+    setup("WARNING")  # the figures are the sweep's, not the terminal's
     import asyncpg
 
     small = int(argv[1]) if len(argv) > 1 else 10_000
