@@ -49,6 +49,27 @@ class ReportView:
     still_there_at: datetime | None = None
 
 
+def facts(lat, lon, landmark, province: str | None, who, count, urgency, note, voice) -> list[Msg]:
+    """The lines that describe a sighting, the same on the volunteer's summary and on the card."""
+    lines = []
+    if lat is not None and lon is not None:
+        lines.append(Msg("sum.location", {"lat": f"{lat:.5f}", "lon": f"{lon:.5f}"}))
+    elif landmark:
+        lines.append(Msg("sum.landmark", {"text": landmark}))
+    lines.append(Msg("sum.province", {"province": province}) if province else Msg("sum.province_unknown"))
+    if who:
+        lines.append(Msg("sum.who", {"who": [Msg(f"who.{w}") for w in who]}))
+    if count:
+        lines.append(Msg("sum.count", {"count": Msg(f"count.{count}")}))
+    if urgency:
+        lines.append(Msg("sum.urgency", {"urgency": Msg(f"urg.{urgency}")}))
+    if note:
+        lines.append(Msg("sum.note", {"note": note}))
+    if voice:
+        lines.append(Msg("sum.voice"))
+    return lines
+
+
 def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
     """A report's card for its team's group, with the buttons its status allows."""
     lines = [Msg("card.title_urgent" if view.urgent else "card.title", {"ref": view.ref})]
@@ -56,26 +77,10 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
     if view.outcome:
         lines.append(Msg("card.outcome", {"outcome": Msg(f"outcome.{view.outcome}")}))
     lines.append(Msg("card.team", {"team": view.team_name}))
-    if view.who:
-        lines.append(Msg("sum.who", {"who": [Msg(f"who.{w}") for w in view.who]}))
-    if view.count:
-        lines.append(Msg("sum.count", {"count": Msg(f"count.{view.count}")}))
-    if view.urgency:
-        lines.append(Msg("sum.urgency", {"urgency": Msg(f"urg.{view.urgency}")}))
-    if view.lat is not None and view.lon is not None:
-        lines.append(Msg("sum.location", {"lat": f"{view.lat:.5f}", "lon": f"{view.lon:.5f}"}))
-    if view.landmark:
-        lines.append(Msg("sum.landmark", {"text": view.landmark}))
+    province = province_name(view.province_code) if view.province_code else None
+    lines += facts(view.lat, view.lon, view.landmark, province, view.who, view.count, view.urgency, view.note, view.voice)
+    if view.landmark and view.lat is None:
         lines.append(Msg("card.location_to_confirm"))
-    lines.append(
-        Msg("sum.province", {"province": province_name(view.province_code)})
-        if view.province_code
-        else Msg("sum.province_unknown")
-    )
-    if view.note:
-        lines.append(Msg("sum.note", {"note": view.note}))
-    if view.voice:
-        lines.append(Msg("sum.voice"))
     lines.append(Msg(f"card.law.{view.law_track}"))
     if view.repeats:
         lines.append(Msg("card.repeats", {"refs": ", ".join(view.repeats)}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flows.cards import facts
 from flows.draft import COUNTS, MAX_PHOTOS, URGENCIES, WHO, Conversation, Ctx, Draft
 from flows.model import Button, Msg, Reply
 
@@ -68,24 +69,8 @@ def summary_lines(draft: Draft, lang: str, ctx: Ctx) -> list[Msg]:
         lines.append(Msg("sum.photos", {"n": len(draft.photos)}))
     else:
         lines.append(Msg("sum.no_photo"))
-    if draft.lat is not None:
-        lines.append(Msg("sum.location", {"lat": f"{draft.lat:.5f}", "lon": f"{draft.lon:.5f}"}))
-    elif draft.landmark:
-        lines.append(Msg("sum.landmark", {"text": draft.landmark}))
-    if draft.province_code:
-        lines.append(Msg("sum.province", {"province": ctx.province_name(draft.province_code, lang)}))
-    else:
-        lines.append(Msg("sum.province_unknown"))
-    if draft.who:
-        lines.append(Msg("sum.who", {"who": [Msg(f"who.{w}") for w in draft.who]}))
-    if draft.count:
-        lines.append(Msg("sum.count", {"count": Msg(f"count.{draft.count}")}))
-    if draft.urgency:
-        lines.append(Msg("sum.urgency", {"urgency": Msg(f"urg.{draft.urgency}")}))
-    if draft.note:
-        lines.append(Msg("sum.note", {"note": draft.note}))
-    if draft.voice:
-        lines.append(Msg("sum.voice"))
+    province = ctx.province_name(draft.province_code, lang) if draft.province_code else None
+    lines += facts(draft.lat, draft.lon, draft.landmark, province, draft.who, draft.count, draft.urgency, draft.note, draft.voice)
     return lines
 
 

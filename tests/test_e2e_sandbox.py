@@ -23,10 +23,15 @@ async def full_report(v, *, location=PATTAYA, photo=True, who=("homeless",), urg
     else:
         await v.choose("nophoto:")
     await v.location(*location)
+    return await answer_and_send(v, who=who, urgency=urgency)
+
+
+async def answer_and_send(v, *, who=("homeless",), count="1", urgency="normal") -> str:
+    """Answers who, how many, how urgent and skips the note, then sends: the reference number."""
     for w in who:
         await v.choose(f"who:{w}")
     await v.choose("who:done")
-    await v.choose("count:1")
+    await v.choose(f"count:{count}")
     await v.choose(f"urg:{urgency}")
     await v.choose("note:skip")
     return ref_in(await v.choose("confirm:send"))
@@ -88,12 +93,7 @@ async def test_location_before_photo_and_before_anything(sandbox):
     text = await v.choose("consent:yes")
     assert "ส่งรูปถ่าย" in text  # only the photo is missing now
     assert "พบใคร" in await v.photo(jpeg())
-    await v.choose("who:begging")
-    await v.choose("who:done")
-    await v.choose("count:2")
-    await v.choose("urg:normal")
-    await v.choose("note:skip")
-    ref = ref_in(await v.choose("confirm:send"))
+    ref = await answer_and_send(v, who=("begging",), count="2")
     card = await sandbox.team("pcdp-20").card(ref)
     assert "ควบคุมการขอทาน" in card["text"]
 
@@ -258,12 +258,7 @@ async def test_landmark_without_gps_is_routed_by_the_province_it_names(sandbox):
     await consent(v)
     await v.choose("nophoto:")
     assert "ยืนยันตำแหน่ง" in await v.send("หน้าตลาดหนองมน บางแสน ชลบุรี")
-    await v.choose("who:homeless")
-    await v.choose("who:done")
-    await v.choose("count:1")
-    await v.choose("urg:normal")
-    await v.choose("note:skip")
-    ref = ref_in(await v.choose("confirm:send"))
+    ref = await answer_and_send(v)
     card = await sandbox.team("pcdp-20").card(ref)
     assert "ตำแหน่งต้องยืนยัน" in card["text"] and "หนองมน" in card["text"]
 
@@ -278,12 +273,7 @@ async def test_a_voice_message_is_kept_with_the_report(sandbox):
     await v.location(*PATTAYA)
     assert "ได้รับข้อความเสียง" in joined(await v.post("voice", voice_base64=base64.b64encode(m4a).decode()))
     assert "ไม่ได้" in joined(await v.post("voice", voice_base64=base64.b64encode(b"hello").decode()))
-    await v.choose("who:homeless")
-    await v.choose("who:done")
-    await v.choose("count:1")
-    await v.choose("urg:normal")
-    await v.choose("note:skip")
-    ref = ref_in(await v.choose("confirm:send"))
+    ref = await answer_and_send(v)
     card = await sandbox.team("pattaya-city").card(ref)
     assert "ข้อความเสียง" in card["text"] and card["voice"].endswith(".m4a")
     resp = await sandbox.client.get(f"/sandbox/photos/{card['voice']}")
