@@ -111,16 +111,24 @@ class Engine(StaffDesk):
         return inbox_id
 
     async def handle(self, ev: InboundEvent) -> bool:
-        """Stores and processes one event now, in one transaction; False when it was a duplicate."""
+        """Stores and processes one event now, in one transaction; False when it was a duplicate.
+        If processing fails, the event is still stored (pending) and tried again later."""
         ev = await self._fetch_media(ev)
-        with metrics.PROCESS_SECONDS.time():
+        payload = event_to_dict(ev)
+        try:
+            with metrics.PROCESS_SECONDS.time():
+                async with self.db.transaction() as s:
+                    inbox_id = await repo.inbox_insert(s, ev.address.platform, ev.event_id, payload, self.clock(), status="done")
+                    if inbox_id is None:
+                        metrics.EVENTS.labels(ev.address.platform, "duplicate").inc()
+                        return False
+                    wrote = await self._dispatch(s, ev)
+        except Exception as exc:
             async with self.db.transaction() as s:
-                now = self.clock()
-                inbox_id = await repo.inbox_insert(s, ev.address.platform, ev.event_id, event_to_dict(ev), now, status="done")
-                if inbox_id is None:
-                    metrics.EVENTS.labels(ev.address.platform, "duplicate").inc()
-                    return False
-                wrote, _ = await self._run_stored(s, inbox_id, 0, ev)
+                inbox_id = await repo.inbox_insert(s, ev.address.platform, ev.event_id, payload, self.clock())
+            if inbox_id is not None:
+                await self._failed(inbox_id, ev, exc)
+            return True
         metrics.EVENTS.labels(ev.address.platform, "stored").inc()
         self._notify(wrote)
         return True
@@ -142,32 +150,32 @@ class Engine(StaffDesk):
             ev = event_from_dict(row.payload)
         # Downloading a photo happens outside the transaction: no lock is held over the network.
         ev = await self._fetch_media(ev)
-        with metrics.PROCESS_SECONDS.time():
-            async with self.db.transaction() as s:
-                row = await repo.inbox_lock(s, inbox_id)
-                if row is None or row.status != "pending":
-                    return
-                wrote_outbox, failed = await self._run_stored(s, row.id, row.attempts, ev)
-                if not failed:
-                    await repo.inbox_done(s, row.id, self.clock())
-        self._notify(wrote_outbox)
-
-    async def _run_stored(self, s, inbox_id: int, attempts: int, ev: InboundEvent) -> tuple[bool, bool]:
-        """Runs a stored event through the flows inside the caller's transaction; returns (wrote to
-        the outbox, failed). A failure rolls back to a savepoint and is recorded on the inbox row,
-        to be retried: the event is not lost."""
         try:
-            async with s.begin_nested():
-                return await self._dispatch(s, ev), False
+            with metrics.PROCESS_SECONDS.time():
+                async with self.db.transaction() as s:
+                    row = await repo.inbox_lock(s, inbox_id)
+                    if row is None or row.status != "pending":
+                        return
+                    wrote = await self._dispatch(s, ev)
+                    await repo.inbox_done(s, inbox_id, self.clock())
         except Exception as exc:
-            attempts += 1
-            log.exception("event_failed", platform=ev.address.platform, inbox_id=inbox_id, attempts=attempts)
+            await self._failed(inbox_id, ev, exc)
+            return
+        self._notify(wrote)
+
+    async def _failed(self, inbox_id: int, ev: InboundEvent, exc: Exception) -> None:
+        """Records a failed attempt on the stored event (its work was rolled back): it is tried
+        again later, and after MAX_ATTEMPTS the user is told and given the hotline."""
+        log.error("event_failed", platform=ev.address.platform, inbox_id=inbox_id, error=type(exc).__name__, exc_info=exc)
+        async with self.db.transaction() as s:
+            row = await s.get(InboxEvent, inbox_id)
+            attempts = row.attempts + 1
             status = "failed" if attempts >= MAX_ATTEMPTS else "pending"
             await repo.inbox_failed(s, inbox_id, attempts, status, f"{type(exc).__name__}: {exc}"[:500])
             if status == "failed":
                 await self._send(s, ev.address.platform, ev.address.chat_id, Reply((Msg("err.internal"),)), self._lang_hint(ev))
-                return True, True
-            return False, True
+        if status == "failed":
+            self._notify(True)
 
     def _notify(self, wrote_outbox: bool) -> None:
         if wrote_outbox:
@@ -255,10 +263,12 @@ class Engine(StaffDesk):
         year = cardflow.be_year(now)
         seq = await repo.next_seq(s, f"ref-{year}")
         repeat_ids: list[int] = []
+        refs: dict[int, str] = {}
         if draft.lat is not None:
             since = now - timedelta(days=routing.REPEAT_WINDOW_DAYS)
             near = await repo.reports_near(s, routing.bbox_around(draft.lat, draft.lon), since)
             repeat_ids = routing.repeats(draft.lat, draft.lon, [(i, la, lo) for i, la, lo, _ in near])
+            refs = {i: ref for i, _, _, ref in near}
         a = ev.address
         report = Report(
             ref=cardflow.format_ref(year, seq),
@@ -293,7 +303,7 @@ class Engine(StaffDesk):
             s, report_id=report.id, at=now, actor=a.user_key, actor_name=ev.user_name,
             action="submit", to_status=Status.NEW, detail={"team": team.code},
         )
-        view = await self._view(s, report, team, conv.lang, fresh=True)
+        view = await self._view(s, report, team, conv.lang, fresh=tuple(refs[i] for i in sorted(repeat_ids)))
         await self._send(s, a.platform, a.chat_id, cardflow.submitted(view), conv.lang, report_id=report.id)
         chats = await self._post_cards(s, report, team, view)
         metrics.REPORTS.labels("urgent" if report.urgent else "normal").inc()
@@ -320,7 +330,11 @@ class Engine(StaffDesk):
             return ""
         return team.name_th if lang == "th" else team.name_en
 
-    async def _view(self, s, report: Report, team: Team | None = None, lang: str = "th", fresh: bool = False) -> cardflow.ReportView:
+    async def _view(
+        self, s, report: Report, team: Team | None = None, lang: str = "th", fresh: tuple[str, ...] | None = None
+    ) -> cardflow.ReportView:
+        """What flows need to know of a report. `fresh`: a report created in this transaction, with
+        the refs of its repeat sightings (known already: no queries for them or for comments)."""
         team = team or next((t for t in await self._teams(s) if t.id == report.team_id), None) or await repo.team_get(s, report.team_id)
         return cardflow.ReportView(
             id=report.id,
@@ -341,8 +355,8 @@ class Engine(StaffDesk):
             law_track=report.law_track,
             team_name=self._team_name(team, lang),  # channels re-render it per chat language
             outcome=report.outcome,
-            repeats=tuple(await repo.refs_of(s, report.repeat_of or [])),
-            last_comment=None if fresh else await repo.last_comment(s, report.id),
+            repeats=fresh if fresh is not None else tuple(await repo.refs_of(s, report.repeat_of or [])),
+            last_comment=None if fresh is not None else await repo.last_comment(s, report.id),
             still_there=report.still_there,
             still_there_at=report.still_there_at,
         )

@@ -35,3 +35,39 @@ async def test_health_and_metrics(sandbox):
     await sandbox.volunteer("mx").send("hi")
     body = await (await sandbox.client.get("/metrics")).text()
     assert "namjai_events_total" in body and "namjai_process_seconds" in body
+
+
+async def test_a_failing_event_is_kept_retried_and_finally_answered_with_the_hotline(sandbox, monkeypatch):
+    """Nothing is lost when processing fails: the event stays in the inbox, is tried again, and
+    after the last attempt the volunteer is told to try again or call 1300."""
+    from bot.engine import MAX_ATTEMPTS
+    from storage.models import InboxEvent
+
+    svc = sandbox.services
+    engine = svc.engine
+    real = engine._dispatch
+    calls = []
+
+    async def broken(s, ev):
+        calls.append(ev.event_id)
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(engine, "_dispatch", broken)
+    me = Address("sandbox", "u-fail", "fail")
+    assert await engine.handle(TextReceived(me, "f1", sandbox.clock(), text="hi"))
+    async with svc.db.session() as s:
+        from sqlmodel import select
+
+        row = (await s.exec(select(InboxEvent).where(InboxEvent.event_id == "f1"))).one()
+    assert row.status == "pending" and row.attempts == 1 and "hiccup" in row.error
+    for _ in range(MAX_ATTEMPTS - 1):
+        await engine.process(row.id)
+    async with svc.db.session() as s:
+        row = await s.get(InboxEvent, row.id)
+    assert row.status == "failed" and row.attempts == MAX_ATTEMPTS and len(calls) == MAX_ATTEMPTS
+    texts = [m["text"] for m in await sandbox.volunteer("fail").messages()]
+    assert len(texts) == 1 and "1300" in texts[0]
+
+    monkeypatch.setattr(engine, "_dispatch", real)  # a healthy engine processes a new event normally
+    assert await engine.handle(TextReceived(me, "f2", sandbox.clock(), text="hi"))
+    assert "ประกาศความเป็นส่วนตัว" in (await sandbox.volunteer("fail").messages())[-1]["text"]
