@@ -46,15 +46,19 @@ class Services:
         """For webhooks: stores the event durably (before the 200), processes it in the background.
         Events of one chat are processed in the order they were stored (a photo, then the
         location, then a tap). False when the platform delivered this event before."""
+        return await self.accept_task(ev) is not None
+
+    async def accept_task(self, ev) -> asyncio.Task | None:
+        """`accept`, giving the task that processes the event (None for a redelivery)."""
         inbox_id = await self.engine.ingest(ev)
         if inbox_id is None:
-            return False
+            return None
         chat = ev.address.chat_key
         task = asyncio.create_task(self._process_after(self._last_of_chat.get(chat), inbox_id))
         self._last_of_chat[chat] = task
         self.background.add(task)
         task.add_done_callback(lambda t: self._forget(chat, t))
-        return True
+        return task
 
     async def _process_after(self, previous: asyncio.Task | None, inbox_id: int) -> None:
         if previous is not None:

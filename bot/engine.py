@@ -378,10 +378,15 @@ class Engine(StaffDesk):
             )
         return len(bindings)
 
-    async def _send(self, s, platform: str, chat_id: str, reply: Reply, lang: str, *, report_id: int | None = None, notice: bool = False) -> None:
+    async def _send(
+        self, s, platform: str, chat_id: str, reply: Reply, lang: str, *, report_id: int | None = None, notice_for: str | None = None
+    ) -> None:
+        """Puts a reply in the outbox. `notice_for`: a short refusal answering that event (a button
+        press), which a channel may show as an alert on the button instead of a message."""
         payload = render_reply(reply, lang)
-        if notice:
+        if notice_for is not None:
             payload["notice"] = True
+            payload["event"] = notice_for
         now = self.clock()
         await repo.outbox_add(s, platform=platform, chat_id=chat_id, payload=payload, report_id=report_id, next_attempt_at=now, created_at=now)
 

@@ -107,7 +107,7 @@ class StaffDesk:
         )
         if not decision.ok:
             log.info("staff_refused", report_id=report.id, action=action.action, reason=decision.error)
-            await self._send(s, a.platform, a.chat_id, Reply((Msg(decision.error),)), lang, notice=True)
+            await self._send(s, a.platform, a.chat_id, Reply((Msg(decision.error),)), lang, notice_for=ev.event_id)
             return
         old_status, old_team_id = report.status, report.team_id
         detail: dict = {}

@@ -36,13 +36,14 @@ from flows.model import (
     VoiceReceived,
 )
 from handlers.telegram_channel import PLATFORM, RateLimiter, TelegramChannel, _seconds
-from storage import telegram_repo
+from storage import repo, telegram_repo
 
 log = structlog.get_logger("namjai.telegram")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WEBHOOK_PATH = "/telegram/webhook"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+CALLBACK_WAIT = 3.0  # seconds a button press waits for its processing before a plain answer
 MAX_BODY = 1_000_000
 MAX_DOWNLOAD = 20_000_000  # the Bot API serves files up to 20 MB
 GROUP_TYPES = ("group", "supergroup")
@@ -230,19 +231,28 @@ class Telegram:
         outcome = m.kind
         if m.migrate is not None:
             await self.migrate(*m.migrate)
+        processing = None
         if m.event is not None:
-            fresh = await self.svc.accept(m.event)
-            if not fresh:
+            processing = await self.svc.accept_task(m.event)
+            if processing is None:
                 outcome = f"{m.kind}_duplicate"
         if m.callback_id is not None:
-            self._answer_later(m.callback_id)
+            self._answer_later(m.callback_id, m.event, processing)
         log.debug("telegram_update", kind=outcome)
         return outcome
 
-    def _answer_later(self, callback_id: str) -> None:
-        """Stops the button's spinner; the engine's answer arrives as a message (a refusal too)."""
+    def _answer_later(self, callback_id: str, ev=None, processing: asyncio.Task | None = None) -> None:
+        """Stops the button's spinner once the press is processed. A refused press is answered by
+        the outbox as an alert on the button (TelegramChannel); any other press plainly, here."""
 
         async def answer():
+            if processing is not None:
+                await asyncio.wait([processing], timeout=CALLBACK_WAIT)
+                if processing.done():
+                    async with self.svc.db.session() as s:
+                        a = ev.address
+                        if await repo.notice_for_event(s, PLATFORM, a.chat_id, ev.event_id):
+                            return  # the refusal's outbox row answers it, as an alert
             try:
                 await self.bot.answer_callback_query(callback_id)
             except TelegramError as e:  # too old, already answered: nothing to do

@@ -41,6 +41,7 @@ PLATFORM = "telegram"
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64
+MAX_ALERT = 200  # characters Telegram shows in a callback alert
 
 
 class RateLimiter:
@@ -104,6 +105,13 @@ class TelegramChannel:
 
     async def send(self, row, card_message_id: str | None) -> SendResult:
         payload = row.payload or {}
+        event = str(payload.get("event") or "")
+        if payload.get("notice") and event.startswith("cb:"):
+            try:  # a refused button press: a short alert on the button, nothing in the chat
+                await self.bot.answer_callback_query(event[3:], text=_clip(payload.get("text") or "", MAX_ALERT), show_alert=True)
+                return SendResult(True, message_id=f"alert:{row.id}")
+            except TelegramError as e:  # answered already (too late): say it in the chat instead
+                log.info("telegram_alert_fell_back", outbox_id=row.id, error=type(e).__name__)
         try:
             chat_id = int(row.chat_id)
         except ValueError:

@@ -348,6 +348,16 @@ async def outbox_for_chat(s: AsyncSession, platform: str, chat_id: str, after_id
     return list((await s.exec(stmt)).all())
 
 
+async def notice_for_event(s: AsyncSession, platform: str, chat_id: str, event_id: str) -> bool:
+    """Whether the outbox holds a notice (a refusal) answering this event in this chat."""
+    stmt = select(OutboxMessage.id).where(
+        OutboxMessage.platform == platform,
+        OutboxMessage.chat_id == chat_id,
+        OutboxMessage.payload["event"].as_string() == event_id,
+    )
+    return (await s.exec(stmt)).first() is not None
+
+
 async def outbox_counts(s: AsyncSession) -> dict[str, int]:
     stmt = select(OutboxMessage.status, sa.func.count()).group_by(OutboxMessage.status)
     return {status: n for status, n in (await s.exec(stmt)).all()}

@@ -143,9 +143,9 @@ async def test_polling_feeds_the_same_path(fake):
         clock = staticmethod(lambda: None)
         background: set = set()
 
-        async def accept(self, ev):
+        async def accept_task(self, ev):
             got.append(ev)
-            return True
+            return asyncio.create_task(asyncio.sleep(0))
 
     tg = Telegram(settings)
     tg.application = build_application(settings)
@@ -186,3 +186,14 @@ async def test_poster_command_prints_the_deep_link_and_draws_the_qr(fake, tmp_pa
 
     assert stdout.decode().strip() == f"https://t.me/{BOT_USERNAME}?start=p-20"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_a_refusal_is_an_alert_and_falls_back_to_a_message_when_too_late(channel, fake):
+    GROUP_CHAT = -1001234567890
+    r = await channel.send(row(GROUP_CHAT, text="ไม่ได้อยู่ในทีม", notice=True, event="cb:4382"), None)
+    assert r.ok and not fake.texts(GROUP_CHAT)
+    alert = fake.sent("answerCallbackQuery")[-1].params
+    assert str(alert["callback_query_id"]) == "4382" and alert.get("show_alert") in (True, "true", "True")
+    fake.fail_next(1, status=400, methods={"answerCallbackQuery"})  # "query is too old"
+    r = await channel.send(row(GROUP_CHAT, text="ไม่ได้อยู่ในทีม", notice=True, event="cb:4383"), None)
+    assert r.ok and fake.texts(GROUP_CHAT) == ["ไม่ได้อยู่ในทีม"]
