@@ -35,7 +35,6 @@ from flows.deadlines import (
     Facts,
     Policy,
     after_quiet_hours,
-    age_bucket,
     daily_slot,
     draft_action,
     due_steps,
@@ -268,15 +267,7 @@ async def send_digests(db: Database, now: datetime, policy: Policy) -> int:
                     new = await sched_repo.count_created(s, team.id, since, now)
                     if not new and not facts:
                         continue
-                    by_age: dict[str, int] = {}
-                    late = []
-                    for r, f in facts:
-                        b = age_bucket(now - r.created_at)
-                        by_age[b] = by_age.get(b, 0) + 1
-                        what = overdue(f, policy, now)
-                        if what:
-                            late.append(fu.OverdueItem(r.ref, r.urgent, tuple(what)))
-                    late.sort(key=lambda i: (not i.urgent, -max(by for _, by in i.what)))
+                    by_age, late = fu.digest_tally([(r.ref, f) for r, f in facts], policy, now)
                     for b in chats:
                         reply = fu.daily_digest(_team_name(team, b.lang), day, new, by_age, late, policy.overdue_list_max)
                         await repo.outbox_add(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), next_attempt_at=now, created_at=now)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Sequence
 
-from flows.deadlines import AGE_BUCKETS, Due, duration_msg
+from flows.deadlines import AGE_BUCKETS, Due, Facts, Policy, age_bucket, duration_msg, overdue
 from flows.model import Button, Msg, Reply
 
 STILL_DATA = re.compile(r"^still:(\d+):(yes|no)$")
@@ -75,6 +75,20 @@ class OverdueItem:
     ref: str
     urgent: bool
     what: tuple[tuple[str, timedelta], ...]  # (milestone, overdue by)
+
+
+def digest_tally(open_reports: Sequence[tuple[str, Facts]], policy: Policy, now: datetime) -> tuple[dict[str, int], list[OverdueItem]]:
+    """A team's open reports counted by age, and those overdue: urgent first, most overdue first."""
+    by_age: dict[str, int] = {}
+    late = []
+    for ref, f in open_reports:
+        b = age_bucket(now - f.created_at)
+        by_age[b] = by_age.get(b, 0) + 1
+        what = overdue(f, policy, now)
+        if what:
+            late.append(OverdueItem(ref, f.urgent, tuple(what)))
+    late.sort(key=lambda i: (not i.urgent, -max(by for _, by in i.what)))
+    return by_age, late
 
 
 def daily_digest(team_name: str, day: date, new: int, by_age: dict[str, int], overdue: Sequence[OverdueItem], max_items: int = 10) -> Reply:
