@@ -93,9 +93,8 @@ class Engine(StaffDesk):
         self.clock = clock
         self.default_lang = default_lang
         self._outbox_listeners: list[Callable[[], None]] = []
-        self._areas: tuple[tuple, AreaIndex] | None = None
         self._ingestor = Ingestor(db, clock)
-        self._teams_cache: tuple[datetime, list[Team]] | None = None
+        self._teams_cache: tuple[datetime, list[Team], AreaIndex] | None = None
 
     # ------------------------------------------------------------ inbox
 
@@ -254,7 +253,7 @@ class Engine(StaffDesk):
         assert draft is not None
         now = ctx.now
         teams = await self._teams(s)
-        hits = self._area_index(teams).hits(draft.lat, draft.lon) if draft.lat is not None else []
+        hits = (await self._area_index(s)).hits(draft.lat, draft.lon) if draft.lat is not None else []
         areas = [team_area(t) for t in teams]
         code = routing.choose_team(areas, draft.province_code, hits)
         team = next((t for t in teams if t.code == code), None)
@@ -312,18 +311,18 @@ class Engine(StaffDesk):
     # ------------------------------------------------------------ helpers
 
     async def _teams(self, s) -> list[Team]:
-        """Active teams, cached briefly: they change only when an operator imports a file."""
+        """Active teams (and the index of their areas), cached briefly: they change only when an
+        operator imports a file."""
         now = utcnow()
         if self._teams_cache is None or now - self._teams_cache[0] > TEAMS_TTL:
-            self._teams_cache = (now, await repo.teams_all(s))
+            teams = await repo.teams_all(s)
+            self._teams_cache = (now, teams, AreaIndex({t.code: t.area for t in teams if t.area}))
         return self._teams_cache[1]
 
-    def _area_index(self, teams: list[Team]) -> AreaIndex:
-        key = tuple((t.code, id(t.area)) for t in teams if t.area)
-        signature = tuple(sorted(code for code, _ in key))
-        if self._areas is None or self._areas[0] != signature:
-            self._areas = (signature, AreaIndex({t.code: t.area for t in teams if t.area}))
-        return self._areas[1]
+    async def _area_index(self, s) -> AreaIndex:
+        """The municipalities' polygons, rebuilt with the teams cache."""
+        await self._teams(s)
+        return self._teams_cache[2]
 
     def _team_name(self, team: Team | None, lang: str) -> str:
         if team is None:
