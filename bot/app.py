@@ -13,20 +13,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot import metrics
 from bot.engine import Engine
-from bot.outbox import OutboxWorker, SandboxChannel
+from bot.outbox import OutboxWorker, SandboxChannel, quota_key
 from bot.settings import Settings
 from bot.teams import EXAMPLE, import_teams
-from storage import repo
+from handlers.base import SERVICES, STARTERS, STOPPERS, ReplyToken
+from storage import pipeline, repo
 from storage.boundaries import Boundaries
 from storage.db import Database
 from storage.migrate import current, upgrade
 from storage.photos import LocalPhotoStore, PhotoStore
 
 log = structlog.get_logger("namjai.app")
-SERVICES = web.AppKey("services", "Services")
-# Channels and the scheduler add `async def start(app, services)` / `stop(app, services)` here.
-STARTERS = web.AppKey("starters", list)
-STOPPERS = web.AppKey("stoppers", list)
 
 
 @dataclass
@@ -40,35 +37,21 @@ class Services:
     tasks: list[asyncio.Task] = field(default_factory=list)
     background: set[asyncio.Task] = field(default_factory=set)
 
-    _last_of_chat: dict[str, asyncio.Task] = field(default_factory=dict)
-
-    async def accept(self, ev) -> bool:
+    async def accept(self, ev, reply: ReplyToken | None = None) -> bool:
         """For webhooks: stores the event durably (before the 200), processes it in the background.
-        Events of one chat are processed in the order they were stored (a photo, then the
-        location, then a tap). False when the platform delivered this event before."""
-        return await self.accept_task(ev) is not None
+        False when the platform delivered this event before."""
+        return await self.accept_task(ev, reply) is not None
 
-    async def accept_task(self, ev) -> asyncio.Task | None:
-        """`accept`, giving the task that processes the event (None for a redelivery)."""
-        inbox_id = await self.engine.ingest(ev)
+    async def accept_task(self, ev, reply: ReplyToken | None = None) -> asyncio.Task | None:
+        """`accept`, giving the task that processes the event's conversation up to it (None for a
+        redelivery). The order is the inbox's: any replica may process any event."""
+        inbox_id = await self.engine.ingest(ev, reply)
         if inbox_id is None:
             return None
-        chat = ev.address.chat_key
-        task = asyncio.create_task(self._process_after(self._last_of_chat.get(chat), inbox_id))
-        self._last_of_chat[chat] = task
+        task = self.engine.inbox.kick(ev.address.chat_key)
         self.background.add(task)
-        task.add_done_callback(lambda t: self._forget(chat, t))
+        task.add_done_callback(self.background.discard)
         return task
-
-    async def _process_after(self, previous: asyncio.Task | None, inbox_id: int) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])  # its failure is its own (and it stays in the inbox)
-        await self.engine.process(inbox_id)
-
-    def _forget(self, chat: str, task: asyncio.Task) -> None:
-        self.background.discard(task)
-        if self._last_of_chat.get(chat) is task:
-            del self._last_of_chat[chat]
 
 
 async def prepare_database(db: Database, settings: Settings) -> None:
@@ -109,7 +92,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app[STARTERS], app[STOPPERS] = [], []
 
     async def startup(app: web.Application) -> None:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
         await prepare_database(db, settings)
         photos = LocalPhotoStore(settings.photo_dir)
         engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos)
@@ -117,14 +100,14 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if settings.sandbox:
             channels["sandbox"] = SandboxChannel()
             await bind_sandbox_groups(db, clock())
-        worker = OutboxWorker(db, channels, clock=clock, batch=settings.outbox_batch)
+        worker = OutboxWorker(db, channels, clock=clock, batch=settings.outbox_batch, concurrency=settings.outbox_concurrency)
         engine.on_outbox(worker.kick)
         svc = Services(settings, db, engine, photos, worker, clock)
         app[SERVICES] = svc
         for start in app[STARTERS]:  # channels register their senders and media fetchers
             await start(app, svc)
         svc.tasks.append(asyncio.create_task(worker.run(settings.sweep_seconds), name="outbox"))
-        svc.tasks.append(asyncio.create_task(_inbox_sweeper(engine, settings.sweep_seconds), name="inbox"))
+        svc.tasks.append(asyncio.create_task(_inbox_sweeper(svc, settings.sweep_seconds), name="inbox"))
         log.info("started", sandbox=settings.sandbox, sqlite=db.is_sqlite, channels=sorted(channels))
 
     async def cleanup(app: web.Application) -> None:
@@ -134,6 +117,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         for stop in app[STOPPERS]:
             await stop(app, svc)
         tasks = [*svc.tasks, *svc.background]
+        tasks += list(svc.engine.inbox._drainers.values())
         for task in tasks:
             task.cancel()
         if tasks:
@@ -165,25 +149,49 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     return app
 
 
-async def _inbox_sweeper(engine: Engine, interval: float) -> None:
-    """Processes events stored but never processed (a crash between the 200 and the work)."""
+async def _inbox_sweeper(svc: Services, interval: float) -> None:
+    """Drains conversations that nobody is on: events stored but not processed (a crash between the
+    200 and the work, on this replica or another) and retries that fell due. Also forgets the
+    platform limits' old marks."""
+    rounds = 0
     while True:
-        await asyncio.sleep(interval * 5)
+        await asyncio.sleep(interval)
+        rounds += 1
         try:
-            await engine.process_pending(older_than=timedelta(seconds=interval * 5))
+            await svc.engine.process_pending(older_than=timedelta(seconds=interval * 5))
+            if rounds % 30 == 0:
+                async with svc.db.transaction() as s:
+                    await pipeline.rate_prune(s, svc.clock() - timedelta(minutes=5))
         except Exception:
             log.exception("inbox_sweep_error")
 
 
-async def healthz(request: web.Request) -> web.Response:
-    svc: Services = request.app[SERVICES]
+async def cluster_health(svc: Services) -> dict:
+    """What /healthz and /metrics tell of the whole cluster, read from the database."""
     async with svc.db.session() as s:
         counts = await repo.outbox_counts(s)
+        state = await pipeline.state_all(s)
+    quota = sorted(k.split(":", 1)[1] for k, v in state.items() if k.startswith("quota:") and v)
     metrics.OUTBOX_PENDING.set(counts.get("pending", 0))
-    blocked = metrics.quota_blocked()
-    warnings = [f"{p}: push quota spent, messages wait in the outbox" for p in blocked]
-    return web.json_response({"ok": True, "outbox": counts, "warnings": warnings})
+    metrics.OUTBOX_FAILED.set(counts.get("failed", 0))
+    for platform in ("line", "telegram"):
+        metrics.QUOTA_BLOCKED.labels(platform).set(1 if platform in quota else 0)
+    warnings = [f"{p}: push quota spent, messages wait in the outbox" for p in quota]
+    if counts.get("failed"):
+        warnings.append(f"{counts['failed']} outbox messages failed for good: see `namjai outbox failed`")
+    return {"outbox": counts, "quota_spent": quota, "warnings": warnings}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    svc: Services = request.app[SERVICES]
+    health = await cluster_health(svc)
+    return web.json_response({"ok": True, **health})
 
 
 async def metrics_view(request: web.Request) -> web.Response:
+    svc: Services = request.app[SERVICES]
+    try:
+        await cluster_health(svc)
+    except Exception:  # metrics still answer while the database is away
+        log.warning("metrics_without_database")
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -200,12 +200,14 @@ def locate(
     )
 
 
-from handlers.telegram_cli import telegram_app; app.add_typer(telegram_app, name="telegram")  # noqa: E402,E702
+from bot.telegram_cli import telegram_app; app.add_typer(telegram_app, name="telegram")  # noqa: E402,E702
 
-from handlers.line_cli import line_app; app.add_typer(line_app, name="line")  # noqa: E402,E702
+from bot.line_cli import line_app; app.add_typer(line_app, name="line")  # noqa: E402,E702
 
 
 from bot.scheduler_cli import sched_app_register; sched_app_register(app)  # noqa: E402,E702
+
+from bot.outbox_cli import outbox_app; app.add_typer(outbox_app, name="outbox")  # noqa: E402,E702
 
 
 def main() -> None:

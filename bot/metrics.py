@@ -12,13 +12,4 @@ OUTBOX = Counter("namjai_outbox_total", "Outbox delivery attempts", ["platform",
 OUTBOX_PENDING = Gauge("namjai_outbox_pending", "Messages waiting in the outbox")
 QUOTA_REFUSED = Counter("namjai_quota_refused_total", "Pushes refused for a platform quota", ["platform"])
 QUOTA_BLOCKED = Gauge("namjai_quota_blocked", "1 while a platform refuses pushes for its quota", ["platform"])
-
-
-def quota_blocked() -> list[str]:
-    """Platforms whose last push was refused for the monthly quota (for /healthz)."""
-    return sorted(
-        sample.labels["platform"]
-        for metric in QUOTA_BLOCKED.collect()
-        for sample in metric.samples
-        if sample.value >= 1
-    )
+OUTBOX_FAILED = Gauge("namjai_outbox_failed", "Messages that failed for good (namjai outbox failed / retry)")

@@ -1,131 +1,204 @@
-"""Delivering the outbox: claim due rows, hand each to its channel, record the result.
+"""Delivering the outbox, in each chat's order, within limits every replica shares.
 
-A row is sent at most once: it is claimed under a lease (SKIP LOCKED on PostgreSQL, so replicas
-never take the same row), and marked sent in the same breath as the platform's message id is
-recorded. Throttling (429) waits as long as the platform asks; server errors back off.
+- Order: only the oldest queued row of a chat is claimed (storage.pipeline), under a lease and
+  SKIP LOCKED, so a chat has one message in flight whatever the number of replicas; a row that
+  waits (throttled, backing off) holds its chat's later rows back. After a row is sent the worker
+  goes on with the same chat's next row.
+- Limits: before a row reaches its channel, the channel's buckets (Telegram: 30 a second overall,
+  20 a minute per group) are reserved in the database. No room: the row waits for it. That wait is
+  our own back-pressure: it is not an attempt, and never fails a row.
+- Attempts are platform answers: 429 waits as long as asked, 5xx and network errors back off (to
+  15 minutes at most), and only a permanent refusal (blocked, chat gone, bad payload) fails a row.
+  Failed rows are listed and put back by `namjai outbox failed|retry`.
+- A channel that can answer several rows in one call (LINE's Reply, up to five messages) gets the
+  head row and the rows right after it that answer the same event (`send_batch`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Protocol
+from typing import Callable
 
 import structlog
 
 from bot import metrics
-from storage import repo
+from handlers.base import Channel, SendResult
+from storage import pipeline, repo
 from storage.db import Database
 from storage.models import CardMessage, OutboxMessage
 
 log = structlog.get_logger("namjai.outbox")
 
 LEASE = timedelta(seconds=60)
-MAX_ATTEMPTS = 12
 MAX_BACKOFF = 900.0
-
-
-@dataclass(frozen=True)
-class SendResult:
-    ok: bool
-    message_id: str | None = None
-    retry_after: float | None = None  # throttled: try again after this many seconds
-    permanent: bool = False  # will never succeed (blocked by the user, chat gone)
-    error: str | None = None
-
-
-class Channel(Protocol):
-    platform: str
-
-    async def send(self, row: OutboxMessage, card_message_id: str | None) -> SendResult:
-        """Delivers one outbox row; `card_message_id` is the card to edit in place, if any."""
+CHAIN = 20  # rows of one chat sent back to back before the worker looks at other chats
 
 
 def backoff(attempts: int) -> float:
     return min(2.0 ** attempts, MAX_BACKOFF)
 
 
+def quota_key(platform: str) -> str:
+    return f"quota:{platform}"
+
+
 class OutboxWorker:
-    def __init__(self, db: Database, channels: dict[str, Channel], clock: Callable[[], datetime] | None = None, batch: int = 50):
+    def __init__(
+        self, db: Database, channels: dict[str, Channel], clock: Callable[[], datetime] | None = None,
+        batch: int = 50, concurrency: int = 8,
+    ):
         self.db = db
         self.channels = channels
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.batch = batch
+        self.concurrency = concurrency
         self._wake = asyncio.Event()
+        self._soonest: float | None = None  # seconds until the earliest row deferred in this round
 
     def kick(self) -> None:
         self._wake.set()
 
     async def deliver_due(self) -> int:
-        """Sends what is due now; returns how many rows were settled (sent or given up)."""
+        """Sends what is due now; returns how many rows were settled (sent or failed)."""
         if not self.channels:
             return 0
         async with self.db.transaction() as s:
-            rows = await repo.outbox_claim(s, list(self.channels), self.clock(), LEASE, self.batch)
-            claimed = [(r.id, r.platform, r.chat_id, r.report_id, r.card_edit) for r in rows]
+            heads = await pipeline.outbox_claim_heads(s, list(self.channels), self.clock(), LEASE, self.batch)
+            ids = [r.id for r in heads]
+        if not ids:
+            return 0
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(row_id: int) -> int:
+            async with gate:
+                return await self._deliver_chat(row_id)
+
+        return sum(await asyncio.gather(*(one(i) for i in ids)))
+
+    async def _deliver_chat(self, row_id: int) -> int:
+        """Delivers a chat's head, then its next rows while they are due (one in flight at a time)."""
         settled = 0
-        held_chats: set[tuple[str, str]] = set()
-        for row_id, platform, chat_id, report_id, card_edit in claimed:
-            if (platform, chat_id) in held_chats:  # keep a chat's messages in order
-                await self._release(row_id)
-                continue
-            settled += await self._deliver_one(row_id, platform, chat_id, report_id, card_edit, held_chats)
+        for _ in range(CHAIN):
+            try:
+                done, chat = await self._deliver_one(row_id)
+            except Exception:  # the database went away mid-delivery: the lease lapses, tried again
+                log.exception("outbox_deliver_error", outbox_id=row_id)
+                return settled
+            settled += done
+            if not done or chat is None:
+                return settled
+            async with self.db.transaction() as s:
+                nxt = await pipeline.outbox_claim_heads(s, (), self.clock(), LEASE, 1, chat=chat)
+                if not nxt:
+                    return settled
+                row_id = nxt[0].id
         return settled
 
-    async def _deliver_one(self, row_id, platform, chat_id, report_id, card_edit, held_chats) -> int:
-        async with self.db.session() as s:
-            row = await repo.outbox_get(s, row_id)
-            card_msg = None
-            if card_edit and report_id is not None:
-                existing = await repo.card_message(s, report_id, platform, chat_id)
-                card_msg = existing.message_id if existing else None
-        channel = self.channels[platform]
-        try:
-            result = await channel.send(row, card_msg)
-        except Exception as exc:  # a bug or a network fault: retry like a server error
-            log.exception("send_crashed", outbox_id=row_id, platform=platform)
-            result = SendResult(False, error=f"{type(exc).__name__}: {exc}")
+    async def _deliver_one(self, row_id: int) -> tuple[int, tuple[str, str] | None]:
+        channel_batch = 1
         async with self.db.transaction() as s:
             row = await repo.outbox_get(s, row_id)
+            if row is None or row.status != "pending":
+                return 0, None
+            channel = self.channels.get(row.platform)
+            if channel is None:
+                return 0, None
+            channel_batch = getattr(channel, "reply_batch", 1)
+            followers: list[OutboxMessage] = []
             now = self.clock()
+            if channel_batch > 1 and row.reply_token and row.reply_until and row.reply_until > now and not row.reply_ambiguous:
+                followers = await pipeline.outbox_reply_followers(s, row, now, LEASE, channel_batch - 1)
+            card_msg = None
+            if row.card_edit and row.report_id is not None:
+                existing = await repo.card_message(s, row.report_id, row.platform, row.chat_id)
+                card_msg = existing.message_id if existing else None
+            rows = [row, *followers]
+            buckets = channel.limits(row) if hasattr(channel, "limits") else []
+            if buckets:
+                cost = channel.cost(rows) if hasattr(channel, "cost") else 1
+                wait = await pipeline.rate_reserve(s, buckets, now, cost)
+                if wait > 0:  # our own limit: the row waits for room; not an attempt
+                    for r in rows:
+                        r.claimed_until = None
+                    row.next_attempt_at = now + timedelta(seconds=wait)
+                    self._soonest = wait if self._soonest is None else min(self._soonest, wait)
+                    metrics.OUTBOX.labels(row.platform, "deferred").inc()
+                    return 0, None
+        chat = (row.platform, row.chat_id)
+        try:
+            if followers:
+                result = await channel.send_batch(rows)
+            else:
+                result = await channel.send(row, card_msg)
+        except Exception as exc:  # a bug or a network fault: retried like a server error
+            log.exception("send_crashed", outbox_id=row_id, platform=row.platform)
+            result = SendResult(False, error=f"{type(exc).__name__}: {exc}")
+        return await self._record(rows, card_msg, result), chat
+
+    async def _record(self, rows: list[OutboxMessage], card_msg: str | None, result: SendResult) -> int:
+        head = rows[0]
+        platform = head.platform
+        async with self.db.transaction() as s:
+            now = self.clock()
+            stored = {r.id: r for r in await pipeline.outbox_get_many(s, [r.id for r in rows])}
+            row = stored.get(head.id)
+            if row is None:
+                return 0
             row.claimed_until = None
             row.attempts += 1
             if result.ok:
-                row.status, row.sent_at, row.message_id = "sent", now, result.message_id
-                if card_edit and report_id is not None and result.message_id and result.message_id != card_msg:
-                    s.add(CardMessage(report_id=report_id, platform=platform, chat_id=chat_id, message_id=result.message_id, created_at=now))
-                metrics.OUTBOX.labels(platform, "sent").inc()
-                return 1
+                sent = set(result.sent_ids or (head.id,))
+                for r in rows:
+                    current = stored.get(r.id)
+                    if current is None:
+                        continue
+                    current.claimed_until = None
+                    if r.id in sent:
+                        current.status, current.sent_at = "sent", now
+                        current.message_id = result.message_id if r.id == head.id else None
+                        if current.card_edit and current.report_id is not None and r.id == head.id and result.message_id and result.message_id != card_msg:
+                            s.add(CardMessage(report_id=current.report_id, platform=platform, chat_id=current.chat_id, message_id=result.message_id, created_at=now))
+                    else:  # not taken by a batched reply: pushed on its own, in order
+                        current.reply_token, current.reply_until = None, None
+                metrics.OUTBOX.labels(platform, result.via or "sent").inc(len(sent))
+                if result.via == "push":  # a push went through: the quota is not spent (any more)
+                    await pipeline.state_clear(s, quota_key(platform), now)
+                return len(sent)
+            for r in rows[1:]:  # a failed batch: the followers go with the head next time
+                if r.id in stored:
+                    stored[r.id].claimed_until = None
             row.last_error = (result.error or "")[:500]
-            if result.permanent or row.attempts >= MAX_ATTEMPTS:
+            if result.quota_spent:
+                metrics.QUOTA_REFUSED.labels(platform).inc()
+                await pipeline.state_set(s, quota_key(platform), {"since": now.isoformat(), "error": row.last_error[:200]}, now)
+            if result.permanent:
                 row.status = "failed"
                 metrics.OUTBOX.labels(platform, "failed").inc()
-                log.warning("send_failed", outbox_id=row_id, platform=platform, error=row.last_error)
+                log.warning("send_failed", outbox_id=row.id, platform=platform, error=row.last_error)
                 return 1
+            if result.ambiguous:
+                row.reply_ambiguous = True
             delay = result.retry_after if result.retry_after is not None else backoff(row.attempts)
             row.next_attempt_at = now + timedelta(seconds=delay)
+            self._soonest = delay if self._soonest is None else min(self._soonest, delay)
             metrics.OUTBOX.labels(platform, "throttled" if result.retry_after is not None else "retry").inc()
-            held_chats.add((platform, chat_id))
-            log.info("send_deferred", outbox_id=row_id, platform=platform, delay=delay)
+            log.info("send_deferred", outbox_id=row.id, platform=platform, delay=delay)
             return 0
-
-    async def _release(self, row_id: int) -> None:
-        async with self.db.transaction() as s:
-            row = await repo.outbox_get(s, row_id)
-            row.claimed_until = None
 
     async def run(self, interval: float = 2.0) -> None:
         """Delivers whenever kicked, and every `interval` seconds regardless."""
         while True:
+            pause = interval if self._soonest is None else min(interval, max(self._soonest, 0.005))
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
                 # that arrives as the wake-up does, and the loop would then never stop.
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(pause):
                     await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
+            self._soonest = None
             try:
                 while await self.deliver_due():
                     pass

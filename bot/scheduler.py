@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from bot.render import render_reply
 from bot.retention import retention
 from flows import cards as cardflow
 from flows import followup as fu
@@ -164,8 +165,6 @@ def _brief(r: Report, team: Team | None, lang: str) -> fu.ReportBrief:
 
 async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy) -> int:
     """Puts the messages for `dues` in the outbox: one per chat, naming everything overdue."""
-    from bot.engine import render_reply
-
     team = await repo.team_get(s, r.team_id)
     buttons = cardflow.card(cardflow.ReportView(r.id, r.ref, r.status, r.created_at), lambda c: c).buttons
     per_chat: dict[tuple[str, str], list] = {}
@@ -200,8 +199,6 @@ async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy) ->
 
 async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: int = 200) -> int:
     """Nudges an unfinished report once; drops it after `drop_after` (telling the volunteer)."""
-    from bot.engine import render_reply
-
     sent = 0
     async with db.transaction() as s:
         for c in await sched_repo.drafts_due(s, now, policy.draft_nudge, policy.draft_drop, batch):
@@ -249,8 +246,6 @@ async def _open_facts(s, team_id: int) -> list[tuple[Report, Facts]]:
 async def send_digests(db: Database, now: datetime, policy: Policy) -> int:
     """The morning digest of each team's group (working days) and Monday's summary to supervisors,
     each once per day/week whatever the number of replicas, sent late after downtime."""
-    from bot.engine import render_reply
-
     sent = 0
     day = daily_slot(now, policy)
     if day is not None:
@@ -310,7 +305,7 @@ async def still_there_answer(engine, s, ev) -> bool:
     parsed = fu.parse_still(ev.data)
     report = await repo.report_get(s, parsed[0], for_update=True) if parsed else None
     if report is None or report.reporter_platform != a.platform or report.reporter_user != a.user_id:
-        await engine._send(s, a.platform, a.chat_id, Reply((Msg("err.stale_button"),)), lang)
+        await engine.reports.send(s, a.platform, a.chat_id, Reply((Msg("err.stale_button"),)), lang)
         return True
     yes = parsed[1]
     open_ = report.status != "closed"
@@ -321,9 +316,9 @@ async def still_there_answer(engine, s, ev) -> bool:
             from_status=report.status, to_status=report.status, detail={"still_there": yes},
         )
         team = await repo.team_get(s, report.team_id)
-        view = await engine._view(s, report, team)
-        await engine._post_cards(s, report, team, view)
-    await engine._send(s, a.platform, a.chat_id, fu.still_answered(report.ref, yes, open_), lang, report_id=report.id)
+        view = await engine.reports.view(s, report, team)
+        await engine.reports.post_cards(s, report, team, view)
+    await engine.reports.send(s, a.platform, a.chat_id, fu.still_answered(report.ref, yes, open_), lang, report_id=report.id)
     return True
 
 
@@ -338,8 +333,15 @@ async def _job_sweep(svc) -> None:
 
 
 async def _job_retention(svc) -> None:
+    """Once a day for the whole cluster: the first replica to take the day's ledger key runs it."""
     st = svc.settings
+    now = svc.clock()
+    day = now.astimezone(_policy(st).calendar.tz).date()
     try:
+        async with svc.db.transaction() as s:
+            if not await sched_repo.ledger_add(s, report_id=0, kind="retention", step=day.isoformat(), now=now):
+                log.info("retention_ran_elsewhere", day=day.isoformat())
+                return
         await retention(svc.db, svc.photos, svc.clock(), photo_days=st.photo_retention_days, identity_days=st.identity_retention_days)
     except Exception:
         log.exception("retention_error")

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     telegram_api_file_base: str | None = None  # default: telegram_api_base + "/file/bot"
     telegram_rate_per_second: float = 30.0  # all chats together (Bot API: ~30 messages/s)
     telegram_group_per_minute: int = 20  # per group chat (Bot API: 20 messages/min)
+    # Added to each window, so that network jitter cannot squeeze two windows' messages into one
+    # at the platform: 30 in 1.1 s and 20 in 61 s by default.
+    telegram_limit_margin: float = 0.1
+    line_rate_per_second: float = 1000.0  # LINE Messaging API: 2,000 requests/s per channel
     # --- line settings (handlers/line.py)
     line_channel_secret: SecretStr | None = None
     line_access_token: SecretStr | None = None
@@ -43,6 +47,11 @@ class Settings(BaseSettings):
     scheduler_batch: int = 200  # reports claimed per round of a sweep
     scheduler_lease_seconds: float = 120.0  # how long a claimed report is held before others may take it
     retention_at: str = "02:30"  # Bangkok time of the daily PDPA retention run
-    outbox_batch: int = 50
+    outbox_batch: int = 50  # chats whose next message one delivery round claims
+    outbox_concurrency: int = 8  # chats delivered at once by one replica
+    # Connections per replica: pool + overflow. All replicas, the CLI and migrations share
+    # PostgreSQL's max_connections (100 by default): see deploy/README.md.
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
     # How often the background loops look for work they were not told about (crash recovery).
     sweep_seconds: float = 2.0

@@ -1,7 +1,7 @@
-"""The staff side of the engine: binding group chats to teams, and acting on reports from them.
+"""The staff side: binding group chats to teams, and acting on reports from them.
 
-A mixin of `bot.engine.Engine`: what is allowed is decided in `flows.status` and `flows.staff`;
-this fetches what they need (the report, the actor's role) and stores what they decide.
+What is allowed is decided in `flows.status` and `flows.staff`; this fetches what they need (the
+report, the actor's role) and stores what they decide, through the reports service.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from flows import cards as cardflow
 from flows import routing, staff
 from flows.model import BindChat, Event, InboundEvent, Msg, Reply, StaffAction, TextReceived
 from flows.status import ROLE_RANK, Role, Status, decide
+from bot.reports import Reports, team_area
 from storage import repo
+from storage.db import Database
 from storage.models import Team
 
 log = structlog.get_logger("namjai.staff")
@@ -30,15 +32,20 @@ def new_bind_code() -> str:
     return f"{raw[:4]}-{raw[4:]}"
 
 
-def team_area(t: Team) -> routing.TeamArea:
-    """What routing needs to know of a team row."""
-    return routing.TeamArea(t.code, tuple(t.provinces or ()), t.area is not None, t.fallback, t.parent_code)
-
-
 class StaffDesk:
+    def __init__(self, db: Database, reports: Reports, clock, default_lang: str = "th"):
+        self.db = db
+        self.reports = reports
+        self.clock = clock
+        self.default_lang = default_lang
+
+    async def _send(self, s, *args, **kw) -> None:
+        await self.reports.send(s, *args, **kw)
+
     # ------------------------------------------------------------ staff
 
-    async def _group(self, s, ev: InboundEvent) -> bool:
+    async def group(self, s, ev: InboundEvent) -> bool:
+        """A group chat's event: a bind code, a staff action on a report, or a hint."""
         a = ev.address
         binding = await repo.binding_for_chat(s, a.platform, a.chat_id)
         reply_report = None
@@ -66,7 +73,7 @@ class StaffDesk:
         team = await repo.team_get(s, invite.team_id)
         await repo.bind_chat(s, a.platform, a.chat_id, invite.team_id, invite.role, lang, now)
         log.info("chat_bound", platform=a.platform, team=team.code, role=invite.role)
-        msg = Msg("bind.ok", {"team": self._team_name(team, lang), "role": Msg(f"role.{invite.role}")})
+        msg = Msg("bind.ok", {"team": self.reports.team_name(team, lang), "role": Msg(f"role.{invite.role}")})
         await self._send(s, a.platform, a.chat_id, Reply((msg,)), lang)
 
     async def _role(self, s, ev: Event, binding, team_id: int) -> Role | None:
@@ -92,10 +99,10 @@ class StaffDesk:
             return
         role = await self._role(s, ev, binding, report.team_id)
         if action.action == "transfer" and not action.arg and role is not None:
-            teams = {t.code: t for t in await self._teams(s)}
+            teams = {t.code: t for t in await self.reports.teams(s)}
             current = next((t.code for t in teams.values() if t.id == report.team_id), "")
             codes = routing.transfer_candidates([team_area(t) for t in teams.values()], current, report.province_code)
-            candidates = [(c, Msg("card.team", {"team": self._team_name(teams[c], lang)})) for c in codes]
+            candidates = [(c, Msg("card.team", {"team": self.reports.team_name(teams[c], lang)})) for c in codes]
             await self._send(s, a.platform, a.chat_id, staff.transfer_choices(report.id, candidates), lang)
             return
         target: Team | None = None
@@ -135,15 +142,15 @@ class StaffDesk:
             from_status=old_status, to_status=report.status, detail=detail or None,
         )
         team = await repo.team_get(s, report.team_id)
-        view = await self._view(s, report, team)
+        view = await self.reports.view(s, report, team)
         if target is not None:
             old_team = await repo.team_get(s, old_team_id)
-            await self._post_cards(s, report, old_team, view, actionable=False)
-        await self._post_cards(s, report, team, view)
+            await self.reports.post_cards(s, report, old_team, view, actionable=False)
+        await self.reports.post_cards(s, report, team, view)
         if action.action == "comment":
             await self._send(s, a.platform, a.chat_id, Reply((Msg("staff.commented", {"ref": report.ref}),)), lang)
         elif report.reporter_chat and report.status != old_status:
-            told = cardflow.reporter_update(replace(view, team_name=self._team_name(team, report.reporter_lang)), report.status)
+            told = cardflow.reporter_update(replace(view, team_name=self.reports.team_name(team, report.reporter_lang)), report.status)
             if told is not None:
                 await self._send(s, report.reporter_platform, report.reporter_chat, told, report.reporter_lang, report_id=report.id)
         log.info("staff_action", report_id=report.id, action=action.action, status=report.status)

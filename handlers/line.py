@@ -18,7 +18,6 @@ import asyncio
 import json
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -57,10 +56,7 @@ from linebot.v3.webhooks import (
     VideoMessageContent,
 )
 
-from bot import metrics
-from bot.app import SERVICES, STARTERS, STOPPERS, Services
-from bot.outbox import SendResult
-from bot.settings import Settings
+from handlers.base import SERVICES, STARTERS, STOPPERS, ReplyToken, SendResult
 from flows.model import (
     Address,
     ChoiceMade,
@@ -81,6 +77,7 @@ log = structlog.get_logger("namjai.line")
 PLATFORM = "line"
 LINE = web.AppKey("line", "LineBot")
 REPLY_TOKEN_TTL = timedelta(seconds=50)  # LINE accepts a reply token for about a minute, once
+MAX_REPLY_MESSAGES = 5  # messages in one Reply (or Push) call
 QUOTA_RETRY = 3600.0  # the monthly push quota is spent: try again in an hour (the operator is warned)
 THROTTLE_RETRY = 60.0
 API_TIMEOUT = 15  # seconds, per Messaging API call
@@ -107,60 +104,101 @@ def _error_message(exc: ApiException) -> str:
 
 
 class LineChannel:
+    """Sends outbox rows: a row written while answering an event carries that event's reply token,
+    and the rows answering one event go out in one Reply call (up to five messages, free). Without
+    a usable token a row is pushed, with an X-Line-Retry-Key derived from the row.
+
+    An ambiguous reply (5xx or a time-out: LINE may have taken it) is not pushed again at once: the
+    reply is tried again with the same token. LINE refusing the token while it should still be
+    valid means the first try was delivered (a token is single-use): the row counts as sent. Only
+    when the token's minute is over before that retry is the row pushed; that push may duplicate
+    the first reply — the one duplicate class left (see docs/line.md)."""
+
     platform = PLATFORM
+    reply_batch = MAX_REPLY_MESSAGES
 
     def __init__(self, api: AsyncMessagingApi, bot: "LineBot"):
         self.api = api
         self.bot = bot
 
-    async def send(self, row, card_message_id: str | None) -> SendResult:
-        # LINE cannot edit a message: a card update (card_message_id set) is posted as a new card.
+    def limits(self, row) -> list[tuple[str, int, float]]:
+        return [(PLATFORM, max(1, int(self.bot.settings.line_rate_per_second)), 1.0)]
+
+    def _messages(self, row) -> list:
         settings = self.bot.settings
         now = self.bot.clock()
         link = lambda key: photo_url(settings.public_url, self.bot.secret, key, now, settings.line_photo_link_hours)  # noqa: E731
-        try:
-            messages = build_messages(row.payload, row.chat_id, link)
-        except Exception as exc:  # a payload we cannot show will never be shown
-            log.exception("line_payload_invalid", outbox_id=row.id)
-            return SendResult(False, permanent=True, error=f"payload: {type(exc).__name__}")
-        token = self.bot.take_reply_token(row.chat_id)
-        if token is not None:
+        return build_messages(row.payload, row.chat_id, link)
+
+    async def send(self, row, card_message_id: str | None) -> SendResult:
+        # LINE cannot edit a message: a card update (card_message_id set) is posted as a new card.
+        return await self.send_batch([row])
+
+    async def send_batch(self, rows) -> SendResult:
+        head = rows[0]
+        built: list[tuple[object, list]] = []
+        for row in rows:
             try:
-                resp = await self.api.reply_message(ReplyMessageRequest(replyToken=token, messages=messages), _request_timeout=API_TIMEOUT)
-                metrics.OUTBOX.labels(PLATFORM, "reply").inc()
-                return SendResult(True, message_id=_first_id(resp))
+                built.append((row, self._messages(row)))
+            except Exception as exc:  # a payload we cannot show will never be shown
+                if row is head:
+                    log.exception("line_payload_invalid", outbox_id=row.id)
+                    return SendResult(False, permanent=True, error=f"payload: {type(exc).__name__}")
+                break
+        batch: list[tuple[object, list]] = []
+        count = 0
+        for row, messages in built:  # as many whole rows as fit in one Reply
+            if batch and count + len(messages) > MAX_REPLY_MESSAGES:
+                break
+            batch.append((row, messages))
+            count += len(messages)
+        now = self.bot.clock()
+        if head.reply_token and head.reply_until and head.reply_until > now:
+            messages = [m for _, ms in batch for m in ms][:MAX_REPLY_MESSAGES]
+            try:
+                resp = await self.api.reply_message(
+                    ReplyMessageRequest(replyToken=head.reply_token, messages=messages), _request_timeout=API_TIMEOUT
+                )
+                return SendResult(True, message_id=_first_id(resp), via="reply", sent_ids=tuple(r.id for r, _ in batch))
             except ApiException as exc:
+                if exc.status == 400 and head.reply_ambiguous:
+                    # the token was taken, and by us: the ambiguous reply before this one was delivered
+                    log.info("line_ambiguous_reply_was_delivered", outbox_id=head.id)
+                    return SendResult(True, via="reply", sent_ids=(head.id,))
                 if exc.status != 400:
-                    return self._failed(exc, row)
-                log.info("line_reply_token_refused", outbox_id=row.id)  # expired or used: push instead
+                    return self._failed(exc, head, ambiguous=(exc.status or 0) >= 500 or not exc.status)
+                log.info("line_reply_token_refused", outbox_id=head.id)  # expired or used: push instead
+            except (asyncio.TimeoutError, OSError) as exc:  # no answer: it may have been delivered
+                return SendResult(False, error=f"LINE reply: {type(exc).__name__}", ambiguous=True)
+        elif head.reply_ambiguous:
+            log.warning("line_ambiguous_reply_pushed", outbox_id=head.id)  # the documented duplicate class
         try:
             resp = await self.api.push_message(
-                PushMessageRequest(to=row.chat_id, messages=messages), x_line_retry_key=retry_key(row), _request_timeout=API_TIMEOUT
+                PushMessageRequest(to=head.chat_id, messages=built[0][1]), x_line_retry_key=retry_key(head), _request_timeout=API_TIMEOUT
             )
         except ApiException as exc:
             if exc.status == 409:  # this retry key was accepted before: the message is delivered
-                log.info("line_push_already_accepted", outbox_id=row.id)
-                return SendResult(True, message_id=_first_id_from_body(exc.body))
-            return self._failed(exc, row)
-        metrics.QUOTA_BLOCKED.labels(PLATFORM).set(0)
-        return SendResult(True, message_id=_first_id(resp))
+                log.info("line_push_already_accepted", outbox_id=head.id)
+                return SendResult(True, message_id=_first_id_from_body(exc.body), via="push", sent_ids=(head.id,))
+            return self._failed(exc, head)
+        except (asyncio.TimeoutError, OSError) as exc:  # retried with the same retry key: never twice
+            return SendResult(False, error=f"LINE push: {type(exc).__name__}")
+        return SendResult(True, message_id=_first_id(resp), via="push", sent_ids=(head.id,))
 
-    def _failed(self, exc: ApiException, row) -> SendResult:
+    def _failed(self, exc: ApiException, row, ambiguous: bool = False) -> SendResult:
         status = exc.status or 0
         message = _error_message(exc)
         error = f"LINE {status}: {message}"[:500]
         if status == 429:
             if "monthly limit" in message.lower():
-                metrics.QUOTA_REFUSED.labels(PLATFORM).inc()
-                metrics.QUOTA_BLOCKED.labels(PLATFORM).set(1)  # /healthz shows it to the operator
                 log.warning(
                     "line_monthly_quota_reached", outbox_id=row.id, retry_in=QUOTA_RETRY,
                     hint="the LINE Official Account's push quota is spent: upgrade the plan or wait for next month",
                 )
-                return SendResult(False, retry_after=QUOTA_RETRY, error=error)
+                return SendResult(False, retry_after=QUOTA_RETRY, error=error, quota_spent=True)
             return SendResult(False, retry_after=_retry_after(exc), error=error)
         if status >= 500 or status == 0:
-            return SendResult(False, error=error)
+            return SendResult(False, error=error, ambiguous=ambiguous)
         log.warning("line_send_refused", outbox_id=row.id, status=status, error=message[:200])
         return SendResult(False, permanent=True, error=error)
 
@@ -189,16 +227,10 @@ def _first_id_from_body(body) -> str | None:
 # ---------------------------------------------------------------- the webhook
 
 
-@dataclass
-class _Token:
-    token: str
-    at: datetime
-
-
 class LineBot:
     """Everything LINE needs: settings, the API clients (after start) and the reply tokens."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings):
         self.settings = settings
         self.secret_text = settings.line_channel_secret.get_secret_value()
         self.secret = self.secret_text.encode()
@@ -206,10 +238,7 @@ class LineBot:
         self.client: AsyncApiClient | None = None
         self.api: AsyncMessagingApi | None = None
         self.blob: AsyncMessagingApiBlob | None = None
-        self.svc: Services | None = None
-        # chat id -> the newest reply token of that chat (single-use, about a minute); in memory:
-        # after a restart or on another replica the message is simply pushed
-        self.reply_tokens: dict[str, _Token] = {}
+        self.svc = None  # the app's Services, on start
         self.names: dict[tuple[str, str], tuple[str, float]] = {}  # (chat, user) -> (display name, fetched at)
         self.loading_until: dict[str, float] = {}  # chat -> when its loading animation ends
 
@@ -219,7 +248,7 @@ class LineBot:
 
     # ---- lifecycle
 
-    async def start(self, app: web.Application, svc: Services) -> None:
+    async def start(self, app: web.Application, svc) -> None:
         self.svc = svc
         config = Configuration(access_token=self.settings.line_access_token.get_secret_value(), host=self.settings.line_api_host or None)
         self.client = AsyncApiClient(config)
@@ -231,7 +260,7 @@ class LineBot:
             log.warning("line_public_url_not_https", hint="LINE shows card photos only from https:// links: set NAMJAI_PUBLIC_URL")
         log.info("line_started", api=self.settings.line_api_host or "default")
 
-    async def stop(self, app: web.Application, svc: Services) -> None:
+    async def stop(self, app: web.Application, svc) -> None:
         if self.client is not None:
             await self.client.close()
             self.client = None
@@ -242,20 +271,16 @@ class LineBot:
 
     # ---- reply tokens
 
-    def remember_reply_token(self, chat_id: str, token: str | None) -> None:
-        if token and not set(token) <= {"0", "f"}:  # LINE's console "verify" sends dummy tokens of zeros / f's
-            self.reply_tokens[chat_id] = _Token(token, self.clock())
-
-    def take_reply_token(self, chat_id: str) -> str | None:
-        held = self.reply_tokens.pop(chat_id, None)
-        if held is None or self.clock() - held.at > REPLY_TOKEN_TTL:
+    def reply_token(self, token: str | None, redelivery: bool):
+        """The event's reply token with its expiry, for the inbox row (None when unusable)."""
+        if not token or redelivery or set(token) <= {"0", "f"}:  # the console's "verify" sends dummy tokens
             return None
-        return held.token
+        return ReplyToken(token, self.clock() + REPLY_TOKEN_TTL)
 
     # ---- events
 
     async def webhook(self, request: web.Request) -> web.Response:
-        svc: Services = request.app[SERVICES]
+        svc = request.app[SERVICES]
         body = await request.text()
         signature = request.headers.get("X-Line-Signature", "")
         try:
@@ -270,7 +295,7 @@ class LineBot:
             await self.handle(svc, e)
         return web.Response(text="OK")
 
-    async def handle(self, svc: Services, e) -> None:
+    async def handle(self, svc, e) -> None:
         if isinstance(e, UnknownEvent):
             log.info("line_unknown_event", type=getattr(e, "type", "?"))  # no personal data
             return
@@ -294,19 +319,18 @@ class LineBot:
         if ev is None:
             log.info("line_event_ignored", type=e.type)
             return
-        fresh = await svc.accept(ev)
+        fresh = await svc.accept(ev, self.reply_token(getattr(e, "reply_token", None), redelivery))
         if fresh and not redelivery:
-            self.remember_reply_token(address.chat_id, getattr(e, "reply_token", None))
             if not address.is_group:
                 if self.loading_until.get(address.chat_id, 0.0) <= time.monotonic():
                     self._background(svc, self.loading(address.chat_id))
 
-    async def joined(self, svc: Services, e, address: Address) -> None:
+    async def joined(self, svc, e, address: Address) -> None:
         """The bot was added to a group: the flows tell an unbound group how to bind."""
         log.info("line_joined_group")
         ev = CommandReceived(address=address, event_id=e.webhook_event_id, at=svc.clock(), name="joined")
-        if await svc.accept(ev):
-            self.remember_reply_token(address.chat_id, e.reply_token)
+        redelivery = bool(e.delivery_context and e.delivery_context.is_redelivery)
+        await svc.accept(ev, self.reply_token(e.reply_token, redelivery))
 
     async def member_name(self, source, address: Address) -> str | None:
         """A staff member's display name for the report history (cached; best effort)."""
@@ -344,7 +368,7 @@ class LineBot:
             log.debug("line_loading_failed", error=type(exc).__name__)
 
     @staticmethod
-    def _background(svc: Services, coro) -> None:
+    def _background(svc, coro) -> None:
         task = asyncio.create_task(coro)
         svc.background.add(task)
         task.add_done_callback(svc.background.discard)
@@ -352,7 +376,7 @@ class LineBot:
     # ---- photo links
 
     async def photo(self, request: web.Request) -> web.Response:
-        svc: Services = request.app[SERVICES]
+        svc = request.app[SERVICES]
         key = request.match_info["key"]
         now = svc.clock()
         if not check_photo_link(self.secret, key, request.query.get("exp", ""), request.query.get("sig", ""), now):
@@ -414,7 +438,7 @@ def to_event(e, address: Address, now: datetime, user_name: str | None = None) -
     return UnsupportedReceived(**common, kind="unknown")
 
 
-def setup(app: web.Application, settings: Settings) -> None:
+def setup(app: web.Application, settings) -> None:
     bot = LineBot(settings)
     app[LINE] = bot
     app.router.add_post("/line/webhook", bot.webhook)

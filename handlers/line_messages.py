@@ -32,8 +32,7 @@ from linebot.v3.messaging import (
     TextMessage,
 )
 
-from bot.i18n import text as render
-from flows.model import Msg
+from handlers.base import ui
 
 log = structlog.get_logger("namjai.line")
 
@@ -117,9 +116,13 @@ def _text_box(text: str, urgent: bool = False) -> dict:
     return {"type": "box", "layout": "vertical", "spacing": "sm", "contents": contents}
 
 
+def _photo_label(payload: dict, n: int) -> str:
+    labels = (payload.get("ui") or {}).get("photo_n") or []
+    return str(labels[n - 1]) if len(labels) >= n else f"📷 {n}"
+
+
 def card_bubble(payload: dict, link: Callable[[str], str]) -> dict:
     """A report card as a Flex bubble: the first photo as hero, the text, the buttons."""
-    lang = payload.get("lang", "th")
     card = payload.get("card") or {}
     photos = payload.get("photos") or []
     bubble: dict[str, Any] = {"type": "bubble", "body": _text_box(payload.get("text") or "", bool(card.get("urgent")))}
@@ -132,14 +135,14 @@ def card_bubble(payload: dict, link: Callable[[str], str]) -> dict:
     links = []
     for n, key in enumerate(photos[1:], start=2):
         links.append({"type": "button", "style": "link", "height": "sm",
-                      "action": {"type": "uri", "label": _short(render(Msg("line.photo_n", {"n": n}), lang), MAX_BUTTON_LABEL), "uri": link(key)}})
+                      "action": {"type": "uri", "label": _short(_photo_label(payload, n), MAX_BUTTON_LABEL), "uri": link(key)}})
     if payload.get("voice"):
         links.append({"type": "button", "style": "link", "height": "sm",
-                      "action": {"type": "uri", "label": _short(render(Msg("line.voice"), lang), MAX_BUTTON_LABEL), "uri": link(payload["voice"])}})
+                      "action": {"type": "uri", "label": _short(ui(payload, "voice", "🎤"), MAX_BUTTON_LABEL), "uri": link(payload["voice"])}})
     loc = payload.get("location")
     if loc and loc.get("lat") is not None:
         links.append({"type": "button", "style": "link", "height": "sm",
-                      "action": {"type": "uri", "label": render(Msg("line.map"), lang),
+                      "action": {"type": "uri", "label": _short(ui(payload, "map", "🗺"), MAX_BUTTON_LABEL),
                                  "uri": f"https://www.google.com/maps/search/?api=1&query={loc['lat']},{loc['lon']}"}})
     extra = [{"type": "box", "layout": "horizontal", "spacing": "sm", "contents": links[i:i + 3]} for i in range(0, len(links), 3)]
     footer = _button_box(payload, extra)
@@ -151,7 +154,6 @@ def card_bubble(payload: dict, link: Callable[[str], str]) -> dict:
 def build_messages(payload: dict, chat_id: str, link: Callable[[str], str]) -> list:
     """The LINE messages for one outbox row's neutral payload."""
     text = (payload.get("text") or " ")[:MAX_TEXT]
-    lang = payload.get("lang", "th")
     if payload.get("card"):
         title = (payload["card"].get("title") or text)[:MAX_ALT_TEXT]
         return [FlexMessage(altText=title, contents=FlexContainer.from_dict(card_bubble(payload, link)))]
@@ -165,10 +167,10 @@ def build_messages(payload: dict, chat_id: str, link: Callable[[str], str]) -> l
     actions: list = []
     ask = payload.get("ask")
     if ask == "location":
-        actions.append(LocationAction(label=_short(render(Msg("line.ask_location"), lang), MAX_QUICK_LABEL)))
+        actions.append(LocationAction(label=_short(ui(payload, "ask_location", "📍"), MAX_QUICK_LABEL)))
     elif ask == "photo":
-        actions.append(CameraAction(label=_short(render(Msg("line.camera"), lang), MAX_QUICK_LABEL)))
-        actions.append(CameraRollAction(label=_short(render(Msg("line.camera_roll"), lang), MAX_QUICK_LABEL)))
+        actions.append(CameraAction(label=_short(ui(payload, "camera", "📷"), MAX_QUICK_LABEL)))
+        actions.append(CameraRollAction(label=_short(ui(payload, "camera_roll", "🖼"), MAX_QUICK_LABEL)))
     actions += [_postback(b["label"], b["data"], MAX_QUICK_LABEL) for b in buttons]
     if len(actions) > MAX_QUICK_REPLIES:
         log.warning("quick_replies_cut", have=len(actions), max=MAX_QUICK_REPLIES)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.app import SERVICES, Services
+from handlers.base import SERVICES
 from flows.model import (
     Address,
     ChoiceMade,
@@ -59,7 +59,7 @@ def _bad(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=message)
 
 
-async def to_event(svc: Services, body: dict):
+async def to_event(svc, body: dict):
     """A sandbox request becomes a neutral event (a photo is stored first)."""
     chat = str(body.get("chat") or "").strip()
     if not chat or len(chat) > 64:
@@ -116,7 +116,7 @@ async def to_event(svc: Services, body: dict):
 
 
 async def post_event(request: web.Request) -> web.Response:
-    svc: Services = request.app[SERVICES]
+    svc = request.app[SERVICES]
     try:
         body = await request.json()
     except ValueError:
@@ -130,7 +130,7 @@ async def post_event(request: web.Request) -> web.Response:
 
 
 async def get_messages(request: web.Request) -> web.Response:
-    svc: Services = request.app[SERVICES]
+    svc = request.app[SERVICES]
     try:
         after = int(request.query.get("after", "0"))
     except ValueError:
@@ -138,7 +138,7 @@ async def get_messages(request: web.Request) -> web.Response:
     return web.json_response({"messages": await _messages(svc, request.match_info["chat"], after)})
 
 
-async def _messages(svc: Services, chat: str, after: int = 0) -> list[dict]:
+async def _messages(svc, chat: str, after: int = 0) -> list[dict]:
     """What the bot sent to a chat; a card appears once, at its first place, in its latest version."""
     async with svc.db.session() as s:
         rows = await repo.outbox_for_chat(s, PLATFORM, chat)
@@ -162,7 +162,7 @@ async def _messages(svc: Services, chat: str, after: int = 0) -> list[dict]:
 
 
 async def get_teams(request: web.Request) -> web.Response:
-    svc: Services = request.app[SERVICES]
+    svc = request.app[SERVICES]
     async with svc.db.session() as s:
         teams = await repo.teams_all(s)
     return web.json_response(
@@ -178,7 +178,7 @@ async def provinces(request: web.Request) -> web.FileResponse:
 
 
 async def get_photo(request: web.Request) -> web.Response:
-    svc: Services = request.app[SERVICES]
+    svc = request.app[SERVICES]
     key = request.match_info["key"]
     viewer = request.query.get("as", "sandbox-viewer")[:100]
     try:

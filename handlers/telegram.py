@@ -35,7 +35,8 @@ from flows.model import (
     UnsupportedReceived,
     VoiceReceived,
 )
-from handlers.telegram_channel import PLATFORM, RateLimiter, TelegramChannel, _seconds
+from handlers.base import STARTERS, STOPPERS
+from handlers.telegram_channel import PLATFORM, TelegramChannel, _seconds
 from storage import repo, telegram_repo
 
 log = structlog.get_logger("namjai.telegram")
@@ -190,8 +191,11 @@ class Telegram:
         self.application = build_application(self.settings)
         await self.application.initialize()  # getMe: fails fast on a wrong token
         self.svc = svc
-        limiter = RateLimiter(self.settings.telegram_rate_per_second, self.settings.telegram_group_per_minute)
-        self.channel = TelegramChannel(self.bot, svc.photos.get, limiter, on_migrated=self.migrate)
+        st = self.settings
+        self.channel = TelegramChannel(
+            self.bot, svc.photos.get, on_migrated=self.migrate, per_second=int(st.telegram_rate_per_second),
+            group_per_minute=st.telegram_group_per_minute, margin=st.telegram_limit_margin,
+        )
         svc.outbox.channels[PLATFORM] = self.channel
         svc.engine.media_fetchers[PLATFORM] = self.fetch
         log.info("telegram_started", webhook=WEBHOOK_PATH, secret=bool(self.settings.telegram_webhook_secret))
@@ -316,8 +320,6 @@ def setup(app: web.Application, settings) -> None:
     tg = Telegram(settings)
     app[TELEGRAM] = tg
     app.router.add_post(WEBHOOK_PATH, webhook)
-    from bot.app import STARTERS, STOPPERS
-
     app[STARTERS].append(tg.start)
     app[STOPPERS].append(tg.stop)
     if not settings.telegram_webhook_secret:

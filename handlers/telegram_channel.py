@@ -8,16 +8,14 @@
   `card_message_id` given means edit that message in place (editMessageText/editMessageCaption).
 - Errors become `SendResult`s: 429 → retry after what Telegram asks, blocked/removed (403) and
   bad requests (400) → permanent, network/timeouts/5xx → retry with the outbox's backoff.
-- Limits (~30 messages/s overall, 20/min per group) are kept by a small in-process limiter: a
-  message over the limit is not sent but deferred (SendResult(retry_after=...)). It is per process:
-  several replicas would each allow the full rate.
+- Limits (30 messages a second overall, 20 a minute per group) are declared by `limits(row)` and
+  held by the outbox in the database, for every replica at once (bot/outbox.py): a row reaches
+  `send` only when there is room. A refused button press answered as an alert is not a message.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
-from collections import deque
 from datetime import timedelta
 from typing import Awaitable, Callable
 
@@ -31,9 +29,7 @@ from telegram import (
 )
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot.i18n import text as render
-from bot.outbox import SendResult
-from flows.model import Msg
+from handlers.base import SendResult, ui
 
 log = structlog.get_logger("namjai.telegram")
 
@@ -42,39 +38,6 @@ MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64
 MAX_ALERT = 200  # characters Telegram shows in a callback alert
-
-
-class RateLimiter:
-    """Sliding windows: `per_second` messages a second overall, `group_per_minute` a minute per
-    group chat (negative chat ids). `reserve` takes a slot, or says how long to wait for one."""
-
-    def __init__(self, per_second: float = 30.0, group_per_minute: int = 20, clock: Callable[[], float] = time.monotonic):
-        self.per_second = max(1, int(per_second))
-        self.group_per_minute = max(1, int(group_per_minute))
-        self.clock = clock
-        self._all: deque[float] = deque()
-        self._groups: dict[int, deque[float]] = {}
-
-    @staticmethod
-    def _wait(window: deque[float], limit: int, span: float, now: float) -> float:
-        while window and window[0] <= now - span:
-            window.popleft()
-        return 0.0 if len(window) < limit else window[0] + span - now
-
-    def reserve(self, chat_id: int) -> float:
-        now = self.clock()
-        wait = self._wait(self._all, self.per_second, 1.0, now)
-        group = self._groups.setdefault(chat_id, deque()) if chat_id < 0 else None
-        if group is not None:
-            wait = max(wait, self._wait(group, self.group_per_minute, 60.0, now))
-        if wait > 0:
-            return wait
-        self._all.append(now)
-        if group is not None:
-            group.append(now)
-        if len(self._groups) > 10_000:  # forget quiet groups
-            self._groups = {k: v for k, v in self._groups.items() if v and v[-1] > now - 60.0}
-        return 0.0
 
 
 def _seconds(e: RetryAfter) -> float:
@@ -95,13 +58,25 @@ class TelegramChannel:
         self,
         bot: Bot,
         photo_bytes: Callable[[str], Awaitable[bytes]],
-        limiter: RateLimiter | None = None,
         on_migrated: Callable[[str, str], Awaitable[None]] | None = None,
+        per_second: int = 30,
+        group_per_minute: int = 20,
+        margin: float = 0.1,
     ):
         self.bot = bot
         self.photo_bytes = photo_bytes
-        self.limiter = limiter or RateLimiter()
         self.on_migrated = on_migrated
+        self.per_second = per_second
+        self.group_per_minute = group_per_minute
+        self.margin = margin
+
+    def limits(self, row) -> list[tuple[str, int, float]]:
+        """The shared buckets a row takes a place in (an alert on a button too: it may fall back to a
+        message in the chat)."""
+        buckets = [(PLATFORM, self.per_second, 1.0 + self.margin)]
+        if row.chat_id.startswith("-"):  # a group or supergroup
+            buckets.append((f"{PLATFORM}:{row.chat_id}", self.group_per_minute, 60.0 + self.margin))
+        return buckets
 
     async def send(self, row, card_message_id: str | None) -> SendResult:
         payload = row.payload or {}
@@ -116,9 +91,6 @@ class TelegramChannel:
             chat_id = int(row.chat_id)
         except ValueError:
             return SendResult(False, permanent=True, error="not a Telegram chat id")
-        wait = self.limiter.reserve(chat_id)
-        if wait > 0:
-            return SendResult(False, retry_after=round(wait, 3), error="rate limit (local)")
         try:
             try:
                 message_id = await self._deliver(chat_id, payload, card_message_id)
@@ -128,7 +100,7 @@ class TelegramChannel:
                 if self.on_migrated is not None:
                     await self.on_migrated(str(chat_id), str(new_id))
                 message_id = await self._deliver(new_id, payload, None)
-            return SendResult(True, message_id=str(message_id))
+            return SendResult(True, message_id=str(message_id), via="edit" if card_message_id else "sent")
         except RetryAfter as e:
             return SendResult(False, retry_after=_seconds(e), error="429 flood control")
         except Forbidden as e:
@@ -145,7 +117,6 @@ class TelegramChannel:
     # ------------------------------------------------------------ building messages
 
     def _markup(self, payload: dict, chat_id: int):
-        lang = payload.get("lang") or "th"
         rows = []
         for row in payload.get("buttons") or []:
             out = []
@@ -159,11 +130,11 @@ class TelegramChannel:
         loc = payload.get("location") if payload.get("card") else None
         if loc and loc.get("lat") is not None:
             url = f"https://www.google.com/maps/search/?api=1&query={loc['lat']:.6f},{loc['lon']:.6f}"
-            rows.append([InlineKeyboardButton(render(Msg("tg.open_map"), lang), url=url)])
+            rows.append([InlineKeyboardButton(ui(payload, "open_map", "🗺"), url=url)])
         if rows:
             return InlineKeyboardMarkup(rows)
         if payload.get("ask") == "location" and chat_id > 0:
-            button = KeyboardButton(render(Msg("tg.share_location"), lang), request_location=True)
+            button = KeyboardButton(ui(payload, "share_location", "📍"), request_location=True)
             return ReplyKeyboardMarkup([[button]], resize_keyboard=True, one_time_keyboard=True)
         return None
 

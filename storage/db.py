@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 class Database:
     """One engine and a session factory; `is_sqlite` tells the few places that must differ."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10):
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 5, max_overflow: int = 5):
         self.url = url
         u = make_url(url)
         self.is_sqlite = u.get_backend_name() == "sqlite"
@@ -27,7 +27,7 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         else:
-            self.engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            self.engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         # Write transactions take SQLite's write lock at BEGIN (IMMEDIATE), so a read-then-write
         # (claiming outbox rows, locking a conversation) cannot interleave with another process.

@@ -197,37 +197,54 @@ class Counter(SQLModel, table=True):
 
 
 class InboxEvent(SQLModel, table=True):
-    """Every platform event received, stored before the webhook answers; processed once."""
+    """Every platform event received, stored before the webhook answers; processed once, in the
+    order received within its conversation (`conv_key`: platform and chat)."""
 
     __tablename__ = "inbox"
     __table_args__ = (
         sa.UniqueConstraint("platform", "event_id", name="uq_inbox_event"),
         sa.Index("ix_inbox_pending", "status", "id"),
+        sa.Index("ix_inbox_conv_pending", "conv_key", "id",
+                 postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     platform: str = Field(max_length=16)
     event_id: str = Field(max_length=128)
+    conv_key: str = Field(default="", max_length=160)  # "platform:chat": one order per conversation
     payload: Optional[dict] = _json(nullable=False)
     status: str = Field(default="pending", max_length=12)  # pending | done | failed
     attempts: int = 0
     error: Optional[str] = Field(default=None, max_length=500)
     received_at: Optional[datetime] = _ts(nullable=False)
+    next_attempt_at: Optional[datetime] = _ts()  # after a failed attempt: not before this
     claimed_until: Optional[datetime] = _ts()
     processed_at: Optional[datetime] = _ts()
+    # LINE: the event's reply token (single use, about a minute), given to the outbox rows it causes
+    reply_token: Optional[str] = Field(default=None, max_length=256)
+    reply_until: Optional[datetime] = _ts()
 
 
 class OutboxMessage(SQLModel, table=True):
     """Every message the bot sends is a row here first, then delivered by its channel."""
 
     __tablename__ = "outbox"
-    __table_args__ = (sa.Index("ix_outbox_due", "status", "next_attempt_at"), sa.Index("ix_outbox_chat", "platform", "chat_id", "id"))
+    __table_args__ = (
+        sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+        sa.Index("ix_outbox_chat", "platform", "chat_id", "id"),
+        sa.Index("ix_outbox_chat_pending", "platform", "chat_id", "id",
+                 postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")),
+    )
     id: Optional[int] = Field(default=None, primary_key=True)
     platform: str = Field(max_length=16)
     chat_id: str = Field(max_length=128)
     payload: Optional[dict] = _json(nullable=False)
     report_id: Optional[int] = Field(default=None, index=True)
     card_edit: bool = False  # update the report's card in this chat instead of a new message
-    reply_token: Optional[str] = Field(default=None, max_length=256)
+    reply_token: Optional[str] = Field(default=None, max_length=256)  # the causing event's (LINE)
+    reply_until: Optional[datetime] = _ts()  # the reply token is not tried after this
+    reply_ambiguous: bool = False  # a reply was sent but its answer was lost (5xx, time-out)
+    source_event: Optional[int] = Field(default=None)  # the inbox row whose processing wrote it
+    not_before: Optional[datetime] = _ts()  # scheduled (quiet hours): joins its chat's queue then
     status: str = Field(default="pending", max_length=12)  # pending | sent | failed
     attempts: int = 0
     next_attempt_at: Optional[datetime] = _ts(nullable=False)
@@ -264,3 +281,23 @@ class ReminderSent(SQLModel, table=True):
     sent_at: Optional[datetime] = _ts(nullable=False)
     to: Optional[str] = Field(default=None, max_length=16)  # the chain role, reporter, volunteer
     coalesced: bool = False  # superseded by a later step after downtime: recorded, not sent
+
+
+class RateMark(SQLModel, table=True):
+    """One message sent through a platform limit (a bucket: "telegram", "telegram:CHAT", "line"),
+    shared by every replica: a sliding window counts the marks of the last seconds."""
+
+    __tablename__ = "rate_marks"
+    __table_args__ = (sa.Index("ix_rate_marks_bucket_at", "bucket", "at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    bucket: str = Field(max_length=160)
+    at: Optional[datetime] = _ts(nullable=False)
+
+
+class ClusterState(SQLModel, table=True):
+    """Facts about the whole cluster that /healthz reports (a platform's spent push quota)."""
+
+    __tablename__ = "cluster_state"
+    key: str = Field(primary_key=True, max_length=64)
+    value: Optional[dict] = _json()
+    updated_at: Optional[datetime] = _ts(nullable=False)

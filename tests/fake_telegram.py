@@ -323,13 +323,20 @@ class TelegramHarness:
                 continue
             await svc.outbox.deliver_due()
             async with svc.db.session() as s:
-                rows = (await s.exec(sa.select(OutboxMessage.next_attempt_at).where(OutboxMessage.status == "pending"))).all()
+                rows = (await s.exec(
+                    sa.select(OutboxMessage.chat_id, OutboxMessage.next_attempt_at).where(OutboxMessage.status == "pending").order_by(OutboxMessage.id)
+                )).all()
             if not rows and not svc.background:
                 return
-            due = [r[0] for r in rows if r[0] <= self.clock()]
+            heads: dict = {}
+            for chat, at in rows:  # a chat's oldest row goes first: the rest wait for it
+                heads.setdefault(chat, at)
+            due = [at for at in heads.values() if at <= self.clock()]
             if not due:
                 if not advance:
                     return  # what is left waits for its time (throttled, backing off)
-                self.clock.now = max(self.clock.now, min(r[0] for r in rows))
+                self.clock.now = max(self.clock.now, min(heads.values()))
             await asyncio.sleep(0.02)
-        raise AssertionError("Telegram outbox did not settle")
+        async with svc.db.session() as s:
+            left = (await s.exec(sa.select(OutboxMessage.id, OutboxMessage.next_attempt_at, OutboxMessage.attempts, OutboxMessage.last_error, OutboxMessage.claimed_until).where(OutboxMessage.status == "pending"))).all()
+        raise AssertionError(f"Telegram outbox did not settle: now {self.clock()}, background {len(svc.background)}, pending {left}")

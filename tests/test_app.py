@@ -10,20 +10,20 @@ from flows.model import Address, ChoiceMade, TextReceived
 async def test_events_of_one_chat_are_processed_in_the_order_stored(sandbox, monkeypatch):
     svc = sandbox.services
     seen: list[str] = []
-    real = svc.engine.process
+    real = svc.engine.inbox.dispatch
 
-    async def slow_first(inbox_id):
+    async def slow_first(s, ev, row):
         if not seen:
             await asyncio.sleep(0.2)  # the first event is slow: the second must wait for it
-        seen.append(str(inbox_id))
-        await real(inbox_id)
+        seen.append(str(row.id))
+        return await real(s, ev, row)
 
-    monkeypatch.setattr(svc.engine, "process", slow_first)
+    monkeypatch.setattr(svc.engine.inbox, "dispatch", slow_first)
     me = Address("sandbox", "u-order", "order")
     assert await svc.accept(TextReceived(me, "o1", sandbox.clock(), text="hi"))
     assert await svc.accept(ChoiceMade(me, "o2", sandbox.clock(), data="consent:yes"))
     assert not await svc.accept(ChoiceMade(me, "o2", sandbox.clock(), data="consent:yes"))  # a redelivery
-    await asyncio.wait(list(svc.background), timeout=5)
+    await asyncio.wait_for(svc.engine.inbox.drained(), timeout=5)
     assert seen == sorted(seen, key=int) and len(seen) == 2
     texts = [m["text"] for m in await sandbox.volunteer("order").messages()]
     assert "ประกาศความเป็นส่วนตัว" in texts[0] and "ส่งรูปถ่าย" in texts[-1]
@@ -40,19 +40,19 @@ async def test_health_and_metrics(sandbox):
 async def test_a_failing_event_is_kept_retried_and_finally_answered_with_the_hotline(sandbox, monkeypatch):
     """Nothing is lost when processing fails: the event stays in the inbox, is tried again, and
     after the last attempt the volunteer is told to try again or call 1300."""
-    from bot.engine import MAX_ATTEMPTS
+    from bot.inbox import MAX_ATTEMPTS
     from storage.models import InboxEvent
 
     svc = sandbox.services
     engine = svc.engine
-    real = engine._dispatch
+    real = engine.inbox.dispatch
     calls = []
 
-    async def broken(s, ev):
+    async def broken(s, ev, row):
         calls.append(ev.event_id)
         raise RuntimeError("database hiccup")
 
-    monkeypatch.setattr(engine, "_dispatch", broken)
+    monkeypatch.setattr(engine.inbox, "dispatch", broken)
     me = Address("sandbox", "u-fail", "fail")
     assert await engine.handle(TextReceived(me, "f1", sandbox.clock(), text="hi"))
     async with svc.db.session() as s:
@@ -60,14 +60,16 @@ async def test_a_failing_event_is_kept_retried_and_finally_answered_with_the_hot
 
         row = (await s.exec(select(InboxEvent).where(InboxEvent.event_id == "f1"))).one()
     assert row.status == "pending" and row.attempts == 1 and "hiccup" in row.error
+    assert row.next_attempt_at > sandbox.clock()  # retried after a backoff, not at once
     for _ in range(MAX_ATTEMPTS - 1):
-        await engine.process(row.id)
+        sandbox.clock.advance(seconds=120)
+        await engine.process_pending()
     async with svc.db.session() as s:
         row = await s.get(InboxEvent, row.id)
     assert row.status == "failed" and row.attempts == MAX_ATTEMPTS and len(calls) == MAX_ATTEMPTS
     texts = [m["text"] for m in await sandbox.volunteer("fail").messages()]
     assert len(texts) == 1 and "1300" in texts[0]
 
-    monkeypatch.setattr(engine, "_dispatch", real)  # a healthy engine processes a new event normally
+    monkeypatch.setattr(engine.inbox, "dispatch", real)  # a healthy engine processes a new event normally
     assert await engine.handle(TextReceived(me, "f2", sandbox.clock(), text="hi"))
     assert "ประกาศความเป็นส่วนตัว" in (await sandbox.volunteer("fail").messages())[-1]["text"]

@@ -18,9 +18,10 @@ GROUP = "C00000000000000000000000000000c02"
 _rows = itertools.count(1000)
 
 
-def row(line, chat=USER, text="สวัสดีค่ะ", **payload):
+def row(line, chat=USER, text="สวัสดีค่ะ", token=None, **payload):
     return SimpleNamespace(id=next(_rows), created_at=line.clock(), chat_id=chat, platform="line",
-                           payload={"text": text, "buttons": [], "ask": None, "lang": "th", **payload})
+                           reply_token=token, reply_until=line.clock() + timedelta(seconds=50) if token else None,
+                           reply_ambiguous=False, payload={"text": text, "buttons": [], "ask": None, "lang": "th", **payload})
 
 
 def channel(line):
@@ -36,24 +37,22 @@ def bot(line):
 async def test_reply_token_first_then_push_and_never_a_late_one(line):
     fake, ch = line.fake, channel(line)
     fake.reply_tokens["tok-1"] = (USER, line.clock().timestamp())
-    bot(line).remember_reply_token(USER, "tok-1")
-    first = await ch.send(row(line), None)
-    second = await ch.send(row(line), None)  # the token is single-use: pushed
+    first = await ch.send(row(line, token="tok-1"), None)
+    second = await ch.send(row(line, token="tok-1"), None)  # the token is single-use: pushed
     assert first.ok and second.ok and [s.via for s in fake.to(USER)] == ["reply", "push"]
     assert first.message_id == fake.to(USER)[0].id
 
     fake.reply_tokens["tok-2"] = (USER, line.clock().timestamp())
-    bot(line).remember_reply_token(USER, "tok-2")
+    late = row(line, token="tok-2")
     line.clock.advance(seconds=55)  # too old to try
-    assert (await ch.send(row(line), None)).ok
+    assert (await ch.send(late, None)).ok
     assert fake.to(USER)[-1].via == "push"
     assert not [c for c in fake.calls if c.path.endswith("/reply") and c.json["replyToken"] == "tok-2"]
 
 
 async def test_a_refused_reply_token_falls_back_to_push(line):
     fake, ch = line.fake, channel(line)
-    bot(line).remember_reply_token(USER, "never-issued")
-    result = await ch.send(row(line), None)
+    result = await ch.send(row(line, token="never-issued"), None)
     assert result.ok and [s.via for s in fake.to(USER)] == ["push"]
     assert [c.status for c in fake.calls if c.path.endswith("/reply")] == [400]
 

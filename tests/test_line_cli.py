@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from handlers.line_cli import HEIGHT, WIDTH, FontMissing, create_rich_menu, draw_menu, find_font
+from bot.line_cli import HEIGHT, WIDTH, FontMissing, create_rich_menu, draw_menu, find_font
 from tests.fake_line import FakeLine
 
 try:
@@ -41,7 +41,7 @@ def test_cli_writes_the_image(tmp_path):
 
 
 def test_missing_font_is_a_clear_error(tmp_path, monkeypatch):
-    import handlers.line_cli as cli
+    import bot.line_cli as cli
 
     monkeypatch.setattr(cli, "FONT_CANDIDATES", ())
     monkeypatch.delenv("NAMJAI_LINE_FONT", raising=False)

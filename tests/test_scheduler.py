@@ -51,6 +51,9 @@ async def new_texts(chat: Chat) -> list[str]:
 
 async def run(sandbox, digests: bool = False, **advance) -> int:
     """One sweep at the manual clock's time (after moving it); digests only where a test wants them."""
+    # Delivery first: recording a card takes a key-share lock on its report (card_messages' foreign
+    # key), and a sweep's claim skips a locked report until its next round.
+    await sandbox.settle()
     if advance:
         sandbox.clock.advance(**advance)
     n = await sweep(sandbox.services, sandbox.clock(), digests=digests)

@@ -9,8 +9,8 @@ import pytest
 
 from bot.settings import Settings
 from handlers.telegram import build_application
-from handlers.telegram_channel import RateLimiter, TelegramChannel
-from handlers.telegram_cli import register_webhook
+from handlers.telegram_channel import TelegramChannel
+from bot.telegram_cli import register_webhook
 from tests.conftest import jpeg
 from tests.fake_telegram import FakeTelegram
 
@@ -32,7 +32,7 @@ async def channel(fake):
     async def photo_bytes(key):
         return photos[key]
 
-    yield TelegramChannel(application.bot, photo_bytes, RateLimiter(1000, 1000))
+    yield TelegramChannel(application.bot, photo_bytes)
     await application.shutdown()
 
 
@@ -97,26 +97,10 @@ async def test_errors_map_to_send_results(channel, fake, status, expect):
     assert "123:ABC" not in (r.error or "")
 
 
-async def test_group_limit_defers_without_calling(fake, channel):
-    now = [0.0]
-    channel.limiter = RateLimiter(30, 20, clock=lambda: now[0])
-    results = []
-    for i in range(21):
-        now[0] += 0.1
-        results.append(await channel.send(row(GROUP, text=f"m{i}"), None))
-    assert all(r.ok for r in results[:20])
-    assert not results[20].ok and 0 < results[20].retry_after <= 60
-    assert len(fake.sent("sendMessage")) == 20
-    assert (await channel.send(row(PRIVATE), None)).ok  # other chats are not held up
-
-
-def test_global_limit():
-    now = [100.0]
-    lim = RateLimiter(30, 20, clock=lambda: now[0])
-    assert all(lim.reserve(i) == 0 for i in range(1, 31))
-    assert 0 < lim.reserve(31) <= 1.0
-    now[0] += 1.0
-    assert lim.reserve(31) == 0
+def test_limits_are_declared_for_the_shared_limiter(channel):
+    """The channel names its buckets; the outbox holds them in the database (tests/test_limits.py)."""
+    assert channel.limits(row(PRIVATE)) == [("telegram", 30, 1.1)]
+    assert channel.limits(row(GROUP)) == [("telegram", 30, 1.1), (f"telegram:{GROUP}", 20, 60.1)]
 
 
 async def test_set_webhook_with_secret_and_command_menus(channel, fake):

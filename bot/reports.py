@@ -1,0 +1,225 @@
+"""The reports service: what the flows need to know of reports and teams, and putting messages and
+cards in the outbox. Used by the conversations (bot/engine.py), the staff desk and the scheduler.
+
+Every message goes into the outbox in the caller's transaction. A row written while processing an
+inbox event, to that event's own chat, carries the event's reply token (LINE answers for free).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import structlog
+
+from bot import metrics
+from bot.render import render_card, render_reply
+from flows import cards as cardflow
+from flows import report as reportflow
+from flows import routing
+from flows.draft import Located
+from flows.model import Event, Reply
+from flows.status import Status
+from storage import repo
+from storage.boundaries import AreaIndex, Boundaries
+from storage.models import Report, Team
+
+log = structlog.get_logger("namjai.reports")
+
+TEAMS_TTL = timedelta(seconds=30)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def team_area(t: Team) -> routing.TeamArea:
+    """What routing needs to know of a team row."""
+    return routing.TeamArea(t.code, tuple(t.provinces or ()), t.area is not None, t.fallback, t.parent_code)
+
+
+@dataclass
+class FlowContext:
+    """What the pure flows may ask of the world, answered from in-memory data."""
+
+    now: datetime
+    boundaries: Boundaries
+
+    def locate(self, lat: float, lon: float) -> Located:
+        p = self.boundaries.locate(lat, lon)
+        return Located(p.inside, p.province_code, p.neighbours)
+
+    def province_in_text(self, text: str) -> str | None:
+        return routing.province_in_text(text, self.boundaries.province_names())
+
+    def province_name(self, code: str, lang: str) -> str:
+        names = self.boundaries.province_names().get(code)
+        if names is None:
+            return code
+        return names[0] if lang == "th" else names[1]
+
+
+class Reports:
+    def __init__(self, boundaries: Boundaries, clock: Callable[[], datetime]):
+        self.boundaries = boundaries
+        self.clock = clock
+        self._teams_cache: tuple[datetime, list[Team], AreaIndex] | None = None
+
+    def context(self, now: datetime | None = None) -> FlowContext:
+        return FlowContext(now or self.clock(), self.boundaries)
+
+    # ------------------------------------------------------------ teams
+
+    async def teams(self, s) -> list[Team]:
+        """Active teams (and the index of their areas), cached briefly: they change only when an
+        operator imports a file."""
+        now = utcnow()
+        if self._teams_cache is None or now - self._teams_cache[0] > TEAMS_TTL:
+            teams = await repo.teams_all(s)
+            self._teams_cache = (now, teams, AreaIndex({t.code: t.area for t in teams if t.area}))
+        return self._teams_cache[1]
+
+    async def area_index(self, s) -> AreaIndex:
+        """The municipalities' polygons, rebuilt with the teams cache."""
+        await self.teams(s)
+        return self._teams_cache[2]
+
+    @staticmethod
+    def team_name(team: Team | None, lang: str) -> str:
+        if team is None:
+            return ""
+        return team.name_th if lang == "th" else team.name_en
+
+    # ------------------------------------------------------------ the outbox
+
+    async def send(
+        self, s, platform: str, chat_id: str, reply: Reply, lang: str, *, report_id: int | None = None, notice_for: str | None = None
+    ) -> None:
+        """Puts a reply in the outbox. `notice_for`: a short refusal answering that event (a button
+        press), which a channel may show as an alert on the button instead of a message."""
+        payload = render_reply(reply, lang)
+        if notice_for is not None:
+            payload["notice"] = True
+            payload["event"] = notice_for
+        await self._outbox(s, platform, chat_id, payload, report_id=report_id)
+
+    async def _outbox(self, s, platform: str, chat_id: str, payload: dict, **fields) -> None:
+        now = self.clock()
+        event = s.info.get("event")  # the inbox row being processed in this transaction, if any
+        if event is not None and event.conv_key == f"{platform}:{chat_id}":
+            fields["source_event"] = event.id
+            if event.reply_token and event.reply_until and event.reply_until > now:
+                fields["reply_token"], fields["reply_until"] = event.reply_token, event.reply_until
+        await repo.outbox_add(s, platform=platform, chat_id=chat_id, payload=payload, next_attempt_at=now, created_at=now, **fields)
+
+    async def post_cards(self, s, report: Report, team: Team, view: cardflow.ReportView, actionable: bool = True) -> int:
+        """Puts the report's card (new or updated) in the outbox for each of the team's chats."""
+        bindings = await repo.bindings_for_team(s, team.id)
+        if not bindings:
+            log.warning("team_has_no_chat", team=team.code, report_id=report.id)
+        ctx = self.context()
+        for b in bindings:
+            v = replace(view, team_name=self.team_name(team, b.lang))
+            c = cardflow.card(v, lambda code: ctx.province_name(code, b.lang))
+            if not actionable:
+                c = replace(c, buttons=())
+            await self._outbox(s, b.platform, b.chat_id, render_card(c, b.lang), report_id=report.id, card_edit=True)
+        return len(bindings)
+
+    # ------------------------------------------------------------ views
+
+    async def view(
+        self, s, report: Report, team: Team | None = None, lang: str = "th", fresh: tuple[str, ...] | None = None
+    ) -> cardflow.ReportView:
+        """What flows need to know of a report. `fresh`: a report created in this transaction, with
+        the refs of its repeat sightings (known already: no queries for them or for comments)."""
+        team = team or next((t for t in await self.teams(s) if t.id == report.team_id), None) or await repo.team_get(s, report.team_id)
+        return cardflow.ReportView(
+            id=report.id,
+            ref=report.ref,
+            status=report.status,
+            created_at=report.created_at,
+            who=tuple(report.who or ()),
+            count=report.count,
+            urgency=report.urgency,
+            urgent=report.urgent,
+            note=report.note,
+            lat=report.lat,
+            lon=report.lon,
+            landmark=report.landmark,
+            province_code=report.province_code,
+            photos=tuple(report.photos or ()),
+            voice=report.voice,
+            law_track=report.law_track,
+            team_name=self.team_name(team, lang),  # channels re-render it per chat language
+            outcome=report.outcome,
+            repeats=fresh if fresh is not None else tuple(await repo.refs_of(s, report.repeat_of or [])),
+            last_comment=None if fresh is not None else await repo.last_comment(s, report.id),
+            still_there=report.still_there,
+            still_there_at=report.still_there_at,
+        )
+
+    # ------------------------------------------------------------ a new report
+
+    async def submit(self, s, ev: Event, conv, ctx: FlowContext) -> Report:
+        """Makes the report of a finished draft, routes it, tells the reporter, posts the cards."""
+        draft = conv.draft
+        assert draft is not None
+        now = ctx.now
+        teams = await self.teams(s)
+        hits = (await self.area_index(s)).hits(draft.lat, draft.lon) if draft.lat is not None else []
+        areas = [team_area(t) for t in teams]
+        code = routing.choose_team(areas, draft.province_code, hits)
+        team = next((t for t in teams if t.code == code), None)
+        if team is None:
+            raise RuntimeError("no team to route to: import teams first (namjai teams import)")
+        year = cardflow.be_year(now)
+        seq = await repo.next_seq(s, f"ref-{year}")
+        repeat_ids: list[int] = []
+        refs: dict[int, str] = {}
+        if draft.lat is not None:
+            since = now - timedelta(days=routing.REPEAT_WINDOW_DAYS)
+            near = await repo.reports_near(s, routing.bbox_around(draft.lat, draft.lon), since)
+            repeat_ids = routing.repeats(draft.lat, draft.lon, [(i, la, lo) for i, la, lo, _ in near])
+            refs = {i: ref for i, _, _, ref in near}
+        a = ev.address
+        report = Report(
+            ref=cardflow.format_ref(year, seq),
+            team_id=team.id,
+            status=Status.NEW,
+            urgent=draft.urgent,
+            urgency=draft.urgency,
+            who=list(draft.who),
+            count=draft.count,
+            note=draft.note,
+            lat=draft.lat,
+            lon=draft.lon,
+            location_source=draft.location_source,
+            landmark=draft.landmark,
+            location_to_confirm=draft.location_to_confirm,
+            province_code=draft.province_code,
+            photos=list(draft.photos),
+            voice=draft.voice,
+            law_track=reportflow.law_track(draft.who),
+            repeat_of=repeat_ids,
+            reporter_platform=a.platform,
+            reporter_chat=a.chat_id,
+            reporter_user=a.user_id,
+            reporter_lang=conv.lang,
+            created_at=now,
+            updated_at=now,
+            next_due_at=now,  # the scheduler plans its deadlines at its next sweep
+        )
+        s.add(report)
+        await s.flush()
+        await repo.history_add(
+            s, report_id=report.id, at=now, actor=a.user_key, actor_name=ev.user_name,
+            action="submit", to_status=Status.NEW, detail={"team": team.code},
+        )
+        view = await self.view(s, report, team, conv.lang, fresh=tuple(refs[i] for i in sorted(repeat_ids)))
+        await self.send(s, a.platform, a.chat_id, cardflow.submitted(view), conv.lang, report_id=report.id)
+        chats = await self.post_cards(s, report, team, view)
+        metrics.REPORTS.labels("urgent" if report.urgent else "normal").inc()
+        log.info("report_submitted", report_id=report.id, team=team.code, urgent=report.urgent, chats=chats)
+        return report

@@ -1,0 +1,255 @@
+"""The pipeline's queries: the inbox in conversation order, the outbox in chat order, the platform
+limits every replica shares, and the cluster's state. What each promise rests on is here.
+
+- Inbox: the events of one conversation (`conv_key`) are processed oldest first. On PostgreSQL a
+  transaction-scoped advisory lock per conversation serialises the replicas; on SQLite the one
+  writer (BEGIN IMMEDIATE) does. The head (oldest pending event) is processed before anything
+  newer; a head waiting for its retry holds the conversation back.
+- Outbox: only the oldest queued row of a chat may be claimed (`NOT EXISTS` an older pending
+  one), under a lease and SKIP LOCKED, so a chat has at most one message in flight, in order.
+- Limits: a sliding window of marks per bucket, read and written under the bucket's advisory lock
+  (PostgreSQL) in one short transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import ClusterState, InboxEvent, OutboxMessage, RateMark
+
+
+def _pg(s: AsyncSession) -> bool:
+    return s.bind.dialect.name == "postgresql"
+
+
+def _insert(s: AsyncSession, table):
+    return (postgresql.insert if _pg(s) else sqlite.insert)(table)
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for PostgreSQL's advisory locks."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+async def advisory_lock(s: AsyncSession, name: str) -> None:
+    """Held until the transaction ends (PostgreSQL); SQLite's single writer needs none."""
+    if _pg(s):
+        await s.exec(sa.select(sa.func.pg_advisory_xact_lock(lock_key(name))))
+
+
+async def try_advisory_lock(s: AsyncSession, name: str) -> bool:
+    if not _pg(s):
+        return True
+    return bool((await s.exec(sa.select(sa.func.pg_try_advisory_xact_lock(lock_key(name))))).scalar_one())
+
+
+# ---------------------------------------------------------------- inbox
+
+
+async def inbox_insert_many(s: AsyncSession, rows: Sequence[dict], now: datetime) -> dict[tuple[str, str], int]:
+    """Stores several events in one statement; returns the ids of those not stored before, keyed
+    by (platform, event id). Each row: platform, event_id, conv_key, payload, reply_token, reply_until."""
+    table = InboxEvent.__table__
+    unique = {(r["platform"], r["event_id"]): r for r in rows}
+    values = [
+        {"status": "pending", "attempts": 0, "received_at": now, "reply_token": None, "reply_until": None, **r}
+        for r in unique.values()
+    ]
+    stmt = (
+        _insert(s, table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["platform", "event_id"])
+        .returning(table.c.id, table.c.platform, table.c.event_id)
+    )
+    return {(p, e): i for i, p, e in (await s.exec(stmt)).all()}
+
+
+async def inbox_head(s: AsyncSession, conv_key: str, lock: bool = False) -> InboxEvent | None:
+    """The oldest pending event of a conversation (the only one that may be processed now)."""
+    stmt = select(InboxEvent).where(InboxEvent.conv_key == conv_key, InboxEvent.status == "pending").order_by(InboxEvent.id).limit(1)
+    if lock and _pg(s):
+        stmt = stmt.with_for_update()
+    return (await s.exec(stmt)).first()
+
+
+async def inbox_set_payload(s: AsyncSession, inbox_id: int, payload: dict) -> None:
+    await s.exec(sa.update(InboxEvent).where(InboxEvent.id == inbox_id, InboxEvent.status == "pending").values(payload=payload))
+
+
+async def inbox_failed(s: AsyncSession, inbox_id: int, attempts: int, status: str, error: str, retry_at: datetime | None) -> None:
+    await s.exec(
+        sa.update(InboxEvent)
+        .where(InboxEvent.id == inbox_id)
+        .values(attempts=attempts, status=status, error=error, processed_at=None, next_attempt_at=retry_at)
+    )
+
+
+async def inbox_done(s: AsyncSession, inbox_id: int, now: datetime) -> None:
+    await s.exec(sa.update(InboxEvent).where(InboxEvent.id == inbox_id).values(status="done", processed_at=now))
+
+
+async def inbox_stalled(s: AsyncSession, now: datetime, older_than: timedelta, limit: int) -> list[str]:
+    """Conversations whose oldest pending event is due and waited `older_than` (nobody is on it:
+    a crash between the 200 and the work, or a retry that fell due)."""
+    head = (
+        select(InboxEvent.conv_key, sa.func.min(InboxEvent.id).label("head"))
+        .where(InboxEvent.status == "pending")
+        .group_by(InboxEvent.conv_key)
+        .subquery()
+    )
+    stmt = (
+        select(head.c.conv_key)
+        .join(InboxEvent, InboxEvent.id == head.c.head)
+        .where(
+            InboxEvent.received_at <= now - older_than,
+            sa.or_(col(InboxEvent.next_attempt_at).is_(None), col(InboxEvent.next_attempt_at) <= now),
+        )
+        .order_by(head.c.head)
+        .limit(limit)
+    )
+    return list((await s.exec(stmt)).all())
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def _queued(table, now: datetime):
+    """A pending row that has joined its chat's queue (a scheduled one joins at `not_before`)."""
+    return sa.and_(table.c.status == "pending", sa.or_(table.c.not_before.is_(None), table.c.not_before <= now))
+
+
+async def outbox_claim_heads(
+    s: AsyncSession, platforms: Sequence[str], now: datetime, lease: timedelta, limit: int,
+    chat: tuple[str, str] | None = None,
+) -> list[OutboxMessage]:
+    """Claims, for `lease`, the oldest queued row of each chat that is due and not in flight (at
+    most `limit` chats; `chat`: that chat's head only). Later rows of a chat wait for its head."""
+    o = OutboxMessage.__table__
+    p = o.alias("older")
+    older = sa.exists().where(p.c.platform == o.c.platform, p.c.chat_id == o.c.chat_id, p.c.id < o.c.id, _queued(p, now))
+    conds = [
+        _queued(o, now),
+        o.c.next_attempt_at <= now,
+        sa.or_(o.c.claimed_until.is_(None), o.c.claimed_until < now),
+        ~older,
+    ]
+    if chat is not None:
+        conds += [o.c.platform == chat[0], o.c.chat_id == chat[1]]
+    else:
+        conds.append(o.c.platform.in_(list(platforms)))
+    stmt = select(OutboxMessage).where(*conds).order_by(OutboxMessage.id).limit(limit)
+    if _pg(s):
+        stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
+    rows = list((await s.exec(stmt)).all())
+    for row in rows:
+        row.claimed_until = now + lease
+    return rows
+
+
+async def outbox_reply_followers(s: AsyncSession, head: OutboxMessage, now: datetime, lease: timedelta, limit: int) -> list[OutboxMessage]:
+    """The rows right after `head` in its chat that answer the same event with the same reply
+    token (LINE sends them in one Reply call), claimed with it."""
+    o = OutboxMessage.__table__
+    stmt = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.platform == head.platform, OutboxMessage.chat_id == head.chat_id,
+            OutboxMessage.id > head.id, _queued(o, now),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    if _pg(s):
+        stmt = stmt.with_for_update(skip_locked=True)
+    out = []
+    for row in (await s.exec(stmt)).all():
+        if row.reply_token is None or row.reply_token != head.reply_token:
+            break
+        row.claimed_until = now + lease
+        out.append(row)
+    return out
+
+
+async def outbox_get_many(s: AsyncSession, ids: Sequence[int]) -> list[OutboxMessage]:
+    rows = (await s.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(list(ids))))).all()
+    by_id = {r.id: r for r in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+async def outbox_failed(s: AsyncSession, limit: int = 100) -> list[OutboxMessage]:
+    stmt = select(OutboxMessage).where(OutboxMessage.status == "failed").order_by(OutboxMessage.id).limit(limit)
+    return list((await s.exec(stmt)).all())
+
+
+async def outbox_retry(s: AsyncSession, ids: Sequence[int] | None, now: datetime) -> int:
+    """Puts failed rows back in their chats' queues (all failed rows when `ids` is None)."""
+    stmt = sa.update(OutboxMessage).where(OutboxMessage.status == "failed")
+    if ids is not None:
+        stmt = stmt.where(col(OutboxMessage.id).in_(list(ids)))
+    stmt = stmt.values(status="pending", next_attempt_at=now, claimed_until=None, last_error=None)
+    return (await s.exec(stmt)).rowcount or 0
+
+
+# ---------------------------------------------------------------- shared limits
+
+
+async def rate_reserve(s: AsyncSession, buckets: Sequence[tuple[str, int, float]], now: datetime, cost: int = 1) -> float:
+    """Takes `cost` places in every bucket (name, limit, window in seconds) at `now`, or none:
+    0.0 when taken, else the seconds until there is room in all of them."""
+    for name, _, _ in sorted(buckets):
+        await advisory_lock(s, "rate:" + name)
+    wait = 0.0
+    m = RateMark.__table__
+    for name, limit, window in buckets:
+        if cost > limit:
+            cost = limit  # an oversized request waits for an empty window, never forever
+        stmt = (
+            sa.select(m.c.at)
+            .where(m.c.bucket == name, m.c.at > now - timedelta(seconds=window))
+            .order_by(m.c.at.desc())
+            .limit(limit - cost + 1)
+        )
+        marks = list((await s.exec(stmt)).scalars().all())
+        if len(marks) > limit - cost:
+            oldest = marks[limit - cost]
+            wait = max(wait, (oldest + timedelta(seconds=window) - now).total_seconds())
+    if wait > 0:
+        return max(wait, 0.001)
+    await s.exec(sa.insert(m), params=[{"bucket": name, "at": now} for name, _, _ in buckets for _ in range(cost)])
+    return 0.0
+
+
+async def rate_prune(s: AsyncSession, before: datetime) -> int:
+    return (await s.exec(sa.delete(RateMark).where(RateMark.at < before))).rowcount or 0
+
+
+# ---------------------------------------------------------------- the cluster's state
+
+
+async def state_set(s: AsyncSession, key: str, value: dict | None, now: datetime) -> None:
+    table = ClusterState.__table__
+    stmt = _insert(s, table).values(key=key, value=value, updated_at=now)
+    stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value, "updated_at": now})
+    await s.exec(stmt)
+
+
+async def state_clear(s: AsyncSession, key: str, now: datetime) -> None:
+    """Clears a fact if it is set (one cheap statement when it is not)."""
+    await s.exec(
+        sa.update(ClusterState).where(ClusterState.key == key, col(ClusterState.value).is_not(None)).values(value=None, updated_at=now)
+    )
+
+
+async def state_all(s: AsyncSession) -> dict[str, dict | None]:
+    return {r.key: r.value for r in (await s.exec(select(ClusterState))).all()}
+
+
+async def outbox_failed_count(s: AsyncSession) -> int:
+    return (await s.exec(select(sa.func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "failed"))).one()
