@@ -20,7 +20,7 @@ from storage import repo
 from storage.boundaries import Boundaries
 from storage.db import Database
 from storage.migrate import current, upgrade
-from storage.photos import LocalPhotoStore, PhotoStore
+from storage.photos import PhotoStore, open_store
 
 log = structlog.get_logger("namjai.app")
 SERVICES = web.AppKey("services", "Services")
@@ -111,7 +111,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     async def startup(app: web.Application) -> None:
         db = Database(settings.database_url)
         await prepare_database(db, settings)
-        photos = LocalPhotoStore(settings.photo_dir)
+        photos = open_store(settings)
+        await photos.check()
         engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos)
         channels = {}
         if settings.sandbox:

@@ -34,6 +34,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Re
 from bot.i18n import text as render
 from bot.outbox import SendResult
 from flows.model import Msg
+from storage.photos import PhotoDeleted
 
 log = structlog.get_logger("namjai.telegram")
 
@@ -202,8 +203,10 @@ class TelegramChannel:
         if keys:
             try:
                 photo = await self.photo_bytes(keys[0])
-            except (KeyError, ValueError, OSError):  # deleted by retention: the card goes as text
-                photo = None
+            except PhotoDeleted:  # deleted by retention: the card goes as text, and says so
+                text = f"{text}\n{render(Msg('card.photo_deleted'), payload.get('lang') or 'th')}"
+            except (KeyError, ValueError, OSError):  # not in the store (PhotoMissing): say so too
+                text = f"{text}\n{render(Msg('card.photo_missing'), payload.get('lang') or 'th')}"
         if photo is not None and len(text) <= MAX_CAPTION:
             msg = await self.bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
             return msg.message_id
