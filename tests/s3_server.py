@@ -1,5 +1,5 @@
-"""An S3-compatible server on 127.0.0.1 for the tests: moto's server mode (`python -m moto.server`,
-from the `test` extras) in a process of its own, on a free port, for the whole run.
+"""An S3-compatible server on 127.0.0.1 for the tests: moto's server mode (`python -m moto.server`;
+the `test` extras bring moto[s3] and flask) in a process of its own, on a free port, for the whole run.
 
 Debian has no S3 server that runs alone (radosgw needs a Ceph cluster), so moto it is. Outside CI a
 test that needs it is skipped when it cannot start; in CI (CI set) it fails instead.
@@ -87,7 +87,7 @@ def s3_server():
     try:
         import moto.server  # noqa: F401
     except ImportError as e:
-        _unavailable(f"moto[server] is not installed ({e})")
+        _unavailable(f"moto[s3] and flask are not installed ({e})")
     log = tempfile.TemporaryFile()
     proc = None
     for _ in range(3):  # the port was free a moment ago; another process may take it first
