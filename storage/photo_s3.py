@@ -128,7 +128,10 @@ class S3PhotoStore:
         if bool(access) != bool(secret):
             missing = "NAMJAI_S3_SECRET_KEY" if access else "NAMJAI_S3_ACCESS_KEY"
             raise PhotoStoreError(f"{missing}: set both S3 keys, or neither (then AWS_* variables or the host's role are used)")
-        return cls(bucket, prefix, endpoint=endpoint, region=region, access_key=access, secret_key=secret)
+        try:
+            return cls(bucket, prefix, endpoint=endpoint, region=region, access_key=access, secret_key=secret)
+        except Exception as e:  # the client refused the configuration
+            raise PhotoStoreError(f"NAMJAI_PHOTO_STORE: the S3 client refused the settings: {_first_line(e)}") from None
 
     def __repr__(self) -> str:  # never the keys
         return f"S3PhotoStore({self.where})"
