@@ -403,3 +403,16 @@ async def test_card_photo_sent_by_a_replica_that_did_not_receive_it(shared, db_u
                     assert not fake.sent("sendPhoto")
                     assert card_text.endswith(text(Msg("card.photo_missing"), "th"))
                     assert link.status == 404 and await link.text() == both(Msg("photo.missing"))
+
+
+def test_serve_stops_in_one_line_when_the_bucket_does_not_answer(s3_server, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NAMJAI_", "AWS_"))}
+    env.update(s3_server.env("no-such-bucket-here"))
+    env.update({"NAMJAI_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/n.db", "NAMJAI_PORT": str(free_port()),
+                "NAMJAI_SANDBOX": "false", "NAMJAI_SCHEDULER": "false"})
+    done = subprocess.run([sys.executable, "-c", "from bot.cli import main; main()", "serve"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: photo store s3://no-such-bucket-here/photos at {s3_server.endpoint}: the bucket 'no-such-bucket-here' does not exist"
+    )
