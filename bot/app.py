@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot import metrics
+from bot import i18n, metrics
 from bot.engine import Engine
 from bot.outbox import OutboxWorker, SandboxChannel, quota_key
 from bot.settings import Settings
@@ -21,7 +21,7 @@ from storage import pipeline, repo
 from storage.boundaries import Boundaries
 from storage.db import Database
 from storage.migrate import current, upgrade
-from storage.photos import LocalPhotoStore, PhotoStore
+from storage.photos import PhotoStore, open_store
 
 log = structlog.get_logger("namjai.app")
 
@@ -36,6 +36,11 @@ class Services:
     clock: Callable[[], datetime]
     tasks: list[asyncio.Task] = field(default_factory=list)
     background: set[asyncio.Task] = field(default_factory=set)
+
+    @staticmethod
+    def both(msg) -> str:
+        """A catalogue message in Thai, then English (for plain HTTP answers of the channels)."""
+        return i18n.both(msg)
 
     async def accept(self, ev, reply: ReplyToken | None = None) -> bool:
         """For webhooks: stores the event durably (before the 200), processes it in the background.
@@ -94,7 +99,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     async def startup(app: web.Application) -> None:
         db = Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
         await prepare_database(db, settings)
-        photos = LocalPhotoStore(settings.photo_dir)
+        photos = open_store(settings)
+        await photos.check()
         engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos)
         channels = {}
         if settings.sandbox:

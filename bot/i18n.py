@@ -51,6 +51,11 @@ def text(msg: Msg | str, lang: str = DEFAULT_LANG) -> str:
     return string.Formatter().vformat(entry[lang], (), params)
 
 
+def both(msg: Msg) -> str:
+    """The message in Thai, then in English (for a page that does not know its reader's language)."""
+    return "\n".join(text(msg, lang) for lang in LANGS)
+
+
 def lines(msgs, lang: str) -> str:
     return "\n".join(text(m, lang) for m in msgs)
 

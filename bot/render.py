@@ -35,6 +35,8 @@ def render_card(c: Card, lang: str) -> dict:
         "open_map": render(Msg("tg.open_map"), lang),
         "voice": render(Msg("line.voice"), lang),
         "photo_n": [render(Msg("line.photo_n", {"n": n}), lang) for n in range(1, len(c.photos) + 1)],
+        "photo_deleted": render(Msg("card.photo_deleted"), lang),
+        "photo_missing": render(Msg("card.photo_missing"), lang),
     }
     return {
         "text": render_lines(c.lines, lang),

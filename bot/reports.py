@@ -158,6 +158,7 @@ class Reports:
             last_comment=None if fresh is not None else await repo.last_comment(s, report.id),
             still_there=report.still_there,
             still_there_at=report.still_there_at,
+            photos_purged=report.photos_purged_at is not None,
         )
 
     # ------------------------------------------------------------ a new report

@@ -2,7 +2,8 @@
 
 - The photos and voice note of a report closed more than `photo_days` ago are deleted: the files
   first, then the report's list (a file another report still names is kept: the store is
-  content-addressed).
+  content-addressed). The store remembers each key it deleted, so its links then say "deleted by
+  retention" (410), not "missing" (404).
 - The reporter of a report closed more than `identity_days` ago is detached
   (`sched_repo.detach_identity`).
 - Counts, outcomes and the history stay; each purge is a history entry by `system:retention`.

@@ -27,14 +27,19 @@ def sched_app_register(app: typer.Typer) -> None:
         and detaches reporters after NAMJAI_IDENTITY_RETENTION_DAYS. Counts and outcomes stay."""
         from bot.cli import _run, _settings
         from bot.retention import retention as run_retention
-        from storage.photos import LocalPhotoStore
+        from storage.photos import PhotoStoreError, open_store
 
         settings = _settings()
         at = _now(now)
+        try:
+            photos = open_store(settings)
+        except PhotoStoreError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
 
         async def go(db):
             return await run_retention(
-                db, LocalPhotoStore(settings.photo_dir), at, photo_days=settings.photo_retention_days,
+                db, photos, at, photo_days=settings.photo_retention_days,
                 identity_days=settings.identity_retention_days, dry_run=dry_run,
             )
 

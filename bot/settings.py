@@ -17,6 +17,13 @@ class Settings(BaseSettings):
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
     photo_dir: str = "var/photos"
+    # --- photo store (storage/photos.py `open_store`): unset, the folder photo_dir (one host only);
+    # s3://bucket/prefix, an S3-compatible bucket that every replica shares.
+    photo_store: str | None = None
+    s3_endpoint: str | None = None  # http(s)://host[:port] of MinIO, Garage, Ceph…; unset: AWS S3 of s3_region
+    s3_region: str | None = None  # unset: us-east-1
+    s3_access_key: SecretStr | None = None  # both keys or neither (then AWS_* variables or the host's role)
+    s3_secret_key: SecretStr | None = None
     sandbox: bool = True
     default_lang: str = "th"
     log_level: str = "INFO"

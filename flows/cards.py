@@ -47,6 +47,7 @@ class ReportView:
     last_comment: str | None = None
     still_there: bool | None = None  # the reporter's answer to the scheduler's follow-up
     still_there_at: datetime | None = None
+    photos_purged: bool = False  # its photos were deleted by PDPA retention (reports.photos_purged_at)
 
 
 def facts(lat, lon, landmark, province: str | None, who, count, urgency, note, voice) -> list[Msg]:
@@ -79,6 +80,8 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
     lines.append(Msg("card.team", {"team": view.team_name}))
     province = province_name(view.province_code) if view.province_code else None
     lines += facts(view.lat, view.lon, view.landmark, province, view.who, view.count, view.urgency, view.note, view.voice)
+    if view.photos_purged:
+        lines.append(Msg("card.photo_deleted"))
     if view.landmark and view.lat is None:
         lines.append(Msg("card.location_to_confirm"))
     lines.append(Msg(f"card.law.{view.law_track}"))

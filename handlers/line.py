@@ -68,9 +68,10 @@ from flows.model import (
     UnsupportedReceived,
     VoiceReceived,
 )
+from flows.model import Msg
 from handlers.line_messages import build_messages, check_photo_link, photo_url
 from storage import repo
-from storage.photos import media_type, validate_key
+from storage.photos import PhotoDeleted, media_type, validate_key
 
 log = structlog.get_logger("namjai.line")
 
@@ -384,8 +385,10 @@ class LineBot:
         try:
             validate_key(key)
             data = await svc.photos.get(key)
+        except PhotoDeleted:
+            raise web.HTTPGone(text=svc.both(Msg("photo.deleted")))
         except (KeyError, ValueError):
-            raise web.HTTPNotFound()
+            raise web.HTTPNotFound(text=svc.both(Msg("photo.missing")))
         async with svc.db.transaction() as s:
             await repo.access_log(s, "line:photo-link", f"photo:{key[:12]}", None, now)
         return web.Response(body=data, content_type=media_type(key), headers={"Cache-Control": "private, max-age=3600"})

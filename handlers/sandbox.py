@@ -27,9 +27,10 @@ from flows.model import (
     UnsupportedReceived,
     VoiceReceived,
 )
+from flows.model import Msg
 from storage import repo
 from storage.boundaries import PROVINCES_FILE
-from storage.photos import PhotoError, media_type
+from storage.photos import PhotoDeleted, PhotoError, media_type
 
 STATIC = Path(__file__).parent / "static"
 PLATFORM = "sandbox"
@@ -183,8 +184,10 @@ async def get_photo(request: web.Request) -> web.Response:
     viewer = request.query.get("as", "sandbox-viewer")[:100]
     try:
         data = await svc.photos.get(key)
+    except PhotoDeleted:
+        raise web.HTTPGone(text=svc.both(Msg("photo.deleted")))
     except (KeyError, ValueError):
-        raise web.HTTPNotFound()
+        raise web.HTTPNotFound(text=svc.both(Msg("photo.missing")))
     async with svc.db.transaction() as s:
         await repo.access_log(s, f"sandbox:{viewer}", f"photo:{key[:12]}", None, svc.clock())
     return web.Response(body=data, content_type=media_type(key), headers={"Cache-Control": "private, max-age=300"})

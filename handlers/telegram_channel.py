@@ -30,6 +30,7 @@ from telegram import (
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from handlers.base import SendResult, ui
+from storage.photos import PhotoDeleted
 
 log = structlog.get_logger("namjai.telegram")
 
@@ -173,8 +174,10 @@ class TelegramChannel:
         if keys:
             try:
                 photo = await self.photo_bytes(keys[0])
-            except (KeyError, ValueError, OSError):  # deleted by retention: the card goes as text
-                photo = None
+            except PhotoDeleted:  # deleted by retention: the card goes as text, and says so
+                text = f"{text}\n{ui(payload, 'photo_deleted', '(photo deleted)')}"
+            except (KeyError, ValueError, OSError):  # not in the store (PhotoMissing): say so too
+                text = f"{text}\n{ui(payload, 'photo_missing', '(photo missing)')}"
         if photo is not None and len(text) <= MAX_CAPTION:
             msg = await self.bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
             return msg.message_id

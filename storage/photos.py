@@ -3,6 +3,16 @@
 Every photo is re-encoded as a baseline RGB JPEG: the orientation from EXIF is applied
 to the pixels, then all metadata (EXIF including GPS, XMP, ICC, comments) is dropped,
 so a volunteer's photo never leaks where or with which phone it was taken.
+
+Two stores behind one interface (`PhotoStore`), chosen by `open_store(settings)`:
+- `LocalPhotoStore`: a folder (`NAMJAI_PHOTO_DIR`), the embedded default for one host;
+- `S3PhotoStore` (storage/photo_s3.py): an S3-compatible bucket (`NAMJAI_PHOTO_STORE=s3://bucket/prefix`)
+  that several replicas on several hosts share.
+
+A key that is not there is one of two things, and `get` tells them apart: `PhotoDeleted` when it
+was deleted through the store on purpose (only PDPA retention deletes: the store keeps a small
+marker naming the key, never the photo), `PhotoMissing` otherwise (never stored here, lost, or a
+replica with a store of its own). Both are `KeyError`s.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,9 +35,13 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "KEY_RE",
     "LocalPhotoStore",
+    "PhotoDeleted",
     "PhotoError",
+    "PhotoMissing",
     "PhotoStore",
+    "PhotoStoreError",
     "StoredPhoto",
+    "open_store",
     "prepare_image",
     "validate_key",
 ]
@@ -58,6 +73,19 @@ class PhotoError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class PhotoMissing(KeyError):
+    """No such photo in the store, and it was not deleted through it: never stored here, or lost."""
+
+
+class PhotoDeleted(KeyError):
+    """The photo was deleted on purpose through the store (PDPA retention)."""
+
+
+class PhotoStoreError(Exception):
+    """The store cannot be used: bad settings, no such bucket, credentials refused, unreachable.
+    Its message is one line naming the setting or the store."""
 
 
 @dataclass(frozen=True)
@@ -158,13 +186,28 @@ def prepare_image(
 class PhotoStore(Protocol):
     async def put(self, data: bytes) -> StoredPhoto: ...  # prepare_image then store by hash
 
-    async def get(self, key: str) -> bytes: ...  # raises KeyError when missing
+    async def get(self, key: str) -> bytes: ...  # PhotoDeleted / PhotoMissing (KeyErrors) when not there
 
-    async def delete(self, key: str) -> bool: ...
+    async def delete(self, key: str) -> bool: ...  # on purpose: a later get raises PhotoDeleted
 
     async def exists(self, key: str) -> bool: ...
 
     async def put_voice(self, data: bytes) -> str: ...  # a voice note kept as is; returns its key
+
+    async def check(self) -> None: ...  # PhotoStoreError (one line) when the store cannot be used
+
+
+def open_store(settings: Any) -> PhotoStore:
+    """The photo store the settings name: `NAMJAI_PHOTO_STORE=s3://bucket/prefix` (with
+    `NAMJAI_S3_ENDPOINT`, `NAMJAI_S3_REGION`, `NAMJAI_S3_ACCESS_KEY`, `NAMJAI_S3_SECRET_KEY`) or,
+    unset, the folder `NAMJAI_PHOTO_DIR`. No I/O here: `await store.check()` tries the store.
+    Bad settings raise `PhotoStoreError` with one line naming the setting."""
+    url = (getattr(settings, "photo_store", None) or "").strip()
+    if not url:
+        return LocalPhotoStore(settings.photo_dir)
+    from storage.photo_s3 import S3PhotoStore  # the S3 client is loaded only when asked for
+
+    return S3PhotoStore.from_settings(url, settings)
 
 
 MEDIA_TYPES = {"jpg": "image/jpeg", "m4a": "audio/mp4", "ogg": "audio/ogg", "mp3": "audio/mpeg", "aac": "audio/aac"}
@@ -189,7 +232,8 @@ def voice_extension(data: bytes) -> str:
 
 
 class LocalPhotoStore:
-    """Stores photos as files under ``root/ab/cd/<key>``.
+    """Stores photos as files under ``root/ab/cd/<key>``; a key deleted through the store leaves
+    a marker ``root/deleted/ab/cd/<key>`` (the deletion time, UTC), so `get` can say so.
 
     Writes are atomic (temporary file in the target folder, then ``os.replace``).
     Keys are validated against ``KEY_RE`` before any file-system access, so a key
@@ -205,6 +249,10 @@ class LocalPhotoStore:
         validate_key(key)
         return self.root / key[0:2] / key[2:4] / key
 
+    def _marker_for(self, key: str) -> Path:
+        validate_key(key)
+        return self.root / "deleted" / key[0:2] / key[2:4] / key
+
     # -- public async API ------------------------------------------------------
 
     async def put(self, data: bytes) -> StoredPhoto:
@@ -212,11 +260,18 @@ class LocalPhotoStore:
 
     async def get(self, key: str) -> bytes:
         path = self.path_for(key)
-        return await asyncio.to_thread(self._get_sync, path, key)
+        return await asyncio.to_thread(self._get_sync, path, key, self._marker_for(key))
 
     async def delete(self, key: str) -> bool:
+        """Deletes on purpose: the marker first, then the file (never a photo gone unexplained)."""
         path = self.path_for(key)
-        return await asyncio.to_thread(self._delete_sync, path)
+        return await asyncio.to_thread(self._delete_sync, path, self._marker_for(key))
+
+    async def check(self) -> None:
+        try:
+            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        except OSError as e:
+            raise PhotoStoreError(f"NAMJAI_PHOTO_DIR: cannot use {str(self.root)!r}: {e.strerror or e}") from None
 
     async def exists(self, key: str) -> bool:
         path = self.path_for(key)
@@ -256,14 +311,15 @@ class LocalPhotoStore:
             raise
 
     @staticmethod
-    def _get_sync(path: Path, key: str) -> bytes:
+    def _get_sync(path: Path, key: str, marker: Path) -> bytes:
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise KeyError(key) from None
+            raise (PhotoDeleted(key) if marker.is_file() else PhotoMissing(key)) from None
 
-    @staticmethod
-    def _delete_sync(path: Path) -> bool:
+    @classmethod
+    def _delete_sync(cls, path: Path, marker: Path) -> bool:
+        cls._write_once(marker, datetime.now(timezone.utc).isoformat().encode())  # keeps the first time
         try:
             path.unlink()
         except FileNotFoundError:

@@ -9,6 +9,7 @@ told to fail the next N calls with 429 (parameters.retry_after) or 500.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import time
@@ -102,7 +103,8 @@ class FakeTelegram:
             form = await request.post()
             for k, v in form.items():
                 if hasattr(v, "file"):
-                    params[k] = {"filename": v.filename, "size": len(v.file.read())}
+                    data = v.file.read()
+                    params[k] = {"filename": v.filename, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                 else:
                     params[k] = v
         for k in ("reply_markup", "allowed_updates", "commands", "scope"):
