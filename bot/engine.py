@@ -15,6 +15,8 @@ import structlog
 
 from bot import metrics
 from bot.ingest import Ingestor
+from bot.maplinks import MapLinkResolver
+from bot.places import PlaceRouter
 from bot.staff_desk import StaffDesk, team_area
 from bot.i18n import lines as render_lines
 from bot.i18n import text as render
@@ -60,19 +62,37 @@ class FlowContext:
 
     now: datetime
     boundaries: Boundaries
+    places: PlaceRouter | None = None  # boundaries + teams (issue 11); None: no teams known
+
+    def __post_init__(self) -> None:
+        if self.places is None:
+            self.places = PlaceRouter(self.boundaries, ())
 
     def locate(self, lat: float, lon: float) -> Located:
-        p = self.boundaries.locate(lat, lon)
-        return Located(p.inside, p.province_code, p.neighbours)
+        return self.places.locate(lat, lon)
 
     def province_in_text(self, text: str) -> str | None:
         return routing.province_in_text(text, self.boundaries.province_names())
 
     def province_name(self, code: str, lang: str) -> str:
-        names = self.boundaries.province_names().get(code)
-        if names is None:
-            return code
-        return names[0] if lang == "th" else names[1]
+        """A province's name (or a district's or subdistrict's, by a 4- or 6-digit code)."""
+        return self.places.place_name(code, lang)
+
+    # places and teams (bot.places)
+    def places_in_text(self, text: str) -> list[str]:
+        return self.places.places_in_text(text)
+
+    def place_of(self, code: str) -> Located:
+        return self.places.place_of(code)
+
+    def place_name(self, code: str, lang: str) -> str:
+        return self.places.place_name(code, lang)
+
+    def team_name(self, code: str, lang: str) -> str:
+        return self.places.team_name(code, lang)
+
+    def team_provinces(self, code: str) -> tuple[str, ...]:
+        return self.places.team_provinces(code)
 
 
 class Engine(StaffDesk):
@@ -95,6 +115,8 @@ class Engine(StaffDesk):
         self._outbox_listeners: list[Callable[[], None]] = []
         self._ingestor = Ingestor(db, clock)
         self._teams_cache: tuple[datetime, list[Team], AreaIndex] | None = None
+        self._router: tuple[object, PlaceRouter] | None = None
+        self.map_links: MapLinkResolver | None = MapLinkResolver()  # short map links (issue 11)
 
     # ------------------------------------------------------------ inbox
 
@@ -113,6 +135,7 @@ class Engine(StaffDesk):
         """Stores and processes one event now, in one transaction; False when it was a duplicate.
         If processing fails, the event is still stored (pending) and tried again later."""
         ev = await self._fetch_media(ev)
+        ev = await self._expand_links(ev)
         payload = event_to_dict(ev)
         try:
             with metrics.PROCESS_SECONDS.time():
@@ -149,6 +172,7 @@ class Engine(StaffDesk):
             ev = event_from_dict(row.payload)
         # Downloading a photo happens outside the transaction: no lock is held over the network.
         ev = await self._fetch_media(ev)
+        ev = await self._expand_links(ev)
         try:
             with metrics.PROCESS_SECONDS.time():
                 async with self.db.transaction() as s:
@@ -201,6 +225,10 @@ class Engine(StaffDesk):
         except PhotoError as e:
             return replace(ev, error=e.reason)
 
+    async def _expand_links(self, ev: InboundEvent) -> InboundEvent:
+        """A short map link in a volunteer's text is followed (bot.maplinks), outside any transaction."""
+        return ev if self.map_links is None else await self.map_links.expand(ev)
+
     async def _dispatch(self, s, ev: InboundEvent) -> bool:
         if ev.address.is_group:
             return await self._group(s, ev)
@@ -219,7 +247,7 @@ class Engine(StaffDesk):
         old = reportflow.Conversation.from_dict(row.state)
         if row.state is None:
             old = replace(old, lang=self.default_lang)
-        ctx = FlowContext(now, self.boundaries)
+        ctx = FlowContext(now, self.boundaries, await self._place_router(s))
         new, actions = reportflow.step(old, ev, ctx)
         wrote = False
         for action in actions:
@@ -255,7 +283,9 @@ class Engine(StaffDesk):
         teams = await self._teams(s)
         hits = (await self._area_index(s)).hits(draft.lat, draft.lon) if draft.lat is not None else []
         areas = [team_area(t) for t in teams]
-        code = routing.choose_team(areas, draft.province_code, hits)
+        code = routing.choose_team(areas, draft.province_code, hits, draft.district_code, draft.subdistrict_code)
+        if draft.team_chosen and any(t.code == draft.team for t in teams):
+            code = draft.team  # the volunteer's one-tap switch near an edge
         team = next((t for t in teams if t.code == code), None)
         if team is None:
             raise RuntimeError("no team to route to: import teams first (namjai teams import)")
@@ -284,6 +314,8 @@ class Engine(StaffDesk):
             landmark=draft.landmark,
             location_to_confirm=draft.location_to_confirm,
             province_code=draft.province_code,
+            district_code=draft.district_code,
+            subdistrict_code=draft.subdistrict_code,
             photos=list(draft.photos),
             voice=draft.voice,
             law_track=reportflow.law_track(draft.who),
@@ -319,6 +351,14 @@ class Engine(StaffDesk):
             self._teams_cache = (now, teams, AreaIndex({t.code: t.area for t in teams if t.area}))
         return self._teams_cache[1]
 
+    async def _place_router(self, s) -> PlaceRouter:
+        """Boundaries + the cached teams, for the flows (rebuilt with the teams cache)."""
+        await self._teams(s)
+        if self._router is None or self._router[0] is not self._teams_cache:
+            _, teams, index = self._teams_cache
+            self._router = (self._teams_cache, PlaceRouter(self.boundaries, teams, index))
+        return self._router[1]
+
     async def _area_index(self, s) -> AreaIndex:
         """The municipalities' polygons, rebuilt with the teams cache."""
         await self._teams(s)
@@ -349,6 +389,8 @@ class Engine(StaffDesk):
             lon=report.lon,
             landmark=report.landmark,
             province_code=report.province_code,
+            district_code=report.district_code,
+            subdistrict_code=report.subdistrict_code,
             photos=tuple(report.photos or ()),
             voice=report.voice,
             law_track=report.law_track,

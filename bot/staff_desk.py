@@ -32,7 +32,9 @@ def new_bind_code() -> str:
 
 def team_area(t: Team) -> routing.TeamArea:
     """What routing needs to know of a team row."""
-    return routing.TeamArea(t.code, tuple(t.provinces or ()), t.area is not None, t.fallback, t.parent_code)
+    return routing.TeamArea(
+        t.code, tuple(t.provinces or ()), t.area is not None, t.fallback, t.parent_code, tuple(getattr(t, "area_codes", None) or ())
+    )
 
 
 class StaffDesk:
