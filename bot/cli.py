@@ -110,7 +110,7 @@ def teams_list() -> None:
         return rows
 
     for t, chats in _run(go):
-        area = (" +area" if t.area else "") + (f" +{len(t.area_codes)} areas" if t.area_codes else "")
+        area = (" +area" if t.area else "") + (f" +areas:{','.join(t.area_codes)}" if t.area_codes else "")
         fallback = " (fallback)" if t.fallback else ""
         typer.echo(f"{t.code:28} {t.kind:18} {','.join(t.provinces or []):10}{area}{fallback}  chats={chats}  {t.name_th}")
 

@@ -91,7 +91,7 @@ TABLE = [
     ("typed decimal coordinates", drafting("location", photos=("k1",)), text("12.93, 100.87"), "who", ["location.got", "ask.who"]),
     ("typed Thai digits", drafting("location", photos=("k1",)), text("๑๒.๙๓, ๑๐๐.๘๗"), "who", ["location.got", "ask.who"]),
     ("a map link", drafting("location", photos=("k1",)), text("https://maps.google.com/?q=12.93,100.87"), "who", ["location.got", "ask.who"]),
-    ("landmark without GPS", drafting("location", photos=("k1",)), text("หน้าตลาดหนองมน ชลบุรี"), "who", ["location.landmark", "ask.who"]),
+    ("landmark without GPS", drafting("location", photos=("k1",)), text("หน้าตลาดหนองมน ชลบุรี"), "who", ["location.landmark", "location.landmark_place", "ask.who"]),
     ("outside Thailand refused", drafting("location", photos=("k1",)), loc(35.0, 139.0), "location", ["err.outside_thailand", "ask.location"]),
     ("0,0 refused", drafting("location", photos=("k1",)), loc(0.0, 0.0), "location", ["err.outside_thailand", "ask.location"]),
     ("not an image", drafting("photo"), photo(None, "not_image"), "photo", ["err.photo_not_image", "ask.photo"]),
