@@ -23,7 +23,7 @@ def gazetteer(boundaries: Boundaries) -> Gazetteer:
     g = _GAZETTEERS.get(boundaries)
     if g is None:
         names = {**boundaries.province_names(), **boundaries.district_names(), **boundaries.subdistrict_names()}
-        g = _GAZETTEERS[boundaries] = Gazetteer(names)
+        g = _GAZETTEERS[boundaries] = Gazetteer(names, other_names=boundaries.other_names())
     return g
 
 

@@ -56,12 +56,18 @@ def _squash(text: str) -> list[str]:
 
 
 class Gazetteer:
-    def __init__(self, names: Mapping[str, tuple[str, str]], aliases: Mapping[str, str] | None = None):
+    def __init__(self, names: Mapping[str, tuple[str, str]], aliases: Mapping[str, str] | None = None,
+                 other_names: Mapping[str, tuple[str, str]] | None = None):
+        """``other_names``: more spellings of the same codes (code -> (th, en), "" for none)."""
         self.names = dict(names)
         self._th: dict[str, set[str]] = {}
         self._en: dict[str, set[str]] = {}
         self._en_max_words = 1
         for code, (th, en) in self.names.items():
+            for form in self._thai_forms(th):
+                self._th.setdefault(form, set()).add(code)
+            self._add_en(en, code)
+        for code, (th, en) in (other_names or {}).items():
             for form in self._thai_forms(th):
                 self._th.setdefault(form, set()).add(code)
             self._add_en(en, code)

@@ -229,6 +229,7 @@ class Boundaries:
             for c in keys:
                 th, en = (tuple(got[c]) + ("", ""))[:2] if c in got else ("", "")
                 self._names[c] = (th or "", en or "")
+        self._alt = {c: (tuple(v) + ("", ""))[:2] for c, v in (names.get("alt") or {}).items()}
         self._geoms = geo
         shapely.prepare(self._geoms)
         self._tree = shapely.STRtree(self._geoms)
@@ -284,6 +285,11 @@ class Boundaries:
 
     def subdistrict_names(self) -> dict[str, tuple[str, str]]:
         return {c: self._names[c] for c in self._sub}
+
+    def other_names(self) -> dict[str, tuple[str, str]]:
+        """code -> (name_th, name_en): the source's spellings where they differ from the names
+        above ("" where they do not), for reading landmarks."""
+        return dict(self._alt)
 
     def name(self, code: str) -> tuple[str, str] | None:
         """(name_th, name_en) of a province (2 digits), district (4) or subdistrict (6) code."""

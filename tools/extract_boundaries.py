@@ -82,7 +82,7 @@ def read_source(zip_path: Path) -> tuple[list[dict], list]:
 def _names(records: list[dict]) -> tuple[dict, list[str]]:
     """{"p"|"d"|"s": {code: [name_th, name_en]}} and notes on codes geothai does not know."""
     notes: list[str] = []
-    out: dict[str, dict[str, list[str]]] = {"p": {}, "d": {}, "s": {}}
+    out: dict[str, dict[str, list[str]]] = {"p": {}, "d": {}, "s": {}, "alt": {}}
     for rec in records:
         pc, dc, sc = rec["ADM1_PCODE"][2:], rec["ADM2_PCODE"][2:], rec["ADM3_PCODE"][2:]
         for level, code, finder, th, en in (
@@ -95,6 +95,11 @@ def _names(records: list[dict]) -> tuple[dict, list[str]]:
             known = finder(code)
             if known is not None:
                 out[level][code] = [known.name_th, known.name_en]
+                # the source's spelling, where it differs (and is not cut short), for landmarks
+                alt = [th.strip() if th.strip() != known.name_th and len(th.encode()) < 50 else "",
+                       en.strip() if en.strip().lower() != known.name_en.lower() else ""]
+                if any(alt):
+                    out["alt"][code] = alt
             else:
                 out[level][code] = [th.strip(), en.strip()]
                 notes.append(f"{level} {code} {th} / {en}: not in geothai {geothai.DATA_VERSION}, source names kept")
