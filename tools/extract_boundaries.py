@@ -164,7 +164,7 @@ def _outlines(geoms: list, codes: np.ndarray, names: dict) -> dict:
 # measurement: shipped data vs the source at full resolution
 # ---------------------------------------------------------------------------
 
-def measure(zip_path: Path, n: int = 20_000, seed: int = 11) -> dict:
+def measure(zip_path: Path, n: int = 20_000, seed: int = 11, against: Path | None = None) -> dict:
     """Seeded random points within 5 km of a province border (by the source), and points spread
     over Thailand's box. "Truth" is the source at full resolution (its own float vertices, no
     snapping); the answer is the shipped file through ``storage.boundaries``. Prints and returns:
@@ -231,6 +231,23 @@ def measure(zip_path: Path, n: int = 20_000, seed: int = 11) -> dict:
         "inside_points": len(inside), "same_province": same_p, "same_district": same_d, "same_subdistrict": same_s,
     }
     pct = lambda a, b_: f"{100.0 * a / b_:.3f} %" if b_ else "n/a"  # noqa: E731
+    if against is not None:
+        # Another province set (GeoJSON, property "code") taken as the truth on the same border
+        # points: where it says another province than the shipped data, is its province offered?
+        fc = json.loads(Path(against).read_text(encoding="utf-8"))
+        ref_codes = [str(f["properties"]["code"]) for f in fc["features"]]
+        ref_geoms = [shapely.geometry.shape(f["geometry"]) for f in fc["features"]]
+        ref_tree = shapely.STRtree(ref_geoms)
+        pairs = ref_tree.query(shapely.points(lons, lats), predicate="intersects")
+        ref = {}
+        for i, g in zip(pairs[0].tolist(), pairs[1].tolist()):
+            ref[i] = min(ref.get(i, "99"), ref_codes[g])
+        differ = [(i, ref[i]) for i in range(n) if i in ref and got[i].province_code and got[i].province_code != ref[i]]
+        hit = sum(code in got[i].neighbours for i, code in differ)
+        both = sum(1 for i in range(n) if i in ref and got[i].province_code)
+        res.update(against_points=both, against_differ=len(differ), against_offered=hit)
+        print(f"against {Path(against).name}: {both:,} border points in both sets, they differ on {len(differ):,} "
+              f"({pct(len(differ), both)}); its province is offered for {hit:,} of them ({pct(hit, len(differ))})")
     print(f"points within {NEIGHBOUR_RADIUS_M / 1000:.0f} km of a province border (source): {near_border:,}")
     print(f"  shipped data puts {wrong:,} in another province ({pct(wrong, near_border)}); "
           f"the right one is offered for {offered:,} of them ({pct(offered, wrong)})")
@@ -246,10 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--measure", action="store_true", help="compare the shipped file with the source")
     ap.add_argument("-n", type=int, default=20_000, help="points for --measure")
+    ap.add_argument("--against", type=Path, help="with --measure: another province set (GeoJSON, property code)")
     args = ap.parse_args(argv)
     src = find_source(args.zip)
     if args.measure:
-        measure(src, args.n)
+        measure(src, args.n, against=args.against)
         return 0
     t0 = time.perf_counter()
     arrays, outlines, notes = build(src)
