@@ -352,7 +352,11 @@ def read_coordinates(text: str) -> Reading | None:
         return Reading(link[0], link[1])
     labelled = _from_labels(normalised)
     if labelled is not None:
-        return Reading(*labelled)
+        return Reading(*labelled, problem=_bad(*labelled))
+    lat_m, lon_m = _LAT_LABELLED.search(normalised), _LON_LABELLED.search(normalised)
+    if lat_m and lon_m:  # labelled, but not a position
+        lat, lon = _labelled_value(lat_m), _labelled_value(lon_m)
+        return Reading(lat, lon, problem=_bad(lat, lon) or "out_of_range")
     free = _from_free_text(normalised)
     if free is not None:
         lat, lon = free

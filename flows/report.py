@@ -213,6 +213,10 @@ def place(
     """Puts a point in the draft once the map data says it is in Thailand; a point in the sea
     near Thailand waits for the volunteer's confirmation. ``other``: the same numbers in the other
     order, used when only that order lands in Thailand (said so in the reply)."""
+    if lat == 0.0 and lon == 0.0:
+        return draft, [_say(conv, "err.coords_zero")]  # a phone without a fix
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        return draft, [_say(conv, "err.coords_out_of_range")]
     found = ctx.locate(lat, lon)
     if not found.inside and other is not None:
         alt = ctx.locate(*other)

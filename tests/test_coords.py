@@ -130,6 +130,8 @@ READINGS: list[tuple[str, Reading | None]] = [
     ("95.5, 100.5", Reading(95.5, 100.5, problem="out_of_range")),
     ("13.75, 190.5", Reading(13.75, 190.5, problem="out_of_range")),
     ("https://www.google.com/maps?q=95.0,100.0", Reading(95.0, 100.0, problem="out_of_range")),
+    ("lat 95 lon 100", Reading(95.0, 100.0, problem="out_of_range")),
+    ("ละติจูด 13.75 ลองจิจูด 100.50", Reading(13.75, 100.5)),
     # a whole message of two integers is meant as coordinates
     ("13, 100", Reading(13.0, 100.0)),
     # not coordinates at all

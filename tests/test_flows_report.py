@@ -93,7 +93,7 @@ TABLE = [
     ("a map link", drafting("location", photos=("k1",)), text("https://maps.google.com/?q=12.93,100.87"), "who", ["location.got", "ask.who"]),
     ("landmark without GPS", drafting("location", photos=("k1",)), text("หน้าตลาดหนองมน ชลบุรี"), "who", ["location.landmark", "location.landmark_place", "ask.who"]),
     ("outside Thailand refused", drafting("location", photos=("k1",)), loc(35.0, 139.0), "location", ["err.outside_thailand", "ask.location"]),
-    ("0,0 refused", drafting("location", photos=("k1",)), loc(0.0, 0.0), "location", ["err.outside_thailand", "ask.location"]),
+    ("0,0 refused", drafting("location", photos=("k1",)), loc(0.0, 0.0), "location", ["err.coords_zero", "ask.location"]),
     ("not an image", drafting("photo"), photo(None, "not_image"), "photo", ["err.photo_not_image", "ask.photo"]),
     ("too large", drafting("photo"), photo(None, "too_large"), "photo", ["err.photo_too_large", "ask.photo"]),
     ("a second photo while the location is asked: acknowledged only", drafting("location", photos=("a",)), photo("b"), "location", ["photo.got"]),
