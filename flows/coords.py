@@ -321,6 +321,7 @@ class Reading:
     swapped: bool = False
     other: tuple[float, float] | None = None
     problem: str | None = None
+    loose: bool = False  # only whole numbers ("0,0", "91, 181"): coordinates where a place is asked
 
 
 # The whole message is two numbers (integers allowed) separated by a comma: meant as coordinates.
@@ -376,12 +377,13 @@ def read_coordinates(text: str) -> Reading | None:
         m = _decimal_pair(normalised)
     if m is not None:
         a, b = float(m.group(1)), float(m.group(2))
+        loose = "." not in m.group(1) and "." not in m.group(2)
         problem = _bad(a, b)
         if problem and _bad(b, a):
-            return Reading(a, b, problem=problem)
+            return Reading(a, b, problem=problem, loose=loose)
         if problem:  # only the other order is a position: longitude first
-            return Reading(b, a, swapped=True)
-        return Reading(a, b, other=(b, a) if _valid(b, a) and a != b else None)
+            return Reading(b, a, swapped=True, loose=loose)
+        return Reading(a, b, other=(b, a) if _valid(b, a) and a != b else None, loose=loose)
     return None
 
 

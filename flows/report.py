@@ -274,7 +274,8 @@ def _code_place(ctx: Ctx, code: str) -> Located:
 
 
 def _is_location_text(text: str) -> bool:
-    return read_coordinates(text) is not None or short_map_link(text) is not None
+    reading = read_coordinates(text)
+    return (reading is not None and not reading.loose) or short_map_link(text) is not None
 
 
 MAX_PLACE_CHOICES = 6
@@ -316,6 +317,8 @@ def on_text(conv: Conversation, draft: Draft, text: str, ctx: Ctx) -> tuple[Draf
     if not text:
         return draft, [_say(conv, "err.empty")]
     reading = read_coordinates(text)
+    if reading is not None and reading.loose and conv.step != "location":
+        reading = None  # "3, 5" answering how many is not a position
     if reading is not None and reading.problem:
         return draft, [_say(conv, f"err.coords_{reading.problem}")]
     if reading is not None:

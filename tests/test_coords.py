@@ -124,16 +124,16 @@ READINGS: list[tuple[str, Reading | None]] = [
     # both orders are positions: the other one is offered to the caller
     ("13.75, 45.5", Reading(13.75, 45.5, other=(45.5, 13.75))),
     # impossible: a problem, never a landmark
-    ("0,0", Reading(0.0, 0.0, problem="zero")),
+    ("0,0", Reading(0.0, 0.0, problem="zero", loose=True)),
     ("0.0, 0.0", Reading(0.0, 0.0, problem="zero")),
-    ("91, 181", Reading(91.0, 181.0, problem="out_of_range")),
+    ("91, 181", Reading(91.0, 181.0, problem="out_of_range", loose=True)),
     ("95.5, 100.5", Reading(95.5, 100.5, problem="out_of_range")),
     ("13.75, 190.5", Reading(13.75, 190.5, problem="out_of_range")),
     ("https://www.google.com/maps?q=95.0,100.0", Reading(95.0, 100.0, problem="out_of_range")),
     ("lat 95 lon 100", Reading(95.0, 100.0, problem="out_of_range")),
     ("ละติจูด 13.75 ลองจิจูด 100.50", Reading(13.75, 100.5)),
     # a whole message of two integers is meant as coordinates
-    ("13, 100", Reading(13.0, 100.0)),
+    ("13, 100", Reading(13.0, 100.0, other=None, loose=True)),
     # not coordinates at all
     ("โทร 081-234-5678", None),
     ("13 100", None),

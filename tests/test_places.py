@@ -194,6 +194,14 @@ def test_typed_places(ctx, typed, want_keys, province, sub, team):
         assert d.landmark is None and new.step == "location"  # never a landmark
 
 
+def test_whole_numbers_are_coordinates_only_where_a_place_is_asked(ctx):
+    conv = replace(CONSENTED, step="count", draft=Draft(photos=("k1",), landmark="x", who=("homeless",), who_done=True))
+    new, actions = step(conv, text("3, 5"), ctx)
+    assert new.draft.count == "6+" and not any(k.startswith("err.") for k in keys(actions))
+    new, actions = step(AT_LOCATION, text("3, 5"), ctx)
+    assert keys(actions)[0] == "err.outside_thailand"
+
+
 def test_the_sea_point_is_used_once_confirmed(ctx):
     new, actions = step(AT_LOCATION, text("12.5, 100.95"), ctx)
     assert "sea:yes" in buttons(actions) and new.draft.pending is not None
