@@ -52,6 +52,7 @@ DEFAULT_SOURCES = [
 DEFAULT_OUT = REPO / "storage" / "data" / "th_admin.npz"
 OUTLINES_NAME = "th_provinces.geojson"  # the sandbox's offline map (drawing only, not lookups)
 OUTLINE_TOLERANCE = 0.002  # degrees (about 200 m): enough for a drawing
+OUTLINE_COAST_PAD = 0.003  # degrees the drawing's outer edge is pushed out (about 300 m)
 GRID = 1e-5
 SCALE = 100_000  # grid units per degree
 ATTRIBUTION = (
@@ -145,15 +146,25 @@ def build(zip_path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
 
 
 def _outlines(geoms: list, codes: np.ndarray, names: dict) -> dict:
-    """The 77 provinces' outlines, simplified, as GeoJSON (properties code, name_th, name_en)."""
+    """The 77 provinces' outlines, simplified, as GeoJSON (properties code, name_th, name_en).
+
+    For a drawing only. The outer edge (coast, land borders) is pushed out by OUTLINE_COAST_PAD so
+    that a pin on the beach is not shown in the sea after simplification; the borders between
+    provinces stay where they are."""
     feats = []
     prov = np.array([f"{c:06d}"[:2] for c in codes.tolist()])
+    unions = {}
     for pc in sorted(set(prov.tolist())):
         union = shapely.union_all([g for g, p in zip(geoms, prov) if p == pc], grid_size=GRID)
         # slivers between subdistricts of the simplified source would show as holes: drop them
         shells = [shapely.Polygon(p.exterior) for p in shapely.get_parts(union) if p.geom_type == "Polygon"]
-        solid = shapely.MultiPolygon([p for p in shells if p.area > 1e-6])
-        simple = shapely.set_precision(solid.simplify(OUTLINE_TOLERANCE, preserve_topology=True), 1e-4)
+        unions[pc] = shapely.MultiPolygon([p for p in shells if p.area > 1e-6])
+    country = shapely.union_all(list(unions.values()), grid_size=GRID)
+    for pc, solid in unions.items():
+        padded = shapely.buffer(solid, OUTLINE_COAST_PAD, quad_segs=2)
+        others = shapely.difference(country, shapely.buffer(solid, GRID))
+        grown = shapely.union(solid, shapely.difference(padded, shapely.buffer(others, OUTLINE_COAST_PAD)))
+        simple = shapely.set_precision(grown.simplify(OUTLINE_TOLERANCE, preserve_topology=True), 1e-4)
         th, en = names["p"][pc]
         feats.append({"type": "Feature", "properties": {"code": pc, "name_th": th, "name_en": en},
                       "geometry": shapely.geometry.mapping(simple)})
