@@ -24,9 +24,13 @@ Usage (from the repository root)::
     .venv/bin/pip install -e '.[tools]'
     .venv/bin/python tools/extract_boundaries.py [ZIP] [--out storage/data/th_admin.npz]
     .venv/bin/python tools/extract_boundaries.py --measure [ZIP]   # shipped vs source accuracy
+    git show eb87b93:storage/data/th_provinces.geojson > /tmp/ne.geojson   # Natural Earth, as before
+    .venv/bin/python tools/extract_boundaries.py --measure --against /tmp/ne.geojson
 
 ``--measure`` compares the shipped file with the source at full resolution on seeded random
-points (see ``measure`` below) and prints the figures quoted in README.md.
+points (see ``measure`` below) and prints the figures quoted in README.md; ``--against`` also
+takes another province set as the truth on the same border points and says how often the one-tap
+switch offers its province where the two differ.
 """
 
 from __future__ import annotations
