@@ -22,11 +22,12 @@ import re
 import unicodedata
 from collections.abc import Mapping
 
-# Common short forms and names of towns that are not an administrative unit -> code.
-ALIASES: dict[str, str] = {
+# Common short forms and names of towns that are not an administrative unit -> code(s).
+ALIASES: dict[str, str | tuple[str, ...]] = {
     "กรุงเทพฯ": "10", "กรุงเทพ": "10", "กทม.": "10", "กทม": "10", "bangkok": "10", "bkk": "10",
     "krung thep": "10",
-    "พัทยา": "2004", "pattaya": "2004",  # Pattaya City lies in Bang Lamung district
+    # Pattaya City is tambon Nong Prue and tambon Na Kluea of Bang Lamung
+    "พัทยา": ("200402", "200408"), "pattaya": ("200402", "200408"),
     "โคราช": "30", "korat": "30", "khorat": "30",
     "อยุธยา": "14", "ayutthaya": "14", "ayuthaya": "14",
     "นครศรีฯ": "80", "นครศรี": "80",
@@ -56,7 +57,7 @@ def _squash(text: str) -> list[str]:
 
 
 class Gazetteer:
-    def __init__(self, names: Mapping[str, tuple[str, str]], aliases: Mapping[str, str] | None = None,
+    def __init__(self, names: Mapping[str, tuple[str, str]], aliases: Mapping[str, str | tuple[str, ...]] | None = None,
                  other_names: Mapping[str, tuple[str, str]] | None = None):
         """``other_names``: more spellings of the same codes (code -> (th, en), "" for none)."""
         self.names = dict(names)
@@ -71,11 +72,12 @@ class Gazetteer:
             for form in self._thai_forms(th):
                 self._th.setdefault(form, set()).add(code)
             self._add_en(en, code)
-        for alias, code in (ALIASES if aliases is None else aliases).items():
-            if not any(ord(ch) > 0x0E00 for ch in alias):
-                self._add_en(alias, code)
-            else:
-                self._th.setdefault(alias, set()).add(code)
+        for alias, alias_codes in (ALIASES if aliases is None else aliases).items():
+            for code in (alias_codes,) if isinstance(alias_codes, str) else alias_codes:
+                if not any(ord(ch) > 0x0E00 for ch in alias):
+                    self._add_en(alias, code)
+                else:
+                    self._th.setdefault(alias, set()).add(code)
 
     @staticmethod
     def _thai_forms(th: str) -> list[str]:

@@ -252,7 +252,7 @@ def _name(ctx: Ctx, code: str, lang: str) -> str:
 
 
 def _area(found, lang: str, ctx: Ctx) -> Msg | str:
-    """"ต.หนองปรือ อ.บางละมุง " before a province's name, or nothing."""
+    """" (อ.บางละมุง ต.หนองปรือ)" after a province's name, or nothing."""
     sub, dist = found.subdistrict_code, found.district_code
     if not dist:
         return ""
@@ -281,6 +281,18 @@ def _is_location_text(text: str) -> bool:
 MAX_PLACE_CHOICES = 6
 
 
+def _one_team(ctx: Ctx, codes: list[str]) -> Located | None:
+    """Several places that one team serves (พัทยา: two subdistricts of Pattaya City): their
+    common district or province, with that team; None when they differ."""
+    if len(codes) < 2 or len(codes) > MAX_PLACE_CHOICES:
+        return None
+    teams = {_code_place(ctx, c).team for c in codes}
+    common = next((n for n in (4, 2) if len({c[:n] for c in codes}) == 1 and all(len(c) >= n for c in codes)), 0)
+    if len(teams) != 1 or None in teams or not common:
+        return None
+    return replace(_code_place(ctx, codes[0][:common]), team=teams.pop())
+
+
 def landmark(conv: Conversation, draft: Draft, text: str, ctx: Ctx) -> tuple[Draft, list[Action]]:
     """A typed landmark: routed by the most specific place name in it; a shared name is offered
     as a choice, not guessed."""
@@ -294,8 +306,8 @@ def landmark(conv: Conversation, draft: Draft, text: str, ctx: Ctx) -> tuple[Dra
         neighbours=(), district_code=None, subdistrict_code=None, team=None, team_chosen=False,
         near_teams=(), place_choices=(), pending=None,
     )
-    if len(codes) == 1:
-        found = _code_place(ctx, codes[0])
+    found = _code_place(ctx, codes[0]) if len(codes) == 1 else _one_team(ctx, codes)
+    if found is not None:
         draft = _located(draft, found)
         got = Msg("location.landmark_place", {"place": _place_label(found, conv.lang, ctx)})
         return draft, [Reply((Msg("location.landmark"), got))]

@@ -179,6 +179,8 @@ TYPED = [
     ("ตลาดนาเกลือ พัทยา", ["location.landmark", "location.landmark_place", "ask.who"], "20", "200408", "pattaya-city"),
     ("หน้าเซเว่น ซอยสุขุมวิท 11 เขตวัฒนา กรุงเทพฯ", ["location.landmark", "location.landmark_place", "ask.who"], "10", None, "pcdp-10"),
     ("หนองปรือ", ["location.landmark", "location.choose", "ask.who"], None, None, None),
+    # two subdistricts, one team: no choice needed, the common district is kept
+    ("Pattaya Walking Street", ["location.landmark", "location.landmark_place", "ask.who"], "20", None, "pattaya-city"),
     ("ตลาดหนองบัว", ["location.landmark", "location.many", "ask.who"], None, None, None),
     ("ใต้สะพานลอย", ["location.landmark", "ask.who"], None, None, None),
 ]
