@@ -6,9 +6,13 @@ specific places the text is consistent with:
 
 * every name found in the text is a *match* (Thai: as a substring, since Thai has no spaces
   between words; English: as whole words, case, spaces and hyphens ignored, so "Chonburi" is
-  "Chon Buri"); a match inside a longer match is dropped ("วัฒนา" inside "วัฒนานคร");
-* short or common Thai names ("ดอน", "ตลาด", "ในเมือง", …) count only after a marker such as
-  ต./ตำบล/แขวง/อ./อำเภอ/เขต/จ./จังหวัด;
+  "Chon Buri"); a match inside a longer match is dropped ("วัฒนา" inside "วัฒนานคร"), and so are
+  two district/subdistrict names that cross each other ("หัวลำ" and "ลำโพ" in "หัวลำโพง");
+* a district or subdistrict name cannot end inside a syllable ("สถาน" in "สถานี") nor start after
+  a leading vowel; short (under 4 letters, marks not counted) or everyday names ("ดอน", "ตลาด",
+  "แหลม", "เมือง" for the capital district, …) count only after a marker such as
+  ต./ตำบล/แขวง/อ./อำเภอ/เขต/จ./จังหวัด; province names and short forms always count, and a
+  province's name means the province even where a subdistrict elsewhere has it too ("ขอนแก่น");
 * each matched place scores the number of matches that name it or one of its parents; the places
   with the best score win. "ตลาดนาเกลือ พัทยา": Na Kluea is a
   subdistrict in three provinces, but only the one in Bang Lamung (Pattaya) fits both names.
@@ -41,9 +45,14 @@ ALIASES: dict[str, str | tuple[str, ...]] = {
 COMMON_WORDS = frozenset({
     "ตลาด", "ในเมือง", "ท่าเรือ", "สะพาน", "บ้านใหม่", "ปากน้ำ", "บ้านนา", "บ้านกลาง", "เวียง",
     "หัวเวียง", "ในเวียง", "เมืองเก่า", "นาดี", "ทุ่งนา", "บ้านเก่า", "วัดใหม่", "ห้วย", "บ้านบ่อ",
-    "กลางเวียง", "โรงเรียน", "วังใหม่", "สวนหลวง", "ท่าช้าง", "บางรัก", "คลอง",
+    "กลางเวียง", "โรงเรียน", "วังใหม่", "สวนหลวง", "ท่าช้าง", "บางรัก", "คลอง", "แหลม", "ท่าเรือ",
+    "สถานี", "ชายทะเล", "หน้าเมือง", "เมือง",
 })
-MIN_THAI = 4  # shorter Thai names count only after a marker
+MIN_THAI = 4  # Thai district/subdistrict names of fewer letters (marks not counted) need a marker
+# Marks and vowels written after the consonant they belong to: a name cannot end right before one
+# (it would end inside a syllable: "สถาน" in "สถานี"); leading vowels cannot precede a name.
+_TH_FOLLOWING = set("ะัาำิีึืฺุู็่้๊๋์ํๅ")
+_TH_LEADING = set("เแโใไ")
 MIN_ENGLISH = 4
 MARKERS_TH = ("ตำบล", "ต.", "แขวง", "อำเภอ", "อ.", "เขต", "จังหวัด", "จ.")
 _MARKERS_EN = ("tambon", "amphoe", "khet", "khwaeng", "district", "subdistrict", "province", "changwat")
@@ -61,12 +70,18 @@ class Gazetteer:
                  other_names: Mapping[str, tuple[str, str]] | None = None):
         """``other_names``: more spellings of the same codes (code -> (th, en), "" for none)."""
         self.names = dict(names)
+        self._strong: set[str] = set()  # province names and aliases: no length or syllable rule
         self._th: dict[str, set[str]] = {}
         self._en: dict[str, set[str]] = {}
         self._en_max_words = 1
         for code, (th, en) in self.names.items():
             for form in self._thai_forms(th):
                 self._th.setdefault(form, set()).add(code)
+                if len(code) == 2:
+                    self._strong.add(form)
+            if len(code) == 4 and code.endswith("01") and th.startswith("เมือง"):
+                # the capital district is written "อ.เมือง" without the province's name
+                self._th.setdefault("เมือง", set()).add(code)
             self._add_en(en, code)
         for code, (th, en) in (other_names or {}).items():
             for form in self._thai_forms(th):
@@ -78,6 +93,7 @@ class Gazetteer:
                     self._add_en(alias, code)
                 else:
                     self._th.setdefault(alias, set()).add(code)
+                    self._strong.add(alias)
 
     @staticmethod
     def _thai_forms(th: str) -> list[str]:
@@ -100,6 +116,14 @@ class Gazetteer:
 
     # ------------------------------------------------------------------ matching
 
+    @staticmethod
+    def _province_first(codes: set[str]) -> frozenset[str]:
+        """A province's name also borne by a subdistrict elsewhere ("ขอนแก่น") means the province."""
+        provinces = {c for c in codes if len(c) == 2}
+        if not provinces:
+            return frozenset(codes)
+        return frozenset(c for c in codes if c[:2] in provinces)
+
     def _matches(self, text: str) -> list[tuple[tuple[str, int, int], frozenset[str]]]:
         found: list[tuple[tuple[str, int, int], frozenset[str]]] = []
         t = unicodedata.normalize("NFC", text)
@@ -107,7 +131,7 @@ class Gazetteer:
             start = t.find(name)
             while start >= 0:
                 if self._thai_ok(t, name, start):
-                    found.append((("th", start, start + len(name)), frozenset(codes)))
+                    found.append((("th", start, start + len(name)), self._province_first(codes)))
                 start = t.find(name, start + 1)
         words = _squash(text)
         for i in range(len(words)):
@@ -121,19 +145,35 @@ class Gazetteer:
                 marked = i > 0 and words[i - 1] in _MARKERS_EN
                 if len(key) < MIN_ENGLISH and not marked and key not in ("bkk",):
                     continue
-                found.append((("en", i, i + n), frozenset(codes)))
-        # drop a match lying inside a longer one of the same script
+                found.append((("en", i, i + n), self._province_first(codes)))
+        # drop a match lying inside a longer one of the same script, then two Thai names that
+        # overlap without one holding the other ("หัวลำ" and "ลำโพ" in "หัวลำโพง": a word neither is)
         keep = []
         for span, codes in found:
             kind, a, b = span
             inner = any(k == kind and x <= a and b <= y and (x, y) != (a, b) for (k, x, y), _ in found)
             if not inner:
                 keep.append((span, codes))
-        return keep
+        out = []
+        for span, codes in keep:
+            kind, a, b = span
+            crossed = kind == "th" and t[a:b] not in self._strong and any(
+                k == kind and (x < a < y < b or a < x < b < y) and t[x:y] not in self._strong for (k, x, y), _ in keep
+            )
+            if not crossed:
+                out.append((span, codes))
+        return out
 
-    @staticmethod
-    def _thai_ok(text: str, name: str, start: int) -> bool:
-        if len(name) >= MIN_THAI and name not in COMMON_WORDS:
+    def _thai_ok(self, text: str, name: str, start: int) -> bool:
+        end = start + len(name)
+        if name in self._strong:
+            return True
+        if end < len(text) and text[end] in _TH_FOLLOWING:
+            return False  # the name would end inside a syllable
+        if start > 0 and text[start - 1] in _TH_LEADING:
+            return False
+        letters = sum(1 for ch in name if unicodedata.category(ch) != "Mn")
+        if letters >= MIN_THAI and name not in COMMON_WORDS:
             return True
         before = text[:start].rstrip()
         return before.endswith(MARKERS_TH)

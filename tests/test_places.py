@@ -132,8 +132,25 @@ def test_landmarks_by_the_most_specific_place_name(gaz, text, codes):
 
 
 def test_a_name_inside_a_longer_one_does_not_count(gaz):
-    found = gaz.find("หน้าบ้านดอนเมือง")  # Don Mueang (a district in Bangkok, subdistricts elsewhere)
-    assert "1036" in found and not {"301407", "940404"} & set(found)  # not the subdistricts "ดอน"
+    assert gaz.find("ตลาดวัฒนานคร") == ["2705"]  # Watthana Nakhon (Sa Kaeo), not Watthana (Bangkok)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "สถานีรถไฟหัวลำโพง",  # "สถาน" would end inside "สถานี"; "หัวลำ" and "ลำโพ" cross each other
+        "ท่าเรือแหลมบาลีฮาย",  # "แหลม" (a cape) is an everyday word
+        "อนุสาวรีย์ชัยสมรภูมิ",  # "ภูมิ" is too short to count without a marker
+    ],
+)
+def test_fragments_of_words_are_not_places(gaz, text):
+    found = gaz.find(text)
+    assert not any(len(c) == 6 and c[:2] not in ("10",) for c in found), found
+
+
+def test_the_capital_district_and_a_province_name_shared_by_a_subdistrict(gaz):
+    assert gaz.find("ใต้สะพานลอยหน้าโลตัส อ.เมือง ขอนแก่น") == ["4001"]
+    assert gaz.find("ขอนแก่น") == ["40"]  # the province, not tambon Khon Kaen in Roi Et
 
 
 def test_a_shared_name_is_offered_as_a_choice(gaz):
