@@ -259,10 +259,20 @@ def measure(zip_path: Path, n: int = 20_000, seed: int = 11, against: Path | Non
             ref[i] = min(ref.get(i, "99"), ref_codes[g])
         differ = [(i, ref[i]) for i in range(n) if i in ref and got[i].province_code and got[i].province_code != ref[i]]
         hit = sum(code in got[i].neighbours for i, code in differ)
+        # what the volunteer sees: the summary's one-tap buttons (the first MAX_SWITCH other teams),
+        # with the example teams (one centre per province)
+        from bot.places import PlaceRouter
+        from bot.teams import EXAMPLE, read_teams
+        from flows.questions import MAX_SWITCH
+
+        router = PlaceRouter(b, read_teams(EXAMPLE))
+        tapped = sum(f"pcdp-{code}" in router.locate(lats[i], lons[i]).near_teams[:MAX_SWITCH] for i, code in differ)
+        res.update(against_buttons=tapped)
         both = sum(1 for i in range(n) if i in ref and got[i].province_code)
         res.update(against_points=both, against_differ=len(differ), against_offered=hit)
         print(f"against {Path(against).name}: {both:,} border points in both sets, they differ on {len(differ):,} "
-              f"({pct(len(differ), both)}); its province is offered for {hit:,} of them ({pct(hit, len(differ))})")
+              f"({pct(len(differ), both)}); its province is offered for {hit:,} of them ({pct(hit, len(differ))}); "
+              f"its centre is on the summary's buttons for {tapped:,} ({pct(tapped, len(differ))})")
     print(f"points within {NEIGHBOUR_RADIUS_M / 1000:.0f} km of a province border (source): {near_border:,}")
     print(f"  shipped data puts {wrong:,} in another province ({pct(wrong, near_border)}); "
           f"the right one is offered for {offered:,} of them ({pct(offered, wrong)})")
