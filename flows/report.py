@@ -266,6 +266,15 @@ def _place_label(found, lang: str, ctx: Ctx) -> Msg:
     return Msg("place.label", {"area": _area(found, lang, ctx), "province": ctx.province_name(found.province_code, lang)})
 
 
+def _choice_label(found: Located, lang: str, ctx: Ctx) -> Msg:
+    """A short button label, largest unit last ("อ.บางละมุง จ.ชลบุรี"): LINE cuts labels at 20."""
+    province = ctx.province_name(found.province_code, lang)
+    if not found.district_code:
+        return Msg("btn.place_province", {"province": province})
+    key = "btn.place_bkk" if found.district_code.startswith("10") else "btn.place_district"
+    return Msg(key, {"district": _name(ctx, found.district_code, lang), "province": province})
+
+
 def _code_place(ctx: Ctx, code: str) -> Located:
     fn = getattr(ctx, "place_of", None)
     if fn is not None:
@@ -318,7 +327,7 @@ def landmark(conv: Conversation, draft: Draft, text: str, ctx: Ctx) -> tuple[Dra
         return draft, [Reply((Msg("location.landmark"), Msg("location.many", {"n": len(codes)})))]
     draft = replace(draft, place_choices=tuple(codes))
     rows = tuple(
-        (Button(_place_label(_code_place(ctx, c), conv.lang, ctx), f"place:{c}"),) for c in codes
+        (Button(_choice_label(_code_place(ctx, c), conv.lang, ctx), f"place:{c}"),) for c in codes
     ) + ((Button(Msg("btn.place_none"), "place:none"),),)
     return draft, [Reply((Msg("location.landmark"), Msg("location.choose")), rows)]
 
