@@ -116,7 +116,7 @@ def teams_list() -> None:
         return rows
 
     for t, chats in _run(go):
-        area = " +area" if t.area else ""
+        area = (" +area" if t.area else "") + (f" +areas:{','.join(t.area_codes)}" if t.area_codes else "")
         fallback = " (fallback)" if t.fallback else ""
         typer.echo(f"{t.code:28} {t.kind:18} {','.join(t.provinces or []):10}{area}{fallback}  chats={chats}  {t.name_th}")
 
@@ -185,25 +185,43 @@ def locate(
         with open(csv_file, newline="", encoding="utf-8") as src:
             sink = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
             try:
-                n = locator.locate_csv(src, sink)
+                n, bad = locator.locate_csv(src, sink)
             finally:
                 if out:
                     sink.close()
-        if out:
-            typer.echo(f"{n} rows written to {out}", err=True)
+        where = f" to {out}" if out else ""
+        typer.echo(f"{n} rows written{where}; {bad} could not be read (see the error column)", err=True)
         return
     if lat is None or lon is None:
         typer.echo("error: give LAT LON, or --csv FILE", err=True)
         raise typer.Exit(2)
     r = locator.locate(lat, lon)
-    if r["province_code"] is None:
+    if r["error"]:
+        typer.echo(f"{lat}, {lon}: {r['error']}", err=True)
+        raise typer.Exit(2)
+    if r["sea"]:
+        typer.echo(
+            f"{lat}, {lon}: in the sea, {r['distance_m'] / 1000:.1f} km from {r['subdistrict_name_th']} "
+            f"({r['subdistrict_name_en']}), {r['district_name_en']}, {r['province_name_en']}: no team until confirmed"
+        )
+        raise typer.Exit(1)
+    if not r["inside"]:
         typer.echo(f"{lat}, {lon}: outside Thailand (no province, no team)")
         raise typer.Exit(1)
-    typer.echo(
-        f"province: {r['province_code']} {r['province_name_th']} ({r['province_name_en']})\n"
-        f"district: {r['district_code'] or 'unknown'}\n"
-        f"team: {r['team']}" + (f"\nnear the border with: {', '.join(r['neighbours'])}" if r["neighbours"] else "")
-    )
+    lines = [
+        f"province: {r['province_code']} {r['province_name_th']} ({r['province_name_en']})",
+        f"district: {r['district_code']} {r['district_name_th']} ({r['district_name_en']})",
+        f"subdistrict: {r['subdistrict_code']} {r['subdistrict_name_th']} ({r['subdistrict_name_en']})",
+        f"team: {r['team']}",
+    ]
+    if r["snapped"]:
+        lines.append(f"(off the coast line: {r['distance_m']:.0f} m from the nearest subdistrict)")
+    if r["neighbours"]:
+        names = ", ".join(f"{c} {n[1] if n else c}" for c, n in zip(r["neighbours"], r["neighbour_names"]))
+        lines.append(f"near the border with: {names}")
+    if r["near_teams"]:
+        lines.append("one tap to: " + ", ".join(f"{c} ({n})" for c, n in zip(r["near_teams"], r["near_team_names"])))
+    typer.echo("\n".join(lines))
 
 
 from bot.telegram_cli import telegram_app; app.add_typer(telegram_app, name="telegram")  # noqa: E402,E702

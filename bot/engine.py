@@ -16,6 +16,7 @@ from typing import Awaitable, Callable
 
 import structlog
 
+from bot.maplinks import MapLinkResolver
 from bot.inbox import MAX_ATTEMPTS, Inbox  # noqa: F401  (MAX_ATTEMPTS: part of the interface)
 from handlers.base import ReplyToken
 from bot.reports import FlowContext, Reports
@@ -66,7 +67,8 @@ class Engine:
         self.default_lang = default_lang
         self.reports = Reports(self.boundaries, clock)
         self.desk = StaffDesk(db, self.reports, clock, default_lang)
-        self.inbox = Inbox(db, clock, self.dispatch, self.fetch_media, self._give_up)
+        self.map_links: MapLinkResolver | None = MapLinkResolver()  # short map links in typed text
+        self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up)
 
     # ------------------------------------------------------------ the inbox's interface
 
@@ -98,6 +100,14 @@ class Engine:
     async def _give_up(self, s, ev: InboundEvent) -> None:
         a = ev.address
         await self.reports.send(s, a.platform, a.chat_id, Reply((Msg("err.internal"),)), self._lang_hint(ev))
+
+    async def prepare(self, ev: InboundEvent) -> InboundEvent:
+        """What an event needs from the network, outside any transaction: its media fetched and
+        stored, a short map link followed (the same object back when nothing was needed)."""
+        ev = await self.fetch_media(ev)
+        if self.map_links is not None:
+            ev = await self.map_links.expand(ev)
+        return ev
 
     async def fetch_media(self, ev: InboundEvent) -> InboundEvent:
         """Fetches a platform photo or voice note and stores it; the event then carries the stored
@@ -138,7 +148,7 @@ class Engine:
         old = reportflow.Conversation.from_dict(row.state)
         if row.state is None:
             old = replace(old, lang=self.default_lang)
-        ctx = FlowContext(now, self.boundaries)
+        ctx = await self.reports.flow_context(s, now)
         new, actions = reportflow.step(old, ev, ctx)
         wrote = False
         for action in actions:

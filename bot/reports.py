@@ -14,6 +14,7 @@ from typing import Callable
 import structlog
 
 from bot import metrics
+from bot.places import PlaceRouter
 from bot.render import render_card, render_reply
 from flows import cards as cardflow
 from flows import report as reportflow
@@ -36,7 +37,9 @@ def utcnow() -> datetime:
 
 def team_area(t: Team) -> routing.TeamArea:
     """What routing needs to know of a team row."""
-    return routing.TeamArea(t.code, tuple(t.provinces or ()), t.area is not None, t.fallback, t.parent_code)
+    return routing.TeamArea(
+        t.code, tuple(t.provinces or ()), t.area is not None, t.fallback, t.parent_code, tuple(getattr(t, "area_codes", None) or ())
+    )
 
 
 @dataclass
@@ -45,19 +48,36 @@ class FlowContext:
 
     now: datetime
     boundaries: Boundaries
+    places: PlaceRouter | None = None  # boundaries + teams; None: no teams known
+
+    def __post_init__(self) -> None:
+        if self.places is None:
+            self.places = PlaceRouter(self.boundaries, ())
 
     def locate(self, lat: float, lon: float) -> Located:
-        p = self.boundaries.locate(lat, lon)
-        return Located(p.inside, p.province_code, p.neighbours)
+        return self.places.locate(lat, lon)
 
     def province_in_text(self, text: str) -> str | None:
         return routing.province_in_text(text, self.boundaries.province_names())
 
     def province_name(self, code: str, lang: str) -> str:
-        names = self.boundaries.province_names().get(code)
-        if names is None:
-            return code
-        return names[0] if lang == "th" else names[1]
+        """A province's name (or a district's or subdistrict's, by a 4- or 6-digit code)."""
+        return self.places.place_name(code, lang)
+
+    def places_in_text(self, text: str) -> list[str]:
+        return self.places.places_in_text(text)
+
+    def place_of(self, code: str) -> Located:
+        return self.places.place_of(code)
+
+    def place_name(self, code: str, lang: str) -> str:
+        return self.places.place_name(code, lang)
+
+    def team_name(self, code: str, lang: str) -> str:
+        return self.places.team_name(code, lang)
+
+    def team_provinces(self, code: str) -> tuple[str, ...]:
+        return self.places.team_provinces(code)
 
 
 class Reports:
@@ -65,9 +85,22 @@ class Reports:
         self.boundaries = boundaries
         self.clock = clock
         self._teams_cache: tuple[datetime, list[Team], AreaIndex] | None = None
+        self._router: tuple[object, PlaceRouter] | None = None
 
     def context(self, now: datetime | None = None) -> FlowContext:
         return FlowContext(now or self.clock(), self.boundaries)
+
+    async def flow_context(self, s, now: datetime) -> FlowContext:
+        """The context with the teams known (places near a team's edge, team names)."""
+        return FlowContext(now, self.boundaries, await self.place_router(s))
+
+    async def place_router(self, s) -> PlaceRouter:
+        """Boundaries + the cached teams, for the flows (rebuilt with the teams cache)."""
+        await self.teams(s)
+        if self._router is None or self._router[0] is not self._teams_cache:
+            _, teams, index = self._teams_cache
+            self._router = (self._teams_cache, PlaceRouter(self.boundaries, teams, index))
+        return self._router[1]
 
     # ------------------------------------------------------------ teams
 
@@ -149,6 +182,8 @@ class Reports:
             lon=report.lon,
             landmark=report.landmark,
             province_code=report.province_code,
+            district_code=report.district_code,
+            subdistrict_code=report.subdistrict_code,
             photos=tuple(report.photos or ()),
             voice=report.voice,
             law_track=report.law_track,
@@ -171,7 +206,9 @@ class Reports:
         teams = await self.teams(s)
         hits = (await self.area_index(s)).hits(draft.lat, draft.lon) if draft.lat is not None else []
         areas = [team_area(t) for t in teams]
-        code = routing.choose_team(areas, draft.province_code, hits)
+        code = routing.choose_team(areas, draft.province_code, hits, draft.district_code, draft.subdistrict_code)
+        if draft.team_chosen and any(t.code == draft.team for t in teams):
+            code = draft.team  # the volunteer's one-tap switch near an edge
         team = next((t for t in teams if t.code == code), None)
         if team is None:
             raise RuntimeError("no team to route to: import teams first (namjai teams import)")
@@ -200,6 +237,8 @@ class Reports:
             landmark=draft.landmark,
             location_to_confirm=draft.location_to_confirm,
             province_code=draft.province_code,
+            district_code=draft.district_code,
+            subdistrict_code=draft.subdistrict_code,
             photos=list(draft.photos),
             voice=draft.voice,
             law_track=reportflow.law_track(draft.who),

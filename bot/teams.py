@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import yaml
+from geothai import district as geo_district
 from geothai import province as geo_province
+from geothai import subdistrict as geo_subdistrict
 
 from storage import repo
 from storage.db import Database
@@ -42,6 +44,17 @@ def read_teams(path: str | Path) -> list[dict]:
         for p in provinces:
             if geo_province(p) is None:
                 raise TeamFileError(f"{where}: unknown province code {p}")
+        area_codes = []
+        for key, finder, digits in (("districts", geo_district, 4), ("subdistricts", geo_subdistrict, 6)):
+            for c in t.get(key) or []:
+                c = str(c)
+                if len(c) != digits or not c.isdigit() or finder(c) is None:
+                    raise TeamFileError(f"{where}: unknown {key[:-1]} code {c} (DOPA codes, see geothai)")
+                if provinces and c[:2] not in provinces:
+                    raise TeamFileError(f"{where}: {key[:-1]} {c} is not in the team's provinces {provinces}")
+                if c in area_codes:
+                    raise TeamFileError(f"{where}: {key[:-1]} {c} listed twice")
+                area_codes.append(c)
         area = t.get("area")
         if isinstance(area, str):
             area = json.loads((path.parent / area).read_text(encoding="utf-8"))
@@ -57,7 +70,7 @@ def read_teams(path: str | Path) -> list[dict]:
         out.append(
             dict(
                 code=t["code"], name_th=t["name_th"], name_en=t["name_en"], kind=t["kind"], provinces=provinces,
-                area=area, parent_code=t.get("parent"), fallback=bool(t.get("fallback")), active=True,
+                area_codes=area_codes or None, area=area, parent_code=t.get("parent"), fallback=bool(t.get("fallback")), active=True,
             )
         )
     if sum(1 for t in out if t["fallback"]) > 1:

@@ -38,6 +38,8 @@ class ReportView:
     lon: float | None = None
     landmark: str | None = None
     province_code: str | None = None
+    district_code: str | None = None
+    subdistrict_code: str | None = None
     photos: tuple[str, ...] = ()
     voice: str | None = None
     law_track: str = "destitution"
@@ -50,13 +52,26 @@ class ReportView:
     photos_purged: bool = False  # its photos were deleted by PDPA retention (reports.photos_purged_at)
 
 
-def facts(lat, lon, landmark, province: str | None, who, count, urgency, note, voice) -> list[Msg]:
-    """The lines that describe a sighting, the same on the volunteer's summary and on the card."""
+def area_names(district: str | None, subdistrict: str | None, name: Callable[[str], str]) -> Msg | None:
+    """The district and subdistrict as one line ("ต.หนองปรือ อ.บางละมุง"), or None."""
+    if not district:
+        return None
+    key = "sum.area_bkk" if district.startswith("10") else "sum.area"
+    if not subdistrict:
+        key += "_district"
+    return Msg(key, {"district": name(district), "subdistrict": name(subdistrict) if subdistrict else ""})
+
+
+def facts(lat, lon, landmark, province: str | None, who, count, urgency, note, voice, area: Msg | None = None) -> list[Msg]:
+    """The lines that describe a sighting, the same on the volunteer's summary and on the card.
+    `area`: the district and subdistrict line (see `area_names`)."""
     lines = []
     if lat is not None and lon is not None:
         lines.append(Msg("sum.location", {"lat": f"{lat:.5f}", "lon": f"{lon:.5f}"}))
     elif landmark:
         lines.append(Msg("sum.landmark", {"text": landmark}))
+    if area is not None:
+        lines.append(area)
     lines.append(Msg("sum.province", {"province": province}) if province else Msg("sum.province_unknown"))
     if who:
         lines.append(Msg("sum.who", {"who": [Msg(f"who.{w}") for w in who]}))
@@ -79,7 +94,8 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
         lines.append(Msg("card.outcome", {"outcome": Msg(f"outcome.{view.outcome}")}))
     lines.append(Msg("card.team", {"team": view.team_name}))
     province = province_name(view.province_code) if view.province_code else None
-    lines += facts(view.lat, view.lon, view.landmark, province, view.who, view.count, view.urgency, view.note, view.voice)
+    area = area_names(view.district_code, view.subdistrict_code, province_name)
+    lines += facts(view.lat, view.lon, view.landmark, province, view.who, view.count, view.urgency, view.note, view.voice, area=area)
     if view.photos_purged:
         lines.append(Msg("card.photo_deleted"))
     if view.landmark and view.lat is None:

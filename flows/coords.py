@@ -12,6 +12,12 @@ Supported inputs (see ``parse_coordinates``):
 * Thai digits (๐-๙) and full-width characters anywhere;
 * labelled values: ``lat 13.75 lon 100.50``, ``ละติจูด 13.75 ลองจิจูด 100.50``;
 * map links: Google Maps, Apple Maps, OpenStreetMap, Bing and ``geo:`` URIs.
+
+``read_coordinates`` tells more than ``parse_coordinates``: impossible values (out of range, or
+(0, 0)) are reported as such instead of being dropped, and a pair read longitude first is
+flagged (with the other order) so the caller can check which order lands in Thailand.
+``short_map_link`` finds a short map link (``maps.app.goo.gl``, ``goo.gl/maps``) that only the
+server can follow (see ``bot.maplinks``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import re
 import unicodedata
 from urllib.parse import unquote
 
-__all__ = ["parse_coordinates"]
+from dataclasses import dataclass
+
+__all__ = ["Reading", "SHORT_LINK_HOSTS", "parse_coordinates", "read_coordinates", "short_map_link"]
 
 # --------------------------------------------------------------------------- #
 # Normalisation
@@ -280,7 +288,7 @@ def parse_coordinates(text: str) -> tuple[float, float] | None:
        without letters the order is (lat, lon), swapped only when the first value is
        outside [-90, 90] and the second inside.
 
-    Out-of-range values are rejected.
+    Out-of-range values and (0, 0) are rejected (``read_coordinates`` says why).
     """
     if not text:
         return None
@@ -288,5 +296,128 @@ def parse_coordinates(text: str) -> tuple[float, float] | None:
     for stage in (_from_links, _from_labels, _from_free_text):
         result = stage(normalised)
         if result is not None:
-            return result
+            return None if result == (0.0, 0.0) else result
+    return None
+
+
+# --------------------------------------------------------------------------- #
+# Readings: what was typed, including impossible values
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Coordinates read from a message.
+
+    ``problem``: ``"out_of_range"`` (a latitude beyond 90 or a longitude beyond 180) or ``"zero"``
+    (0, 0: a phone with no fix); ``lat``/``lon`` are then what was typed. Otherwise ``lat``/``lon``
+    is the pair in the order the rules give, ``swapped`` tells that the text gave the longitude
+    first (the values were in the wrong order for a latitude), and ``other`` is the other order
+    when it is also a valid pair (an unlabelled pair: the caller picks the one in Thailand).
+    """
+
+    lat: float
+    lon: float
+    swapped: bool = False
+    other: tuple[float, float] | None = None
+    problem: str | None = None
+    loose: bool = False  # only whole numbers ("0,0", "91, 181"): coordinates where a place is asked
+
+
+# The whole message is two numbers (integers allowed) separated by a comma: meant as coordinates.
+_BARE_PAIR = re.compile(rf"\s*\(?\s*({_NUM})\s*,\s*({_NUM})\s*\)?\s*", re.ASCII)
+_ANY_PAIR = re.compile(rf"(?<![\w.])({_NUM})\s*[,;]\s*({_NUM})(?![\w.])", re.ASCII)
+_HEMI_LETTER = re.compile(r"\d\s*[°'\"]?\s*[NSEWnsew](?![A-Za-z])|(?<![A-Za-z])[NSEWnsew]\s*\d", re.ASCII)
+
+
+def _bad(lat: float, lon: float) -> str | None:
+    if lat == 0.0 and lon == 0.0:
+        return "zero"
+    if not _valid(lat, lon):
+        return "out_of_range"
+    return None
+
+
+def read_coordinates(text: str) -> Reading | None:
+    """What ``text`` says of a position, or ``None`` when it gives no coordinates.
+
+    A well-formed pair of decimal numbers (or a message that is only two comma-separated
+    numbers) that cannot be a position gives a ``Reading`` with its ``problem``, never ``None``,
+    so that it is not taken for a landmark.
+    """
+    if not text:
+        return None
+    normalised = _normalise(text)
+    link = _from_links(normalised)
+    if link is not None:
+        return Reading(link[0], link[1])
+    labelled = _from_labels(normalised)
+    if labelled is not None:
+        return Reading(*labelled, problem=_bad(*labelled))
+    lat_m, lon_m = _LAT_LABELLED.search(normalised), _LON_LABELLED.search(normalised)
+    if lat_m and lon_m:  # labelled, but not a position
+        lat, lon = _labelled_value(lat_m), _labelled_value(lon_m)
+        return Reading(lat, lon, problem=_bad(lat, lon) or "out_of_range")
+    free = _from_free_text(normalised)
+    if free is not None:
+        lat, lon = free
+        problem = _bad(lat, lon)
+        if problem:
+            return Reading(lat, lon, problem=problem)
+        raw = _first_raw_pair(normalised)
+        lettered = bool(_HEMI_LETTER.search(normalised))
+        swapped = (raw is not None and not lettered and raw == (lon, lat) and raw != (lat, lon))
+        other = None
+        if not lettered and raw is not None and not swapped and _valid(lon, lat) and lat != lon:
+            other = (lon, lat)
+        return Reading(lat, lon, swapped=swapped, other=other)
+    # Pairs the parser refuses: out of range, or (0, 0), typed as numbers.
+    m = _BARE_PAIR.fullmatch(normalised)
+    if m is None:
+        m = _decimal_pair(normalised)
+    if m is not None:
+        a, b = float(m.group(1)), float(m.group(2))
+        loose = "." not in m.group(1) and "." not in m.group(2)
+        problem = _bad(a, b)
+        if problem and _bad(b, a):
+            return Reading(a, b, problem=problem, loose=loose)
+        if problem:  # only the other order is a position: longitude first
+            return Reading(b, a, swapped=True, loose=loose)
+        return Reading(a, b, other=(b, a) if _valid(b, a) and a != b else None, loose=loose)
+    return None
+
+
+def _first_raw_pair(text: str) -> tuple[float, float] | None:
+    m = _ANY_PAIR.search(text)
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def _decimal_pair(text: str) -> re.Match[str] | None:
+    """Two decimal numbers side by side that the range rules rejected (e.g. ``95.5, 100.5``)."""
+    for m in _ANY_PAIR.finditer(text):
+        if "." in m.group(1) and "." in m.group(2):
+            return m
+    return None
+
+
+# --------------------------------------------------------------------------- #
+# Short map links
+# --------------------------------------------------------------------------- #
+
+# host -> path prefix that marks a map link ("" for every path)
+SHORT_LINK_HOSTS: dict[str, str] = {"maps.app.goo.gl": "", "goo.gl": "/maps"}
+_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+
+
+def short_map_link(text: str, hosts: dict[str, str] | None = None) -> str | None:
+    """The first short map link in ``text`` (``https://maps.app.goo.gl/…``, ``https://goo.gl/maps/…``)."""
+    hosts = SHORT_LINK_HOSTS if hosts is None else hosts
+    for m in _URL.finditer(text or ""):
+        url = m.group(0).rstrip(").,;!?")
+        rest = url.split("://", 1)[1]
+        host, _, path = rest.partition("/")
+        host = host.lower().split("@")[-1]
+        prefix = hosts.get(host)
+        if prefix is not None and ("/" + path).startswith(prefix or "/") and len(path.strip("/")) > len(prefix.strip("/")):
+            return url
     return None

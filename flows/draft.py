@@ -28,7 +28,13 @@ class Located:
 
     inside: bool
     province_code: str | None = None
-    neighbours: tuple[str, ...] = ()
+    neighbours: tuple[str, ...] = ()  # other provinces within reach of the point (one tap)
+    district_code: str | None = None
+    subdistrict_code: str | None = None
+    sea: bool = False  # in the sea near the subdistrict named (not inside): ask to confirm
+    distance_m: float = 0.0  # from the point to that subdistrict (on the coast or at sea)
+    team: str | None = None  # the team the place goes to (when the context knows the teams)
+    near_teams: tuple[str, ...] = ()  # other teams whose area is within reach (one tap)
 
 
 class Ctx(Protocol):
@@ -39,6 +45,12 @@ class Ctx(Protocol):
     def province_in_text(self, text: str) -> str | None: ...
 
     def province_name(self, code: str, lang: str) -> str: ...
+
+    # Optional (a context without them falls back to provinces only; see flows.report):
+    #   places_in_text(text) -> list[str]: the most specific place codes a landmark names
+    #   place_of(code) -> Located: a place by its code (2, 4 or 6 digits), with its team
+    #   place_name(code, lang) -> str: a province, district or subdistrict name
+    #   team_name(code, lang) -> str; team_provinces(code) -> tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,13 @@ class Draft:
     landmark: str | None = None
     province_code: str | None = None
     neighbours: tuple[str, ...] = ()
+    district_code: str | None = None
+    subdistrict_code: str | None = None
+    team: str | None = None  # the team found for the place, or the one the volunteer chose
+    team_chosen: bool = False  # the volunteer switched to `team` with the one-tap button
+    near_teams: tuple[str, ...] = ()  # other teams offered in one tap
+    place_choices: tuple[str, ...] = ()  # places a typed landmark may mean (a shared name)
+    pending: tuple[float, float, str] | None = None  # a point at sea waiting for confirmation
     who: tuple[str, ...] = ()
     who_done: bool = False
     count: str | None = None

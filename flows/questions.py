@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from flows.cards import facts
+from flows.cards import area_names, facts
 from flows.draft import COUNTS, MAX_PHOTOS, URGENCIES, WHO, Conversation, Ctx, Draft
 from flows.model import Button, Msg, Reply
+
+
+MAX_SWITCH = 3  # one-tap switches offered on the summary
 
 
 def next_missing(draft: Draft) -> str:
@@ -55,8 +58,13 @@ def confirm_message(conv: Conversation, ctx: Ctx) -> Reply:
     assert draft is not None
     lines = [Msg("confirm.title"), *summary_lines(draft, conv.lang, ctx)]
     rows: list[tuple[Button, ...]] = [(Button(Msg("btn.send"), "confirm:send"),)]
-    for code in draft.neighbours[:2]:
-        rows.append((Button(Msg("btn.switch_province", {"province": ctx.province_name(code, conv.lang)}), f"prov:{code}"),))
+    team_name = getattr(ctx, "team_name", None)
+    if team_name is not None and draft.team:
+        for code in draft.near_teams[:MAX_SWITCH]:
+            rows.append((Button(Msg("btn.switch_team", {"team": team_name(code, conv.lang)}), f"team:{code}"),))
+    else:
+        for code in draft.neighbours[:MAX_SWITCH]:
+            rows.append((Button(Msg("btn.switch_province", {"province": ctx.province_name(code, conv.lang)}), f"prov:{code}"),))
     rows.append((Button(Msg("btn.edit_location"), "edit:location"), Button(Msg("btn.edit_who"), "edit:who")))
     rows.append((Button(Msg("btn.cancel"), "cmd:cancel"),))
     return Reply(tuple(lines), tuple(rows))
@@ -70,7 +78,12 @@ def summary_lines(draft: Draft, lang: str, ctx: Ctx) -> list[Msg]:
     else:
         lines.append(Msg("sum.no_photo"))
     province = ctx.province_name(draft.province_code, lang) if draft.province_code else None
-    lines += facts(draft.lat, draft.lon, draft.landmark, province, draft.who, draft.count, draft.urgency, draft.note, draft.voice)
+    place_name = getattr(ctx, "place_name", None)
+    area = area_names(draft.district_code, draft.subdistrict_code, lambda c: place_name(c, lang)) if place_name else None
+    lines += facts(draft.lat, draft.lon, draft.landmark, province, draft.who, draft.count, draft.urgency, draft.note, draft.voice, area=area)
+    team_name = getattr(ctx, "team_name", None)
+    if team_name is not None and draft.team:
+        lines.append(Msg("sum.team", {"team": team_name(draft.team, lang)}))
     return lines
 
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import replace
 
 from flows.commands import command_of
-from flows.coords import parse_coordinates
+from flows.coords import read_coordinates, short_map_link
 from flows.draft import (
     COUNTS,
     KINDS,
@@ -28,6 +28,7 @@ from flows.draft import (
     Conversation,
     Ctx,
     Draft,
+    Located,
 )
 from flows.model import (
     Action,
@@ -148,7 +149,7 @@ def on_consent(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
 
 def on_idle(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
     """Without a draft, a photo or a location starts a report; anything else shows the menu."""
-    if isinstance(ev, MEDIA) or (isinstance(ev, TextReceived) and parse_coordinates(ev.text)):
+    if isinstance(ev, MEDIA) or (isinstance(ev, TextReceived) and _is_location_text(ev.text)):
         return on_draft(replace(conv, draft=Draft(started_at=ctx.now.isoformat())), ev, ctx)
     if isinstance(ev, ChoiceMade) and ev.data == "confirm:send":
         return conv, [_say(conv, "confirm.nothing"), menu()]
@@ -205,21 +206,130 @@ def absorb(draft: Draft, ev: Event, conv: Conversation, ctx: Ctx) -> tuple[Draft
     return draft, []
 
 
-def place(draft: Draft, lat: float, lon: float, source: str, conv: Conversation, ctx: Ctx) -> tuple[Draft, list[Action]]:
-    """Puts a point in the draft once the map data says it is in Thailand."""
+def place(
+    draft: Draft, lat: float, lon: float, source: str, conv: Conversation, ctx: Ctx,
+    swapped: bool = False, other: tuple[float, float] | None = None,
+) -> tuple[Draft, list[Action]]:
+    """Puts a point in the draft once the map data says it is in Thailand; a point in the sea
+    near Thailand waits for the volunteer's confirmation. ``other``: the same numbers in the other
+    order, used when only that order lands in Thailand (said so in the reply)."""
+    if lat == 0.0 and lon == 0.0:
+        return draft, [_say(conv, "err.coords_zero")]  # a phone without a fix
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        return draft, [_say(conv, "err.coords_out_of_range")]
     found = ctx.locate(lat, lon)
+    if not found.inside and other is not None:
+        alt = ctx.locate(*other)
+        if alt.inside or (alt.sea and not found.sea):
+            lat, lon, found, swapped = other[0], other[1], alt, True
+    if found.sea and found.province_code:
+        draft = replace(draft, pending=(round(lat, 6), round(lon, 6), source))
+        buttons = ((Button(Msg("btn.sea_yes"), "sea:yes"),), (Button(Msg("btn.sea_no"), "edit:location"),))
+        lines = ([Msg("location.swapped")] if swapped else []) + [
+            Msg("location.sea", {"place": _place_label(found, conv.lang, ctx), "km": f"{found.distance_m / 1000:.1f}"})
+        ]
+        return draft, [Reply(tuple(lines), buttons)]
     if not found.inside or found.province_code is None:
         return draft, [_say(conv, "err.outside_thailand")]
-    draft = replace(
-        draft,
-        lat=round(lat, 6),
-        lon=round(lon, 6),
-        location_source=source,
-        landmark=None,
-        province_code=found.province_code,
-        neighbours=found.neighbours,
+    draft = _located(draft, found, lat=round(lat, 6), lon=round(lon, 6), location_source=source, landmark=None)
+    got = Msg("location.got", {"province": ctx.province_name(found.province_code, conv.lang), "area": _area(found, conv.lang, ctx)})
+    return draft, [Reply(((Msg("location.swapped"),) if swapped else ()) + (got,))]
+
+
+def _located(draft: Draft, found: Located, **fields) -> Draft:
+    """The draft with a place's codes and teams (the volunteer's earlier team choice dropped)."""
+    return replace(
+        draft, province_code=found.province_code, neighbours=found.neighbours,
+        district_code=found.district_code, subdistrict_code=found.subdistrict_code,
+        team=found.team, team_chosen=False, near_teams=found.near_teams, place_choices=(), pending=None,
+        **fields,
     )
-    return draft, [_say(conv, "location.got", province=ctx.province_name(found.province_code, conv.lang))]
+
+
+def _name(ctx: Ctx, code: str, lang: str) -> str:
+    fn = getattr(ctx, "place_name", None)
+    return fn(code, lang) if fn is not None else ctx.province_name(code, lang)
+
+
+def _area(found, lang: str, ctx: Ctx) -> Msg | str:
+    """" (อ.บางละมุง ต.หนองปรือ)" after a province's name, or nothing."""
+    sub, dist = found.subdistrict_code, found.district_code
+    if not dist:
+        return ""
+    key = "place.area_bkk" if dist.startswith("10") else "place.area"
+    if not sub:
+        key += "_district"
+    return Msg(key, {"subdistrict": _name(ctx, sub, lang) if sub else "", "district": _name(ctx, dist, lang)})
+
+
+def _place_label(found, lang: str, ctx: Ctx) -> Msg:
+    return Msg("place.label", {"area": _area(found, lang, ctx), "province": ctx.province_name(found.province_code, lang)})
+
+
+def _choice_label(found: Located, lang: str, ctx: Ctx) -> Msg:
+    """A short button label, largest unit last ("อ.บางละมุง จ.ชลบุรี"): LINE cuts labels at 20."""
+    province = ctx.province_name(found.province_code, lang)
+    if not found.district_code:
+        return Msg("btn.place_province", {"province": province})
+    key = "btn.place_bkk" if found.district_code.startswith("10") else "btn.place_district"
+    return Msg(key, {"district": _name(ctx, found.district_code, lang), "province": province})
+
+
+def _code_place(ctx: Ctx, code: str) -> Located:
+    fn = getattr(ctx, "place_of", None)
+    if fn is not None:
+        return fn(code)
+    return Located(True, code[:2], (), code[:4] if len(code) >= 4 else None, code if len(code) == 6 else None)
+
+
+def _is_location_text(text: str) -> bool:
+    reading = read_coordinates(text)
+    return (reading is not None and not reading.loose) or short_map_link(text) is not None
+
+
+MAX_PLACE_CHOICES = 6
+
+
+def _one_team(ctx: Ctx, codes: list[str]) -> Located | None:
+    """Several places that one team serves (พัทยา: two subdistricts of Pattaya City): their
+    common district or province, with that team; None when they differ."""
+    if len(codes) < 2 or len(codes) > MAX_PLACE_CHOICES:
+        return None
+    teams = {_code_place(ctx, c).team for c in codes}
+    common = next((n for n in (4, 2) if len({c[:n] for c in codes}) == 1 and all(len(c) >= n for c in codes)), 0)
+    if len(teams) != 1 or None in teams or not common:
+        return None
+    return replace(_code_place(ctx, codes[0][:common]), team=teams.pop())
+
+
+def landmark(conv: Conversation, draft: Draft, text: str, ctx: Ctx) -> tuple[Draft, list[Action]]:
+    """A typed landmark: routed by the most specific place name in it; a shared name is offered
+    as a choice, not guessed."""
+    finder = getattr(ctx, "places_in_text", None)
+    codes = list(finder(text)) if finder is not None else []
+    if finder is None:
+        one = ctx.province_in_text(text)
+        codes = [one] if one else []
+    draft = replace(
+        draft, landmark=text[:300], lat=None, lon=None, location_source="landmark", province_code=None,
+        neighbours=(), district_code=None, subdistrict_code=None, team=None, team_chosen=False,
+        near_teams=(), place_choices=(), pending=None,
+    )
+    found = _code_place(ctx, codes[0]) if len(codes) == 1 else _one_team(ctx, codes)
+    if found is not None:
+        draft = _located(draft, found)
+        got = Msg("location.landmark_place", {"place": _place_label(found, conv.lang, ctx)})
+        return draft, [Reply((Msg("location.landmark"), got))]
+    draft = replace(draft, province_code=conv.area_hint)
+    if not codes:
+        return draft, [_say(conv, "location.landmark")]
+    if len(codes) > MAX_PLACE_CHOICES:
+        return draft, [Reply((Msg("location.landmark"), Msg("location.many", {"n": len(codes)})))]
+    draft = replace(draft, place_choices=tuple(codes))
+    rows = tuple(
+        (Button(_choice_label(_code_place(ctx, c), conv.lang, ctx), f"place:{c}"),) for c in codes
+    ) + ((Button(Msg("btn.place_none"), "place:none"),),)
+    return draft, [Reply((Msg("location.landmark"), Msg("location.choose")), rows)]
 
 
 def on_text(conv: Conversation, draft: Draft, text: str, ctx: Ctx) -> tuple[Draft, list[Action]]:
@@ -227,18 +337,19 @@ def on_text(conv: Conversation, draft: Draft, text: str, ctx: Ctx) -> tuple[Draf
     text = text.strip()
     if not text:
         return draft, [_say(conv, "err.empty")]
-    coords = parse_coordinates(text)
-    if coords is not None:
-        return place(draft, coords[0], coords[1], "typed", conv, ctx)
+    reading = read_coordinates(text)
+    if reading is not None and reading.loose and conv.step != "location":
+        reading = None  # "3, 5" answering how many is not a position
+    if reading is not None and reading.problem:
+        return draft, [_say(conv, f"err.coords_{reading.problem}")]
+    if reading is not None:
+        return place(draft, reading.lat, reading.lon, "typed", conv, ctx, reading.swapped, reading.other)
+    if short_map_link(text) is not None:
+        return draft, [_say(conv, "err.short_link")]
     if conv.step == "location":
         if len(text) < 3:
             return draft, [_say(conv, "err.landmark_short")]
-        province = ctx.province_in_text(text) or conv.area_hint
-        draft = replace(
-            draft, landmark=text[:300], lat=None, lon=None, location_source="landmark",
-            province_code=province, neighbours=(),
-        )
-        return draft, [_say(conv, "location.landmark")]
+        return landmark(conv, draft, text, ctx)
     if conv.step == "note":
         if len(text) > MAX_NOTE:
             return draft, [_say(conv, "err.too_long", limit=MAX_NOTE)]
@@ -279,7 +390,30 @@ def on_choice(conv: Conversation, draft: Draft, data: str, ctx: Ctx) -> tuple[Dr
         return replace(draft, note_done=True), []
     if kind == "prov" and (value in draft.neighbours or value == draft.province_code):
         others = tuple(c for c in (draft.province_code, *draft.neighbours) if c and c != value)
-        return replace(draft, province_code=value, neighbours=others), []
+        if value == draft.province_code:
+            return replace(draft, neighbours=others), []
+        return replace(draft, province_code=value, neighbours=others, district_code=None, subdistrict_code=None,
+                       team=None, team_chosen=False, near_teams=()), []
+    if kind == "team" and value and (value in draft.near_teams or value == draft.team):
+        others = tuple(c for c in (draft.team, *draft.near_teams) if c and c != value)
+        draft = replace(draft, team=value, team_chosen=True, near_teams=others)
+        provinces = tuple(getattr(ctx, "team_provinces", lambda c: ())(value))
+        if len(provinces) == 1 and provinces[0] != draft.province_code:
+            # the volunteer says the point is in the other province: its district is not known
+            others_p = tuple(c for c in (draft.province_code, *draft.neighbours) if c and c != provinces[0])
+            draft = replace(draft, province_code=provinces[0], neighbours=others_p, district_code=None, subdistrict_code=None)
+        return draft, []
+    if kind == "place" and value == "none" and draft.place_choices:
+        return replace(draft, place_choices=()), []
+    if kind == "place" and value in draft.place_choices:
+        return _located(draft, _code_place(ctx, value)), []
+    if kind == "sea" and value == "yes" and draft.pending is not None:
+        lat, lon, source = draft.pending
+        found = ctx.locate(lat, lon)
+        if not found.province_code:
+            return replace(draft, pending=None), [_say(conv, "err.outside_thailand")]
+        got = _say(conv, "location.got", province=ctx.province_name(found.province_code, conv.lang), area=_area(found, conv.lang, ctx))
+        return _located(draft, found, lat=lat, lon=lon, location_source=source, landmark=None), [got]
     if kind == "edit" and value in ("photo", "location", "who", "count", "urgency", "note"):
         return _reopen(draft, value), []
     return draft, [_say(conv, "err.stale_button")]
@@ -289,7 +423,11 @@ def _reopen(draft: Draft, part: str) -> Draft:
     if part == "photo":
         return replace(draft, photos=(), no_photo=False)
     if part == "location":
-        return replace(draft, lat=None, lon=None, landmark=None, province_code=None, neighbours=(), location_source=None)
+        return replace(
+            draft, lat=None, lon=None, landmark=None, province_code=None, neighbours=(), location_source=None,
+            district_code=None, subdistrict_code=None, team=None, team_chosen=False, near_teams=(),
+            place_choices=(), pending=None,
+        )
     if part == "who":
         return replace(draft, who_done=False)
     if part == "count":

@@ -1,14 +1,16 @@
 """Routing as data: which team is responsible for a place.
 
-A municipality's polygon wins over its province's centre; a province's centre wins over the
-national fallback. Pure: the caller has looked the point up in the polygons already.
+A team serves provinces, districts or subdistricts (DOPA codes of 2, 4 or 6 digits) and,
+optionally, a polygon. The most specific match wins: a polygon holding the point, then a team
+listing the subdistrict, then one listing the district, then the province's centre, then the
+national fallback. Pure: the caller has looked the point up in the boundaries and polygons.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 REPEAT_RADIUS_M = 150.0
 REPEAT_WINDOW_DAYS = 14
@@ -21,25 +23,62 @@ class TeamArea:
     has_area: bool = False
     fallback: bool = False
     parent: str | None = None  # the provincial centre a municipality works with
+    codes: tuple[str, ...] = ()  # district (4-digit) and subdistrict (6-digit) codes served
 
 
 MAX_TRANSFER_CHOICES = 8
+EDGE_RADIUS_M = 1_000.0  # near another team's area inside the same province (a municipality)
+BORDER_RADIUS_M = 5_000.0  # near another province (the boundary data may be off)
 
 
-def choose_team(teams: Sequence[TeamArea], province_code: str | None, polygon_hits: Iterable[str]) -> str | None:
-    """The responsible team's code: polygon match, else the province's team, else the fallback."""
+def choose_team(
+    teams: Sequence[TeamArea], province_code: str | None, polygon_hits: Iterable[str],
+    district_code: str | None = None, subdistrict_code: str | None = None,
+) -> str | None:
+    """The responsible team's code: the most specific match (polygon, subdistrict, district),
+    else the province's team, else the fallback."""
     hits = set(polygon_hits)
     for t in teams:
         if t.has_area and t.code in hits and (province_code is None or not t.provinces or province_code in t.provinces):
             return t.code
+    for code in (subdistrict_code, district_code):
+        if code:
+            for t in teams:
+                if code in t.codes:
+                    return t.code
     if province_code:
         for t in teams:
-            if not t.has_area and not t.fallback and province_code in t.provinces:
+            if not t.has_area and not t.codes and not t.fallback and province_code in t.provinces:
                 return t.code
     for t in teams:
         if t.fallback:
             return t.code
     return None
+
+
+def near_teams(
+    teams: Sequence[TeamArea], found: str | None, province_code: str | None,
+    near_subdistricts: Mapping[str, float], near_polygons: Mapping[str, float],
+) -> tuple[str, ...]:
+    """Other teams within reach of a point, nearest first: the team of every subdistrict within
+    BORDER_RADIUS_M when it lies in another province, or within EDGE_RADIUS_M in the same one,
+    and every polygon team within EDGE_RADIUS_M. Never the fallback, never `found`."""
+    by_code = {t.code: t for t in teams}
+    best: dict[str, float] = {}
+    for sub, d in near_subdistricts.items():
+        reach = BORDER_RADIUS_M if sub[:2] != province_code else EDGE_RADIUS_M
+        if d > reach:
+            continue
+        code = choose_team(teams, sub[:2], (), sub[:4], sub)
+        if code is not None and d < best.get(code, math.inf):
+            best[code] = d
+    for code, d in near_polygons.items():
+        if code in by_code and d <= EDGE_RADIUS_M and d < best.get(code, math.inf):
+            best[code] = d
+    return tuple(
+        c for c, _ in sorted(best.items(), key=lambda kv: (kv[1], kv[0]))
+        if c != found and c in by_code and not by_code[c].fallback
+    )
 
 
 def province_in_text(text: str, names: dict[str, tuple[str, str]]) -> str | None:

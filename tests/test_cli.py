@@ -24,22 +24,47 @@ def env(tmp_path, monkeypatch):
 def test_locate_a_point_in_pattaya_and_outside_thailand(env):
     r = RUN.invoke(app, ["locate", "12.9277", "100.8724", "--teams", str(EXAMPLE)])
     assert r.exit_code == 0 and "20 ชลบุรี" in r.output and "team: pattaya-city" in r.output
+    assert "district: 2004 บางละมุง (Bang Lamung)" in r.output
+    assert "subdistrict: 200402 หนองปรือ (Nong Prue)" in r.output
     r = RUN.invoke(app, ["locate", "17.9757", "102.6331", "--teams", str(EXAMPLE)])
     assert r.exit_code == 1 and "outside Thailand" in r.output
 
 
+def test_locate_names_the_neighbours_and_calls_impossible_coordinates_invalid(env):
+    r = RUN.invoke(app, ["locate", "13.80", "100.52", "--teams", str(EXAMPLE)])  # Bang Sue, by Nonthaburi
+    assert r.exit_code == 0
+    assert "near the border with: 12 Nonthaburi" in r.output
+    assert "pcdp-12 (Protection Centre for Destitute Persons, Nonthaburi)" in r.output
+    r = RUN.invoke(app, ["locate", "--teams", str(EXAMPLE), "200", "100"])
+    assert r.exit_code == 2 and "invalid coordinates" in r.output and "outside Thailand" not in r.output
+    r = RUN.invoke(app, ["locate", "12.5", "100.95", "--teams", str(EXAMPLE)])  # the Gulf
+    assert r.exit_code == 1 and "in the sea" in r.output and "Sattahip" in r.output
+
+
 def test_locate_csv(env):
     src = env / "points.csv"
-    src.write_text("lat,lon\n12.9277,100.8724\n13.3611,100.9847\n0,0\nnot,a number\n13.7500,100.4913\n", encoding="utf-8")
+    src.write_text(
+        "lat,lon\n12.9277,100.8724\n13.3611,100.9847\n0,0\nnot,a number\n13.7500,100.4913\n200,100\n12.5,100.95\n13.80,100.52\n",
+        encoding="utf-8",
+    )
     out = env / "out.csv"
     r = RUN.invoke(app, ["locate", "--csv", str(src), "--out", str(out), "--teams", str(EXAMPLE)])
     assert r.exit_code == 0, r.output
+    assert "8 rows written" in r.output and "3 could not be read" in r.output  # stderr
     rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"))))
-    assert rows[0] == ["lat", "lon", "province_code", "province_name_th", "district_code", "team"]
-    assert rows[1] == ["12.9277", "100.8724", "20", "ชลบุรี", "", "pattaya-city"]
-    assert rows[2][2:] == ["20", "ชลบุรี", "", "pcdp-20"]
-    assert rows[3] == ["0", "0", "", "", "", ""]  # outside Thailand: empty, not a guess
-    assert rows[4][2] == "10" and len(rows) == 5  # the broken row is skipped
+    assert rows[0] == [
+        "lat", "lon", "province_code", "province_name_th", "district_code", "team",
+        "district_name_th", "subdistrict_code", "subdistrict_name_th", "near", "error",
+    ]
+    assert rows[1] == ["12.9277", "100.8724", "20", "ชลบุรี", "2004", "pattaya-city", "บางละมุง", "200402", "หนองปรือ", "", ""]
+    assert rows[2][2:6] == ["20", "ชลบุรี", "2001", "pcdp-20"] and rows[2][-1] == ""
+    assert rows[3][:10] == ["0", "0"] + [""] * 8 and "invalid" in rows[3][10]  # not a guess
+    assert rows[4][:2] == ["not", "a number"] and rows[4][10] == "not a number"  # kept, with its error
+    assert rows[5][2] == "10" and rows[5][4] == "1001" and rows[5][7] == "100101"
+    assert "invalid" in rows[6][10]
+    assert rows[7][2] == "" and rows[7][10].startswith("in the sea")
+    assert rows[8][2] == "10" and rows[8][9] == "12"  # near: the province the one-tap switch offers
+    assert len(rows) == 9
 
 
 def test_teams_import_list_invite_and_grant(env):
@@ -48,7 +73,7 @@ def test_teams_import_list_invite_and_grant(env):
     r = RUN.invoke(app, ["teams", "import", str(EXAMPLE)])
     assert "0 teams created, 81 updated" in r.output
     r = RUN.invoke(app, ["teams", "list"])
-    assert "pattaya-city" in r.output and "+area" in r.output and "(fallback)" in r.output
+    assert "pattaya-city" in r.output and "+areas:200402,200408" in r.output and "(fallback)" in r.output
     r = RUN.invoke(app, ["teams", "invite", "pcdp-20", "--role", "supervisors"])
     assert r.exit_code == 0 and "/bind " in r.output
     assert RUN.invoke(app, ["teams", "invite", "no-such-team"]).exit_code == 2
@@ -61,6 +86,22 @@ def test_a_broken_teams_file_is_refused_with_a_reason(env):
     bad.write_text("teams:\n  - code: x\n    name_th: x\n    name_en: x\n    kind: provincial_centre\n    provinces: ['99']\n", encoding="utf-8")
     r = RUN.invoke(app, ["teams", "import", str(bad)])
     assert r.exit_code == 2 and "unknown province code 99" in r.output
+
+
+@pytest.mark.parametrize(
+    "extra, reason",
+    [
+        ("provinces: ['20']\n    subdistricts: ['209999']", "unknown subdistrict code 209999"),
+        ("provinces: ['20']\n    districts: ['2099']", "unknown district code 2099"),
+        ("provinces: ['20']\n    subdistricts: ['100101']", "subdistrict 100101 is not in the team's provinces"),
+        ("provinces: ['20']\n    subdistricts: ['200402', '200402']", "listed twice"),
+    ],
+)
+def test_team_area_codes_are_checked_against_geothai(env, extra, reason):
+    bad = env / "teams.yaml"
+    bad.write_text(f"teams:\n  - code: x\n    name_th: x\n    name_en: x\n    kind: municipality\n    {extra}\n", encoding="utf-8")
+    r = RUN.invoke(app, ["teams", "import", str(bad)])
+    assert r.exit_code == 2 and reason in r.output
 
 
 def test_db_upgrade_and_current(env):

@@ -108,3 +108,63 @@ def test_result_is_tuple_of_floats() -> None:
     result = parse_coordinates("13.7563, 100.5018")
     assert isinstance(result, tuple)
     assert all(isinstance(v, float) for v in result)
+
+
+# --- what was typed, impossible values included (read_coordinates) ------------------------
+
+from flows.coords import Reading, read_coordinates, short_map_link  # noqa: E402
+
+READINGS: list[tuple[str, Reading | None]] = [
+    ("13.7563, 100.5018", Reading(13.7563, 100.5018)),
+    # longitude first: flagged, never silent
+    ("100.5018, 13.7563", Reading(13.7563, 100.5018, swapped=True)),
+    ("100.5018,13.7563", Reading(13.7563, 100.5018, swapped=True)),
+    # letters say which is which: not a swap
+    ("100.5018E 13.7563N", Reading(13.7563, 100.5018)),
+    # both orders are positions: the other one is offered to the caller
+    ("13.75, 45.5", Reading(13.75, 45.5, other=(45.5, 13.75))),
+    # impossible: a problem, never a landmark
+    ("0,0", Reading(0.0, 0.0, problem="zero", loose=True)),
+    ("0.0, 0.0", Reading(0.0, 0.0, problem="zero")),
+    ("91, 181", Reading(91.0, 181.0, problem="out_of_range", loose=True)),
+    ("95.5, 100.5", Reading(95.5, 100.5, problem="out_of_range")),
+    ("13.75, 190.5", Reading(13.75, 190.5, problem="out_of_range")),
+    ("https://www.google.com/maps?q=95.0,100.0", Reading(95.0, 100.0, problem="out_of_range")),
+    ("lat 95 lon 100", Reading(95.0, 100.0, problem="out_of_range")),
+    ("ละติจูด 13.75 ลองจิจูด 100.50", Reading(13.75, 100.5)),
+    # a whole message of two integers is meant as coordinates
+    ("13, 100", Reading(13.0, 100.0, other=None, loose=True)),
+    # not coordinates at all
+    ("โทร 081-234-5678", None),
+    ("13 100", None),
+    ("ตลาดนาเกลือ พัทยา", None),
+    ("NJ-2569-000123", None),
+    ("https://maps.app.goo.gl/3FvQ8zR1hJk2", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), READINGS)
+def test_read_coordinates(text: str, expected: Reading | None) -> None:
+    assert read_coordinates(text) == expected
+
+
+def test_zero_zero_is_never_a_position() -> None:
+    assert parse_coordinates("0.0, 0.0") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "link"),
+    [
+        ("https://maps.app.goo.gl/3FvQ8zR1hJk2", "https://maps.app.goo.gl/3FvQ8zR1hJk2"),
+        ("อยู่ตรงนี้ค่ะ https://maps.app.goo.gl/xyz123AbC?g_st=il ขอบคุณ", "https://maps.app.goo.gl/xyz123AbC?g_st=il"),
+        ("(https://goo.gl/maps/AbCdEf12345).", "https://goo.gl/maps/AbCdEf12345"),
+        ("http://MAPS.APP.GOO.GL/abc", "http://MAPS.APP.GOO.GL/abc"),
+        ("https://goo.gl/xyz", None),  # a goo.gl link that is not a map
+        ("https://maps.app.goo.gl/", None),  # no link id
+        ("https://maps.app.goo.gl.evil.example/abc", None),
+        ("https://www.google.com/maps?q=13.75,100.5", None),  # a long link: read directly
+        ("hello", None),
+    ],
+)
+def test_short_map_link(text: str, link: str | None) -> None:
+    assert short_map_link(text) == link
