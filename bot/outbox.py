@@ -107,8 +107,17 @@ class OutboxWorker:
             channel_batch = getattr(channel, "reply_batch", 1)
             followers: list[OutboxMessage] = []
             now = self.clock()
-            if channel_batch > 1 and row.reply_token and row.reply_until and row.reply_until > now and not row.reply_ambiguous:
+            if channel_batch > 1 and row.reply_token and row.reply_until and row.reply_until > now:
                 followers = await pipeline.outbox_reply_followers(s, row, now, LEASE, channel_batch - 1)
+                if row.reply_ambiguous:  # the retry of an ambiguous reply: the rows that were in it
+                    kept = []
+                    for f in followers:
+                        if not f.reply_ambiguous:
+                            break
+                        kept.append(f)
+                    for f in followers[len(kept):]:
+                        f.claimed_until = None
+                    followers = kept
             card_msg = None
             if row.card_edit and row.report_id is not None:
                 existing = await repo.card_message(s, row.report_id, row.platform, row.chat_id)
@@ -177,8 +186,10 @@ class OutboxWorker:
                 metrics.OUTBOX.labels(platform, "failed").inc()
                 log.warning("send_failed", outbox_id=row.id, platform=platform, error=row.last_error)
                 return 1
-            if result.ambiguous:
-                row.reply_ambiguous = True
+            if result.ambiguous:  # every row of the request that may have been delivered
+                for rid in result.sent_ids or (head.id,):
+                    if rid in stored:
+                        stored[rid].reply_ambiguous = True
             delay = result.retry_after if result.retry_after is not None else backoff(row.attempts)
             row.next_attempt_at = now + timedelta(seconds=delay)
             self._soonest = delay if self._soonest is None else min(self._soonest, delay)

@@ -18,6 +18,7 @@ import asyncio
 import json
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -162,15 +163,17 @@ class LineChannel:
                 )
                 return SendResult(True, message_id=_first_id(resp), via="reply", sent_ids=tuple(r.id for r, _ in batch))
             except ApiException as exc:
+                ids = tuple(r.id for r, _ in batch)
                 if exc.status == 400 and head.reply_ambiguous:
                     # the token was taken, and by us: the ambiguous reply before this one was delivered
                     log.info("line_ambiguous_reply_was_delivered", outbox_id=head.id)
-                    return SendResult(True, via="reply", sent_ids=(head.id,))
+                    return SendResult(True, via="reply", sent_ids=tuple(r.id for r, _ in batch if r.reply_ambiguous))
                 if exc.status != 400:
-                    return self._failed(exc, head, ambiguous=(exc.status or 0) >= 500 or not exc.status)
+                    result = self._failed(exc, head, ambiguous=(exc.status or 0) >= 500 or not exc.status)
+                    return replace(result, sent_ids=ids) if result.ambiguous else result
                 log.info("line_reply_token_refused", outbox_id=head.id)  # expired or used: push instead
             except (asyncio.TimeoutError, OSError) as exc:  # no answer: it may have been delivered
-                return SendResult(False, error=f"LINE reply: {type(exc).__name__}", ambiguous=True)
+                return SendResult(False, error=f"LINE reply: {type(exc).__name__}", ambiguous=True, sent_ids=tuple(r.id for r, _ in batch))
         elif head.reply_ambiguous:
             log.warning("line_ambiguous_reply_pushed", outbox_id=head.id)  # the documented duplicate class
         try:

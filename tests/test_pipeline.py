@@ -1,0 +1,300 @@
+"""The pipeline's promises as small tests, on SQLite and PostgreSQL: a conversation's events in the
+order received (across crashes and inboxes), a chat's messages one at a time and in order (across
+workers), shared limits that defer without failing, LINE replies batched and never pushed twice.
+The same promises with real processes and kill -9: tests/test_replicas.py."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+
+import pytest
+
+from bot.inbox import Inbox
+from bot.outbox import OutboxWorker
+from flows.model import Address, TextReceived
+from handlers.base import SendResult
+from storage import pipeline, repo
+from storage.db import Database
+from storage.models import InboxEvent, OutboxMessage
+
+
+def text(chat: str, n: int, clock) -> TextReceived:
+    return TextReceived(Address("test", chat, chat), f"{chat}-{n}", clock(), text=str(n))
+
+
+class Recording:
+    """A dispatch that records which event of which conversation ran, and can fail on demand."""
+
+    def __init__(self):
+        self.ran: list[tuple[str, int]] = []
+        self.fail: set[str] = set()
+
+    async def dispatch(self, s, ev, row) -> bool:
+        await asyncio.sleep(random.random() / 500)
+        if ev.event_id in self.fail:
+            self.fail.discard(ev.event_id)
+            raise RuntimeError("crash")
+        self.ran.append((ev.address.chat_id, int(ev.text)))
+        return False
+
+
+async def _prepare(ev):
+    return ev
+
+
+async def _give_up(s, ev):
+    return None
+
+
+def inbox_of(db: Database, clock, rec: Recording) -> Inbox:
+    return Inbox(db, clock, rec.dispatch, _prepare, _give_up)
+
+
+async def test_an_old_event_left_by_a_crash_runs_before_the_conversations_newer_ones(db, clock):
+    rec = Recording()
+    inbox = inbox_of(db, clock, rec)
+    await inbox.ingest(text("a", 1, clock))  # stored, then the process died before processing it
+    await inbox.ingest(text("a", 2, clock))
+    await inbox.kick("test:a")  # the second event's drain processes the first one first
+    assert rec.ran == [("a", 1), ("a", 2)]
+
+
+async def test_a_failing_event_holds_its_conversation_until_it_succeeds(db, clock):
+    rec = Recording()
+    inbox = inbox_of(db, clock, rec)
+    rec.fail.add("a-1")
+    for n in (1, 2, 3):
+        await inbox.ingest(text("a", n, clock))
+    await inbox.ingest(text("b", 1, clock))
+    await inbox.kick("test:a")
+    await inbox.kick("test:b")
+    assert rec.ran == [("b", 1)]  # a-1 failed: a-2 and a-3 wait; other conversations go on
+    async with db.session() as s:
+        head = await pipeline.inbox_head(s, "test:a")
+    assert head.event_id == "a-1" and head.attempts == 1 and head.next_attempt_at > clock()
+    assert await inbox.sweep(timedelta(0)) == 0  # not due yet: nothing is tried
+    clock.advance(seconds=5)
+    assert await inbox.sweep(timedelta(0)) == 1
+    assert rec.ran == [("b", 1), ("a", 1), ("a", 2), ("a", 3)]
+
+
+async def test_two_inboxes_on_one_database_keep_each_conversations_order(db, db_url, clock):
+    """Two replicas (two engines, two connection pools): events of 12 conversations stored through
+    either at random and processed by both at once; each conversation runs in the order stored."""
+    dbs = [Database(db_url), Database(db_url)]
+    rec = Recording()
+    try:
+        inboxes = [inbox_of(d, clock, rec) for d in dbs]
+        convs = [f"c{i}" for i in range(12)]
+        rng = random.Random(7)
+        tasks = []
+        for n in range(1, 9):
+            for c in convs:
+                inbox = rng.choice(inboxes)
+                assert await inbox.ingest(text(c, n, clock)) is not None
+                tasks.append(rng.choice(inboxes).kick(f"test:{c}"))
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+        for inbox in inboxes:
+            await inbox.drained()
+        for inbox in inboxes:  # whatever a drain left (it yields after a while) is picked up
+            await inbox.sweep(timedelta(0), limit=100)
+            await inbox.drained()
+        for c in convs:
+            assert [n for chat, n in rec.ran if chat == c] == list(range(1, 9)), c
+        async with dbs[0].session() as s:
+            left = (await s.exec(InboxEvent.__table__.select().where(InboxEvent.status != "done"))).all()
+        assert left == []
+    finally:
+        for d in dbs:
+            await d.dispose()
+
+
+# ---------------------------------------------------------------- the outbox
+
+
+class SlowChannel:
+    """Records, per chat, what it sent and how many sends were in flight at once."""
+
+    platform = "fake"
+
+    def __init__(self, limits=None, answers=None):
+        self.sent: dict[str, list[int]] = {}
+        self.flying: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+        self._limits = limits
+        self.answers = list(answers or [])
+        self.calls = 0
+
+    def limits(self, row):
+        return self._limits(row) if self._limits else []
+
+    async def send(self, row, card_message_id):
+        self.calls += 1
+        chat = row.chat_id
+        self.flying[chat] = self.flying.get(chat, 0) + 1
+        self.most[chat] = max(self.most.get(chat, 0), self.flying[chat])
+        try:
+            await asyncio.sleep(random.random() / 200)
+            if self.answers:
+                answer = self.answers.pop(0)
+                if not answer.ok:
+                    return answer
+            self.sent.setdefault(chat, []).append(int(row.payload["n"]))
+            return SendResult(True, message_id=f"m{row.id}")
+        finally:
+            self.flying[chat] -= 1
+
+
+async def queue(db, clock, chat: str, n: int) -> int:
+    async with db.transaction() as s:
+        row = await repo.outbox_add(s, platform="fake", chat_id=chat, payload={"n": n}, next_attempt_at=clock(), created_at=clock())
+        await s.flush()
+        return row.id
+
+
+async def test_a_chat_has_one_message_in_flight_and_keeps_its_order_across_workers(db, db_url, clock):
+    dbs = [Database(db_url), Database(db_url)]
+    ch = SlowChannel()
+    try:
+        workers = [OutboxWorker(d, {"fake": ch}, clock=clock, batch=5, concurrency=4) for d in dbs]
+        for n in range(10):
+            for chat in ("g1", "g2", "g3", "u4"):
+                await queue(dbs[0], clock, chat, n)
+
+        async def work(w):
+            for _ in range(200):
+                if not await w.deliver_due():
+                    async with w.db.session() as s:
+                        if not (await repo.outbox_counts(s)).get("pending"):
+                            return
+                    await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(asyncio.gather(*(work(w) for w in workers)), timeout=60)
+        assert ch.sent == {chat: list(range(10)) for chat in ("g1", "g2", "g3", "u4")}
+        assert max(ch.most.values()) == 1
+    finally:
+        for d in dbs:
+            await d.dispose()
+
+
+async def test_a_row_that_waits_holds_its_chats_later_rows(db, clock):
+    ch = SlowChannel(answers=[SendResult(False, error="502")])
+    worker = OutboxWorker(db, {"fake": ch}, clock=clock, concurrency=1)  # the oldest row (c's first) is tried first
+    first, second = await queue(db, clock, "c", 1), await queue(db, clock, "c", 2)
+    other = await queue(db, clock, "d", 1)
+    await worker.deliver_due()
+    assert ch.sent == {"d": [1]}  # c's second row did not overtake the first
+    clock.advance(seconds=3)
+    await worker.deliver_due()
+    assert ch.sent == {"d": [1], "c": [1, 2]}
+    async with db.session() as s:
+        rows = {r.id: r for r in (await s.exec(OutboxMessage.__table__.select())).all()}
+    assert rows[first].attempts == 2 and rows[second].attempts == 1 and rows[other].status == "sent"
+
+
+async def test_a_scheduled_row_does_not_hold_its_chat_before_its_time(db, clock):
+    ch = SlowChannel()
+    worker = OutboxWorker(db, {"fake": ch}, clock=clock)
+    async with db.transaction() as s:  # the follow-up question, held for the end of quiet hours
+        await repo.outbox_add(s, platform="fake", chat_id="c", payload={"n": 0}, next_attempt_at=clock() + timedelta(hours=8),
+                              not_before=clock() + timedelta(hours=8), created_at=clock())
+    await queue(db, clock, "c", 1)
+    await worker.deliver_due()
+    assert ch.sent == {"c": [1]}
+    clock.advance(hours=8)
+    await worker.deliver_due()
+    assert ch.sent == {"c": [1, 0]}
+
+
+async def test_shared_limits_defer_without_an_attempt_and_never_fail(db, db_url, clock):
+    """Two workers, one bucket of 3 a minute per group and 5 a second overall: together they send
+    what the limits allow; the rest waits, with no attempt counted and nothing failed."""
+    buckets = lambda row: [("fake", 5, 1.0), (f"fake:{row.chat_id}", 3, 60.0)]  # noqa: E731
+    dbs = [Database(db_url), Database(db_url)]
+    ch = SlowChannel(limits=buckets)
+    try:
+        workers = [OutboxWorker(d, {"fake": ch}, clock=clock) for d in dbs]
+        for n in range(6):
+            await queue(dbs[0], clock, "g", n)
+        for n in range(4):
+            await queue(dbs[0], clock, "h", n)
+        await asyncio.gather(*(w.deliver_due() for w in workers))
+        await asyncio.gather(*(w.deliver_due() for w in workers))
+        assert ch.calls == 5 and len(ch.sent["g"]) + len(ch.sent["h"]) == 5  # 5 a second overall
+        clock.advance(seconds=1.5)
+        await asyncio.gather(*(w.deliver_due() for w in workers))
+        assert ch.sent == {"g": [0, 1, 2], "h": [0, 1, 2]}  # then 3 a minute per group
+        async with dbs[0].session() as s:
+            rows = (await s.exec(OutboxMessage.__table__.select().where(OutboxMessage.status == "pending"))).all()
+        assert len(rows) == 4 and all(r.attempts == 0 and r.last_error is None for r in rows)
+        clock.advance(seconds=61)
+        for _ in range(3):
+            await asyncio.gather(*(w.deliver_due() for w in workers))
+            clock.advance(seconds=1.1)
+        assert ch.sent == {"g": list(range(6)), "h": list(range(4))}
+        async with dbs[0].session() as s:
+            assert (await repo.outbox_counts(s)) == {"sent": 10}
+    finally:
+        for d in dbs:
+            await d.dispose()
+
+
+async def test_failed_rows_are_listed_and_put_back_by_the_operator(db, clock):
+    ch = SlowChannel(answers=[SendResult(False, permanent=True, error="403 blocked")])
+    worker = OutboxWorker(db, {"fake": ch}, clock=clock)
+    row_id = await queue(db, clock, "c", 1)
+    await worker.deliver_due()
+    async with db.transaction() as s:
+        assert [r.id for r in await pipeline.outbox_failed(s)] == [row_id]
+        assert await pipeline.outbox_failed_count(s) == 1
+        assert await pipeline.outbox_retry(s, [row_id], clock()) == 1
+    await worker.deliver_due()
+    assert ch.sent == {"c": [1]}
+
+
+# ---------------------------------------------------------------- LINE replies
+
+
+from tests.fake_line import event_from, line  # noqa: E402,F401  (fixture)
+
+USER = "U00000000000000000000000000000p01"
+
+
+async def test_the_messages_of_one_event_go_out_in_one_free_reply(line):
+    fake = line.fake
+    await line.send(event_from("follow", user=USER))
+    await line.send(event_from("postback_group", user=USER, data="consent:yes"))
+    replies = [c for c in fake.calls if c.path == "/v2/bot/message/reply"]
+    assert len(replies) == 2 and not fake.pushes()  # one Reply call per event, no paid push
+    assert sum(len(c.json["messages"]) for c in replies) == len(fake.to(USER))
+    assert all(s.via == "reply" for s in fake.to(USER))
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["retried-in-time", "retried-too-late"])
+async def test_an_ambiguous_reply_is_retried_not_pushed(line, late):
+    """LINE took the reply but its answer was lost (5xx). Retried while the token is valid, LINE's
+    "invalid reply token" means the first try was delivered: sent once. Retried after the token's
+    minute, it can only be pushed: the one duplicate class that remains, counted here."""
+    fake, svc = line.fake, line.services
+    await line.send(event_from("follow", user=USER))
+    before = len(fake.to(USER))
+    fake.fail_next(500, path="/v2/bot/message/reply", deliver=True)
+    resp = await line.post(event_from("postback_group", user=USER, data="consent:yes"))  # two messages
+    assert resp.status == 200
+    await asyncio.wait_for(svc.engine.inbox.drained(), timeout=10)
+    for _ in range(100):  # the app's own worker (or this call) makes the first, ambiguous, attempt
+        await svc.outbox.deliver_due()
+        async with svc.db.session() as s:
+            ambiguous = (await s.exec(OutboxMessage.__table__.select().where(OutboxMessage.reply_ambiguous == True))).all()  # noqa: E712
+        if ambiguous:
+            break
+        await asyncio.sleep(0.05)
+    assert len(ambiguous) == 2 and {r.status for r in ambiguous} == {"pending"}
+    line.clock.advance(seconds=60 if late else 3)
+    await line.settle()
+    delivered = fake.to(USER)[before:]
+    duplicates = len(delivered) - len({s.text for s in delivered})
+    assert duplicates == (2 if late else 0)
+    assert [s.via for s in delivered] == (["reply", "reply", "push", "push"] if late else ["reply", "reply"])
