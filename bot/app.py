@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot import i18n, metrics
 from bot.engine import Engine
-from bot.outbox import OutboxWorker, SandboxChannel, quota_key
+from bot.outbox import OutboxWorker, SandboxChannel
 from bot.settings import Settings
 from bot.teams import EXAMPLE, import_teams
 from handlers.base import SERVICES, STARTERS, STOPPERS, ReplyToken
@@ -123,7 +123,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         for stop in app[STOPPERS]:
             await stop(app, svc)
         tasks = [*svc.tasks, *svc.background]
-        tasks += list(svc.engine.inbox._drainers.values())
+        tasks += svc.engine.inbox.tasks()
         for task in tasks:
             task.cancel()
         if tasks:

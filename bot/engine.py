@@ -17,7 +17,7 @@ from typing import Awaitable, Callable
 import structlog
 
 from bot.maplinks import MapLinkResolver
-from bot.inbox import MAX_ATTEMPTS, Inbox  # noqa: F401  (MAX_ATTEMPTS: part of the interface)
+from bot.inbox import Inbox
 from handlers.base import ReplyToken
 from bot.reports import FlowContext, Reports
 from bot.staff_desk import StaffDesk

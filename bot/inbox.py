@@ -192,6 +192,10 @@ class Inbox:
             await asyncio.gather(*(self.kick(c) for c in convs), return_exceptions=True)
         return len(convs)
 
+    def tasks(self) -> list[asyncio.Task]:
+        """This process's running drainers (the app cancels them on shutdown)."""
+        return list(self._drainers.values())
+
     async def drained(self) -> None:
         """Waits until this process's drainers are done (tests, shutdown)."""
         while self._drainers:

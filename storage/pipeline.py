@@ -44,12 +44,6 @@ async def advisory_lock(s: AsyncSession, name: str) -> None:
         await s.exec(sa.select(sa.func.pg_advisory_xact_lock(lock_key(name))))
 
 
-async def try_advisory_lock(s: AsyncSession, name: str) -> bool:
-    if not _pg(s):
-        return True
-    return bool((await s.exec(sa.select(sa.func.pg_try_advisory_xact_lock(lock_key(name))))).scalar_one())
-
-
 # ---------------------------------------------------------------- inbox
 
 

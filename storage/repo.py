@@ -16,7 +16,6 @@ from storage.models import (
     ChatBinding,
     Conversation,
     Counter,
-    InboxEvent,
     Invite,
     Member,
     OutboxMessage,
@@ -35,68 +34,6 @@ def _locking(stmt, s: AsyncSession, skip_locked: bool = False):
     if s.bind.dialect.name == "postgresql":
         return stmt.with_for_update(skip_locked=skip_locked)
     return stmt
-
-
-# ---------------------------------------------------------------- inbox
-
-
-async def inbox_insert(
-    s: AsyncSession, platform: str, event_id: str, payload: dict, now: datetime, status: str = "pending"
-) -> int | None:
-    """Stores a received event; None when this platform event id was stored before."""
-    stmt = (
-        _insert(s, InboxEvent.__table__)
-        .values(platform=platform, event_id=event_id, payload=payload, status=status, attempts=0, received_at=now,
-                processed_at=now if status == "done" else None)
-        .on_conflict_do_nothing(index_elements=["platform", "event_id"])
-        .returning(InboxEvent.__table__.c.id)
-    )
-    return (await s.exec(stmt)).scalar_one_or_none()
-
-
-async def inbox_lock(s: AsyncSession, inbox_id: int) -> InboxEvent | None:
-    stmt = _locking(select(InboxEvent).where(InboxEvent.id == inbox_id), s, skip_locked=True)
-    return (await s.exec(stmt)).first()
-
-
-async def inbox_insert_many(
-    s: AsyncSession, rows: Sequence[tuple[str, str, dict]], now: datetime
-) -> dict[tuple[str, str], int]:
-    """Stores several events in one statement; returns the ids of those not stored before,
-    keyed by (platform, event id)."""
-    table = InboxEvent.__table__
-    values = [
-        dict(platform=p, event_id=e, payload=payload, status="pending", attempts=0, received_at=now)
-        for p, e, payload in {(p, e): (p, e, payload) for p, e, payload in rows}.values()
-    ]
-    stmt = (
-        _insert(s, table)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["platform", "event_id"])
-        .returning(table.c.id, table.c.platform, table.c.event_id)
-    )
-    return {(p, e): i for i, p, e in (await s.exec(stmt)).all()}
-
-
-async def inbox_failed(s: AsyncSession, inbox_id: int, attempts: int, status: str, error: str) -> None:
-    await s.exec(
-        sa.update(InboxEvent).where(InboxEvent.id == inbox_id).values(attempts=attempts, status=status, error=error, processed_at=None)
-    )
-
-
-async def inbox_done(s: AsyncSession, inbox_id: int, now: datetime) -> None:
-    await s.exec(sa.update(InboxEvent).where(InboxEvent.id == inbox_id).values(status="done", processed_at=now))
-
-
-async def inbox_due(s: AsyncSession, now: datetime, limit: int, older_than: timedelta) -> list[int]:
-    """Pending events nobody finished (a crash between store and process): their ids."""
-    stmt = (
-        select(InboxEvent.id)
-        .where(InboxEvent.status == "pending", InboxEvent.received_at <= now - older_than)
-        .order_by(InboxEvent.id)
-        .limit(limit)
-    )
-    return list((await s.exec(stmt)).all())
 
 
 # ---------------------------------------------------------------- conversations
@@ -312,27 +249,6 @@ async def outbox_add(s: AsyncSession, **fields) -> OutboxMessage:
     row = OutboxMessage(status="pending", attempts=0, **fields)
     s.add(row)
     return row
-
-
-async def outbox_claim(
-    s: AsyncSession, platforms: Sequence[str], now: datetime, lease: timedelta, limit: int
-) -> list[OutboxMessage]:
-    """Claims due messages for `lease` (SKIP LOCKED, so replicas never take the same row)."""
-    stmt = (
-        select(OutboxMessage)
-        .where(
-            OutboxMessage.status == "pending",
-            col(OutboxMessage.platform).in_(platforms),
-            OutboxMessage.next_attempt_at <= now,
-            sa.or_(col(OutboxMessage.claimed_until).is_(None), col(OutboxMessage.claimed_until) < now),
-        )
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
-    rows = list((await s.exec(_locking(stmt, s, skip_locked=True))).all())
-    for row in rows:
-        row.claimed_until = now + lease
-    return rows
 
 
 async def outbox_get(s: AsyncSession, row_id: int) -> OutboxMessage | None:

@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from bot.outbox import OutboxWorker, SendResult
-from storage import repo
+from storage import pipeline, repo
 from storage.db import Database
 
 
@@ -144,7 +144,7 @@ async def test_lease_expiry_lets_another_worker_take_over(db, clock):
     worker = OutboxWorker(db, {"fake": ch}, clock=clock)
     row = await add(db, clock)
     async with db.transaction() as s:  # a worker claims the row and dies
-        await repo.outbox_claim(s, ["fake"], clock(), timedelta(seconds=60), 10)
+        await pipeline.outbox_claim_heads(s, ["fake"], clock(), timedelta(seconds=60), 10)
     assert await worker.deliver_due() == 0
     clock.advance(seconds=61)
     assert await worker.deliver_due() == 1 and await status(db, row) == "sent"
