@@ -67,10 +67,16 @@ async def ingest_only(**settings) -> AsyncIterator[int]:
         try:
             svc = app[SERVICES]
 
-            async def accept(ev) -> bool:  # store before the 200, do not process
-                return await svc.engine.ingest(ev) is not None
+            # Store before the 200, do not process: both ways in (LINE calls `accept`, Telegram
+            # `accept_task`) stop at the inbox.
+            async def accept_task(ev, reply=None):
+                await svc.engine.ingest(ev, reply)
+                return None  # no processing task: nothing runs after the store
 
-            svc.accept = accept
+            async def accept(ev, reply=None) -> bool:
+                return await svc.engine.ingest(ev, reply) is not None
+
+            svc.accept, svc.accept_task = accept, accept_task
             yield port
         finally:
             await runner.cleanup()
