@@ -132,3 +132,27 @@ async def sandbox(db_url, tmp_path, clock):
     app = create_app(settings, clock=clock)
     async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as client:
         yield Sandbox(client, app[SERVICES], clock)
+
+
+@pytest.fixture
+async def line(db_url, tmp_path, clock):
+    """The app with the LINE channel on (and the sandbox), LINE being a FakeLine on 127.0.0.1."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from tests.fake_line import SECRET, FakeLine, LineHarness
+
+    from bot.app import SERVICES, create_app
+    from bot.settings import Settings
+
+    fake = await FakeLine(clock=lambda: clock().timestamp()).start()
+    settings = Settings(
+        _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), sandbox=True,
+        line_channel_secret=SECRET, line_access_token=fake.access_token, line_api_host=fake.url,
+        public_url="https://namjai.example", sweep_seconds=0.2, scheduler=False,
+    )
+    app = create_app(settings, clock=clock)
+    try:
+        async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as client:
+            yield LineHarness(client, app[SERVICES], clock, fake)
+    finally:
+        await fake.close()

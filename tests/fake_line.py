@@ -21,7 +21,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -432,28 +431,6 @@ def _joined(sent: list[Sent]) -> str:
 
 def quick_replies(sent: Sent) -> list[dict]:
     return [i["action"] for i in ((sent.message.get("quickReply") or {}).get("items") or [])]
-
-
-@pytest.fixture
-async def line(db_url, tmp_path, clock):
-    """The app with the LINE channel on (and the sandbox), LINE being a FakeLine on 127.0.0.1."""
-    from aiohttp.test_utils import TestClient
-
-    from bot.app import SERVICES, create_app
-    from bot.settings import Settings
-
-    fake = await FakeLine(clock=lambda: clock().timestamp()).start()
-    settings = Settings(
-        _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), sandbox=True,
-        line_channel_secret=SECRET, line_access_token=fake.access_token, line_api_host=fake.url,
-        public_url="https://namjai.example", sweep_seconds=0.2, scheduler=False,
-    )
-    app = create_app(settings, clock=clock)
-    try:
-        async with TestServer(app, host="127.0.0.1") as server, TestClient(server) as client:
-            yield LineHarness(client, app[SERVICES], clock, fake)
-    finally:
-        await fake.close()
 
 
 GROUP_FIXTURE_ID = "Ca56f94637c0123456789abcdef012345"  # the group of the group fixtures

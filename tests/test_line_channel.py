@@ -11,7 +11,6 @@ from bot import metrics
 from handlers.line import RETRY_KEY_NS, retry_key
 from handlers.line_messages import build_messages, check_photo_link, photo_url
 from storage import repo
-from tests.fake_line import line  # noqa: F401  (fixture)
 
 USER = "U00000000000000000000000000000c01"
 GROUP = "C00000000000000000000000000000c02"

@@ -11,7 +11,7 @@ from storage import repo
 from storage.models import AccessLog
 from tests.chat import ref_in
 from tests.conftest import jpeg
-from tests.fake_line import flex_postbacks, line, quick_replies  # noqa: F401  (fixture)
+from tests.fake_line import flex_postbacks, quick_replies
 
 PATTAYA = (12.9277, 100.8724)
 VOLUNTEER = "U00000000000000000000000000000a11"

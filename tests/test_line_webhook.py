@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from storage.models import InboxEvent
 from tests.conftest import jpeg
-from tests.fake_line import GROUP_FIXTURE_ID, body_of, fixture, line, sign  # noqa: F401  (fixture)
+from tests.fake_line import GROUP_FIXTURE_ID, body_of, fixture, sign
 
 USER = "U4af4980629a1b2c3d4e5f60718293a4b"
 

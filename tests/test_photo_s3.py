@@ -34,7 +34,7 @@ from storage.photos import (
 )
 from tests.chat import Sandbox
 from tests.conftest import jpeg
-from tests.fake_line import SECRET, line  # noqa: F401  (fixture)
+from tests.fake_line import SECRET
 from tests.fake_telegram import FakeTelegram
 from tests.s3_server import bucket, free_port, s3_server  # noqa: F401  (fixtures)
 from tests.test_e2e_sandbox import full_report

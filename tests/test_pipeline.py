@@ -257,7 +257,7 @@ async def test_failed_rows_are_listed_and_put_back_by_the_operator(db, clock):
 # ---------------------------------------------------------------- LINE replies
 
 
-from tests.fake_line import event_from, line  # noqa: E402,F401  (fixture)
+from tests.fake_line import event_from  # noqa: E402
 
 USER = "U00000000000000000000000000000p01"
 
