@@ -101,7 +101,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         await prepare_database(db, settings)
         photos = open_store(settings)
         await photos.check()
-        engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos)
+        engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos,
+                        inbox_concurrency=settings.inbox_concurrency)
         channels = {}
         if settings.sandbox:
             channels["sandbox"] = SandboxChannel()

@@ -57,6 +57,7 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         default_lang: str = "th",
         photos: PhotoStore | None = None,
+        inbox_concurrency: int = 3,
     ):
         self.db = db
         self.photos = photos
@@ -68,7 +69,7 @@ class Engine:
         self.reports = Reports(self.boundaries, clock)
         self.desk = StaffDesk(db, self.reports, clock, default_lang)
         self.map_links: MapLinkResolver | None = MapLinkResolver()  # short map links in typed text
-        self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up)
+        self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up, concurrency=inbox_concurrency)
 
     # ------------------------------------------------------------ the inbox's interface
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
 import structlog
+from sqlalchemy import exc as sa_exc
 
 from bot import metrics
 from flows.codec import event_from_dict, event_to_dict
@@ -26,7 +27,12 @@ from storage.db import Database
 
 log = structlog.get_logger("namjai.inbox")
 
+# Errors of the database's availability, not of the event: the step is left to the sweeper and is
+# not counted as an attempt (else a busy pool would give events up and lose reports).
+TRANSIENT = (sa_exc.TimeoutError, sa_exc.DisconnectionError, sa_exc.InterfaceError, sa_exc.OperationalError, ConnectionError, OSError)
+
 MAX_ATTEMPTS = 5
+CONCURRENCY = 4  # conversations this process works on at once (each holds a connection while it does)
 MAX_BATCH = 500  # events in one group commit
 MAX_STEPS = 200  # events one drainer processes before it yields to the others
 RETRY_BASE = 1.0  # seconds; doubled per failed attempt
@@ -89,8 +95,10 @@ GiveUp = Callable[[object, InboundEvent], Awaitable[None]]
 
 
 class Inbox:
-    def __init__(self, db: Database, clock: Callable[[], datetime], dispatch: Dispatch, prepare: Prepare, give_up: GiveUp):
+    def __init__(self, db: Database, clock: Callable[[], datetime], dispatch: Dispatch, prepare: Prepare, give_up: GiveUp,
+                 concurrency: int = CONCURRENCY):
         self.db = db
+        self._gate = asyncio.Semaphore(concurrency)
         self.clock = clock
         self.dispatch = dispatch
         self.prepare = prepare
@@ -133,7 +141,15 @@ class Inbox:
 
     async def step(self, conv_key: str) -> bool:
         """Processes the oldest pending event of the conversation, if it is due; True when it did
-        something (processed, or found someone else had), False when nothing was due."""
+        something (processed, or found someone else had), False when nothing was due or another
+        worker is on the conversation (it goes on to the newer events itself).
+
+        At most `concurrency` steps of this process run at once: a conversation waiting for its
+        turn holds no database connection, so the webhooks' writes and the outbox always get one."""
+        async with self._gate:
+            return await self._step(conv_key)
+
+    async def _step(self, conv_key: str) -> bool:
         now = self.clock()
         async with self.db.session() as s:
             head = await pipeline.inbox_head(s, conv_key)
@@ -147,13 +163,20 @@ class Inbox:
         try:
             with metrics.PROCESS_SECONDS.time():
                 async with self.db.transaction() as s:
-                    await pipeline.advisory_lock(s, "conv:" + conv_key)
+                    if not await pipeline.try_advisory_lock(s, "conv:" + conv_key):
+                        # Another worker holds the conversation: it reads the head again after its
+                        # event, so it finds this one (stored before we looked). Waiting for the
+                        # lock here would hold a connection for nothing.
+                        return False
                     current = await pipeline.inbox_head(s, conv_key, lock=True)
                     if current is None or current.id != head.id:
                         return True  # another worker processed it meanwhile: look again
                     s.info["event"] = current
                     wrote = await self.dispatch(s, ready, current)
                     await pipeline.inbox_done(s, head.id, self.clock())
+        except TRANSIENT as exc:  # no connection in time, the database away: not the event's fault
+            log.warning("inbox_step_deferred", error=type(exc).__name__)
+            return False
         except Exception as exc:
             await self._failed(head.id, head.attempts, ready, exc)
             return False

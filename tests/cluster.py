@@ -109,6 +109,7 @@ class Cluster:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="namjai-cluster-")))
     env_extra: dict = field(default_factory=dict)
     log_level: str = "WARNING"
+    s3: bool = True  # photos in a bucket of moto's S3 server; False: one folder the replicas share (one host)
 
     def __post_init__(self):
         self.db_name = f"namjai_cluster_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -130,7 +131,10 @@ class Cluster:
         asyncio.run(pg_exec(f'CREATE DATABASE "{self.db_name}"'))
         self._db_created = True
         self.start_fakes()
-        self.start_s3()
+        if self.s3:
+            self.start_s3()
+        else:
+            self.s3_env = {"NAMJAI_PHOTO_DIR": str(self.workdir / "photos")}
         self.cli("db", "upgrade")
         self.cli("teams", "import", str(ROOT / "bot" / "data" / "teams" / "thailand.yaml"))
         self.nodes = [Replica(i, free_port(), self.workdir / f"replica{i}.log") for i in range(self.replicas)]
@@ -234,7 +238,7 @@ class Cluster:
         except Exception:
             return False
 
-    def wait_healthy(self, i: int, timeout: float = 60) -> None:
+    def wait_healthy(self, i: int, timeout: float = 180) -> None:
         node = self.nodes[i]
 
         def up():

@@ -136,8 +136,9 @@ async def bind(sender: Sender, cluster: Cluster, team: Team, url: str | None = N
         await sender.line(sender.line_event("text", user=team.staff, group=team.group, text=text), url=url)
 
 
-async def report(sender: Sender, v: Volunteer, url: str | None = None) -> None:
-    """One volunteer's whole report, posted as fast as the webhook answers (no waiting for replies)."""
+async def report(sender: Sender, v: Volunteer, url: str | None = None) -> float:
+    """One volunteer's whole report, posted as fast as the webhook answers (no waiting for replies);
+    returns when its last event (confirm:send) was first posted."""
     lat, lon = v.point
     if v.platform == "telegram":
         user, chat = tg_user(v.chat), int(v.chat)
@@ -161,8 +162,11 @@ async def report(sender: Sender, v: Volunteer, url: str | None = None) -> None:
         events = [hello(), press("consent:yes"), photo(), location(), *rest]
     else:
         events = [photo(), location(), press("consent:yes"), *rest]
+    last = 0.0
     for ev in events:
+        last = time.time()
         await post(ev)
+    return last
 
 
 class Observer:
