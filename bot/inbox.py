@@ -146,23 +146,22 @@ class Inbox:
 
         At most `concurrency` steps of this process run at once: a conversation waiting for its
         turn holds no database connection, so the webhooks' writes and the outbox always get one."""
-        async with self._gate:
-            return await self._step(conv_key)
+        return await self._step(conv_key)
 
     async def _step(self, conv_key: str) -> bool:
         now = self.clock()
-        async with self.db.session() as s:
+        async with self._gate, self.db.session() as s:
             head = await pipeline.inbox_head(s, conv_key)
         if head is None or (head.next_attempt_at is not None and head.next_attempt_at > now):
             return False
         ev = event_from_dict(head.payload)
         ready = await self.prepare(ev)  # media is fetched outside the transaction: no lock over the network
         if ready is not ev:
-            async with self.db.transaction() as s:
+            async with self._gate, self.db.transaction() as s:
                 await pipeline.inbox_set_payload(s, head.id, event_to_dict(ready))
         try:
             with metrics.PROCESS_SECONDS.time():
-                async with self.db.transaction() as s:
+                async with self._gate, self.db.transaction() as s:
                     if not await pipeline.try_advisory_lock(s, "conv:" + conv_key):
                         # Another worker holds the conversation: it reads the head again after its
                         # event, so it finds this one (stored before we looked). Waiting for the
