@@ -119,7 +119,7 @@ class OutboxWorker:
                         f.claimed_until = None
                     followers = kept
             card_msg = None
-            if row.card_edit and row.report_id is not None:
+            if row.card_edit and row.report_id is not None and not (row.payload.get("card") or {}).get("fresh"):
                 existing = await repo.card_message(s, row.report_id, row.platform, row.chat_id)
                 card_msg = existing.message_id if existing else None
             rows = [row, *followers]
