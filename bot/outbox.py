@@ -125,7 +125,7 @@ class OutboxWorker:
             rows = [row, *followers]
             buckets = channel.limits(row) if hasattr(channel, "limits") else []
             if buckets:
-                cost = channel.cost(rows) if hasattr(channel, "cost") else 1
+                cost = channel.cost(rows, card_msg) if hasattr(channel, "cost") else 1
                 wait = await pipeline.rate_reserve(s, buckets, now, cost)
                 if wait > 0:  # our own limit: the row waits for room; not an attempt
                     for r in rows:
