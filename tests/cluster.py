@@ -123,6 +123,7 @@ class Cluster:
         self.lb_port = free_port()
         self.haproxy: subprocess.Popen | None = None
         self._db_created = False
+        self.forced_stops = 0  # SIGTERMs that needed a SIGKILL after `kill`'s wait
 
     # ------------------------------------------------------------ lifecycle
 
@@ -251,10 +252,17 @@ class Cluster:
         except RuntimeError as e:
             raise TimeoutError(str(e)) from None
 
-    def kill(self, i: int, sig: int = signal.SIGKILL, wait: float = 30) -> None:
+    def kill(self, i: int, sig: int = signal.SIGKILL, wait: float = 90) -> None:
+        """Signals replica i and waits for it to exit; a graceful stop (SIGTERM) that takes longer
+        than `wait` is ended with SIGKILL, as Docker's stop_grace_period does (counted)."""
         proc = self.nodes[i].proc
         proc.send_signal(sig)
-        proc.wait(wait)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.forced_stops += 1
+            proc.kill()
+            proc.wait(30)
 
     def restart(self, i: int, sig: int = signal.SIGTERM) -> None:
         """Stops replica i (SIGTERM: graceful; SIGKILL: a crash), starts it again, waits until healthy."""

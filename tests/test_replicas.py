@@ -175,5 +175,5 @@ async def scenario(cluster: Cluster) -> dict:
         out_of_order=out_of_order, cards=len(cards), card_dups=card_dups, receipts=receipts,
         telegram_peak_second=overall, telegram_peak_group_minute=max(per_group.values()), groups=per_group,
         redeliveries=sender.redeliveries, posts=sender.posts, seconds=round(done_at - t0, 1),
-        killed_after=round(killed_at - t0, 1), rolled_after=round(rolled_at - t0, 1), expected=expected,
+        killed_after=round(killed_at - t0, 1), forced_stops=cluster.forced_stops, rolled_after=round(rolled_at - t0, 1), expected=expected,
     )
