@@ -85,11 +85,13 @@ async def ledger_add_many(s: AsyncSession, rows: Sequence[dict], now: datetime) 
     table = ReminderSent.__table__
     stmt = (
         _insert(s, table)
-        .values([{"sent_at": now, "due_at": None, "to": None, "coalesced": False, **r} for r in rows])
         .on_conflict_do_nothing(index_elements=["report_id", "kind", "step"])
         .returning(table.c.report_id, table.c.kind, table.c.step)
     )
-    return {(rid, k, st) for rid, k, st in (await s.exec(stmt)).all()}
+    # executemany with RETURNING: SQLAlchemy batches the rows into a few INSERTs ("insertmanyvalues")
+    # from one cached statement, instead of compiling a new statement for each number of rows.
+    params = [{"sent_at": now, "due_at": None, "to": None, "coalesced": False, **r} for r in rows]
+    return {(rid, k, st) for rid, k, st in (await s.exec(stmt, params=params)).all()}
 
 
 async def chats_of_teams(s: AsyncSession, team_ids: Sequence[int]) -> dict[tuple[int, str], list[ChatBinding]]:
