@@ -153,6 +153,7 @@ class Inbox:
         processed in a second one."""
         now = self.clock()
         head = ev = None
+        hid = attempts = None  # read in the transaction: its objects are gone after a rollback
         try:
             with metrics.PROCESS_SECONDS.time():
                 async with self.db.transaction() as s:
@@ -161,18 +162,19 @@ class Inbox:
                     head = heads[0] if heads else None
                     if head is None or (head.next_attempt_at is not None and head.next_attempt_at > now):
                         return False
+                    hid, attempts = head.id, head.attempts
                     ev = event_from_dict(head.payload)
                     if self.needs_prepare(ev):
-                        raise _Prepare(head.id, head.attempts, ev)
+                        raise _Prepare(hid, attempts, ev)
                     s.info["event"] = head
                     wrote = await self.dispatch(s, ev, head)
-                    await pipeline.inbox_done(s, head.id, self.clock())
+                    await pipeline.inbox_done(s, hid, self.clock())
         except _Prepare as p:
             return await self._prepared_step(conv_key, p.inbox_id, p.attempts, p.ev)
         except Exception as exc:
-            if head is None or ev is None:  # the database is away, or the row unreadable: the drainer logs it
+            if hid is None or ev is None:  # the database is away, or the row unreadable: the drainer logs it
                 raise
-            await self._failed(head.id, head.attempts, ev, exc)
+            await self._failed(hid, attempts, ev, exc)
             return False
         self._notify(wrote)
         return len(heads) > 1  # another event waits: go on (a new one arriving meanwhile kicks again)
