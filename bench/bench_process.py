@@ -61,7 +61,7 @@ async def one_run(env: dict, channels: bool) -> tuple[float, float, float]:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
                 while True:
                     if proc.returncode is not None or time.perf_counter() - t0 > 60:
                         err = (await proc.stderr.read()).decode()[-2000:] if proc.returncode is not None else ""
@@ -70,7 +70,7 @@ async def one_run(env: dict, channels: bool) -> tuple[float, float, float]:
                         async with http.get(base + "/healthz") as r:
                             if r.status == 200:
                                 break
-                    except aiohttp.ClientError:
+                    except (aiohttp.ClientError, asyncio.TimeoutError):  # not listening yet, or busy
                         pass
                     await asyncio.sleep(0.01)
                 started = time.perf_counter() - t0
