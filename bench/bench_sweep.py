@@ -83,6 +83,10 @@ async def measure(url: str, conn, label: str) -> dict:
     async with conn.transaction():
         await conn.fetch(CLAIM_SQL, NOW)
     claim_ms = (time.perf_counter() - t0) * 1000
+    from bot.i18n import catalogue
+    from flows.deadlines import load_policy
+
+    catalogue(), load_policy()  # read once per process: a running replica has them already
     db = Database(url)
     try:
         t0 = time.perf_counter()
