@@ -68,7 +68,7 @@ class Engine:
         self.reports = Reports(self.boundaries, clock)
         self.desk = StaffDesk(db, self.reports, clock, default_lang)
         self.map_links: MapLinkResolver | None = MapLinkResolver()  # short map links in typed text
-        self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up)
+        self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up, self.needs_prepare)
 
     # ------------------------------------------------------------ the inbox's interface
 
@@ -108,6 +108,13 @@ class Engine:
         if self.map_links is not None:
             ev = await self.map_links.expand(ev)
         return ev
+
+    def needs_prepare(self, ev: InboundEvent) -> bool:
+        """Whether `prepare` has anything to fetch for `ev` (most events: no, and the inbox then
+        processes them in one transaction)."""
+        if isinstance(ev, (PhotoReceived, VoiceReceived)) and not ev.key and not ev.error and ev.media:
+            return True
+        return self.map_links is not None and self.map_links.wants(ev)
 
     async def fetch_media(self, ev: InboundEvent) -> InboundEvent:
         """Fetches a platform photo or voice note and stores it; the event then carries the stored

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import string
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from babel.dates import format_datetime
+from babel.dates import format_date
 
 from flows.cards import BANGKOK
 from flows.model import Msg
@@ -35,8 +35,14 @@ def fmt_time(at: datetime, lang: str) -> str:
     local = at.astimezone(BANGKOK)
     lang = lang if lang in LANGS else DEFAULT_LANG
     year = local.year + 543 if lang == "th" else local.year
-    day = format_datetime(local, "d MMM", locale=lang)
+    day = _day(local.date(), lang)
     return text(Msg("time.at", {"day": day, "year": year, "time": f"{local:%H:%M}"}), lang)
+
+
+@lru_cache(maxsize=4096)
+def _day(d, lang: str) -> str:
+    """"3 ธ.ค." / "3 Dec" (babel parses the pattern and loads the locale each call: cached per day)."""
+    return format_date(d, "d MMM", locale=lang)
 
 
 def text(msg: Msg | str, lang: str = DEFAULT_LANG) -> str:

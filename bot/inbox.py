@@ -80,6 +80,13 @@ class Ingestor:
                     fut.set_result(inbox_id)
 
 
+class _Prepare(Exception):
+    """The head needs the network first: leave the transaction (nothing written) and prepare it."""
+
+    def __init__(self, inbox_id: int, attempts: int, ev: InboundEvent):
+        self.inbox_id, self.attempts, self.ev = inbox_id, attempts, ev
+
+
 # (session, event, inbox row) -> whether it wrote to the outbox; runs inside the event's transaction
 Dispatch = Callable[[object, InboundEvent, object], Awaitable[bool]]
 # event -> the event with its media fetched and stored (outside any transaction)
@@ -89,8 +96,12 @@ GiveUp = Callable[[object, InboundEvent], Awaitable[None]]
 
 
 class Inbox:
-    def __init__(self, db: Database, clock: Callable[[], datetime], dispatch: Dispatch, prepare: Prepare, give_up: GiveUp):
+    def __init__(
+        self, db: Database, clock: Callable[[], datetime], dispatch: Dispatch, prepare: Prepare, give_up: GiveUp,
+        needs_prepare: Callable[[InboundEvent], bool] = lambda ev: True,
+    ):
         self.db = db
+        self.needs_prepare = needs_prepare
         self.clock = clock
         self.dispatch = dispatch
         self.prepare = prepare
@@ -132,30 +143,59 @@ class Inbox:
         asyncio.get_running_loop().call_soon(self.kick, conv_key)
 
     async def step(self, conv_key: str) -> bool:
-        """Processes the oldest pending event of the conversation, if it is due; True when it did
-        something (processed, or found someone else had), False when nothing was due."""
+        """Processes the oldest pending event of the conversation, if it is due; True when there
+        may be more to do now (another event waits, or someone else processed this one), False
+        when nothing more is due.
+
+        Most events need nothing from the network: one transaction takes the conversation's lock,
+        reads its head and processes it. An event with media to fetch or a short map link to
+        follow is prepared outside any transaction (no lock held over the network), then
+        processed in a second one."""
         now = self.clock()
-        async with self.db.session() as s:
-            head = await pipeline.inbox_head(s, conv_key)
-        if head is None or (head.next_attempt_at is not None and head.next_attempt_at > now):
+        head = ev = None
+        hid = attempts = None  # read in the transaction: its objects are gone after a rollback
+        try:
+            with metrics.PROCESS_SECONDS.time():
+                async with self.db.transaction() as s:
+                    await pipeline.advisory_lock(s, "conv:" + conv_key)
+                    heads = await pipeline.inbox_heads(s, conv_key, lock=True)
+                    head = heads[0] if heads else None
+                    if head is None or (head.next_attempt_at is not None and head.next_attempt_at > now):
+                        return False
+                    hid, attempts = head.id, head.attempts
+                    ev = event_from_dict(head.payload)
+                    if self.needs_prepare(ev):
+                        raise _Prepare(hid, attempts, ev)
+                    s.info["event"] = head
+                    wrote = await self.dispatch(s, ev, head)
+                    await pipeline.inbox_done(s, hid, self.clock())
+        except _Prepare as p:
+            return await self._prepared_step(conv_key, p.inbox_id, p.attempts, p.ev)
+        except Exception as exc:
+            if hid is None or ev is None:  # the database is away, or the row unreadable: the drainer logs it
+                raise
+            await self._failed(hid, attempts, ev, exc)
             return False
-        ev = event_from_dict(head.payload)
+        self._notify(wrote)
+        return len(heads) > 1  # another event waits: go on (a new one arriving meanwhile kicks again)
+
+    async def _prepared_step(self, conv_key: str, inbox_id: int, attempts: int, ev: InboundEvent) -> bool:
         ready = await self.prepare(ev)  # media is fetched outside the transaction: no lock over the network
         if ready is not ev:
             async with self.db.transaction() as s:
-                await pipeline.inbox_set_payload(s, head.id, event_to_dict(ready))
+                await pipeline.inbox_set_payload(s, inbox_id, event_to_dict(ready))
         try:
             with metrics.PROCESS_SECONDS.time():
                 async with self.db.transaction() as s:
                     await pipeline.advisory_lock(s, "conv:" + conv_key)
                     current = await pipeline.inbox_head(s, conv_key, lock=True)
-                    if current is None or current.id != head.id:
+                    if current is None or current.id != inbox_id:
                         return True  # another worker processed it meanwhile: look again
                     s.info["event"] = current
                     wrote = await self.dispatch(s, ready, current)
-                    await pipeline.inbox_done(s, head.id, self.clock())
+                    await pipeline.inbox_done(s, inbox_id, self.clock())
         except Exception as exc:
-            await self._failed(head.id, head.attempts, ready, exc)
+            await self._failed(inbox_id, attempts, ready, exc)
             return False
         self._notify(wrote)
         return True

@@ -28,7 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from PIL import Image, ImageOps
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -103,8 +102,10 @@ def validate_key(key: str) -> str:
     return key
 
 
-def _flatten_to_rgb(im: Image.Image) -> Image.Image:
+def _flatten_to_rgb(im):
     """Convert to RGB, compositing any transparency onto a white background."""
+    from PIL import Image
+
     if im.has_transparency_data:
         rgba = im.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -134,6 +135,8 @@ def prepare_image(
     ``PhotoError("not_image")`` when Pillow cannot decode it or it is not
     JPEG/PNG/WEBP/GIF (first frame)/HEIC (when pillow-heif is installed).
     """
+    from PIL import Image, ImageOps  # imported when the first photo comes, not at start (about 4 MiB)
+
     if len(data) > max_input_bytes:
         raise PhotoError("too_large")
     if not data:

@@ -58,19 +58,27 @@ async def inbox_insert_many(s: AsyncSession, rows: Sequence[dict], now: datetime
     ]
     stmt = (
         _insert(s, table)
-        .values(values)
         .on_conflict_do_nothing(index_elements=["platform", "event_id"])
         .returning(table.c.id, table.c.platform, table.c.event_id)
     )
-    return {(p, e): i for i, p, e in (await s.exec(stmt)).all()}
+    # executemany with RETURNING ("insertmanyvalues"): one cached statement whatever the batch's
+    # size, sent as few multi-row INSERTs; `.values(list)` would compile a new one per size.
+    return {(p, e): i for i, p, e in (await s.exec(stmt, params=values)).all()}
 
 
 async def inbox_head(s: AsyncSession, conv_key: str, lock: bool = False) -> InboxEvent | None:
     """The oldest pending event of a conversation (the only one that may be processed now)."""
-    stmt = select(InboxEvent).where(InboxEvent.conv_key == conv_key, InboxEvent.status == "pending").order_by(InboxEvent.id).limit(1)
+    heads = await inbox_heads(s, conv_key, lock, 1)
+    return heads[0] if heads else None
+
+
+async def inbox_heads(s: AsyncSession, conv_key: str, lock: bool = False, n: int = 2) -> list[InboxEvent]:
+    """The `n` oldest pending events of a conversation: the head, and whether another follows it
+    (so that a drainer knows without asking again)."""
+    stmt = select(InboxEvent).where(InboxEvent.conv_key == conv_key, InboxEvent.status == "pending").order_by(InboxEvent.id).limit(n)
     if lock and _pg(s):
         stmt = stmt.with_for_update()
-    return (await s.exec(stmt)).first()
+    return list((await s.exec(stmt)).all())
 
 
 async def inbox_set_payload(s: AsyncSession, inbox_id: int, payload: dict) -> None:
