@@ -32,6 +32,7 @@ from flows.status import OPEN_STATUSES, Outcome, Status, allowed_actions
 from handlers.base import SERVICES
 from storage import console_repo as crepo
 from storage import repo
+from storage.boundaries import PROVINCES_FILE
 from storage.photos import PhotoDeleted, media_type
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -94,6 +95,7 @@ def setup(app: web.Application, secure: bool = False) -> None:
     app.router.add_get("/console/figures", figures_page)
     app.router.add_get("/console/map", map_page)
     app.router.add_get("/console/map.json", map_data)
+    app.router.add_get("/console/provinces.geojson", provinces)
     app.router.add_get("/console/export.{fmt:(csv|xlsx)}", export)
     app.router.add_post("/console/logout", logout)
     app.router.add_post("/console/lang", set_lang)
@@ -401,6 +403,12 @@ async def map_data(request: web.Request) -> web.Response:
     async with c.svc.db.session() as s:
         pts = await crepo.map_points(s, c.team_ids, f)
     return web.json_response({"points": [{"id": i, "ref": ref, "lat": la, "lon": lo, "status": st, "urgent": bool(u)} for i, ref, la, lo, st, u in pts]})
+
+
+async def provinces(request: web.Request) -> web.FileResponse:
+    """The shipped province outlines, the map's base layer."""
+    await _ctx(request)
+    return web.FileResponse(PROVINCES_FILE, headers={"Content-Type": "application/geo+json", "Cache-Control": "private, max-age=86400"})
 
 
 async def map_page(request: web.Request) -> web.Response:
