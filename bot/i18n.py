@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,14 @@ def fmt_time(at: datetime, lang: str) -> str:
     local = at.astimezone(BANGKOK)
     lang = lang if lang in LANGS else DEFAULT_LANG
     year = local.year + 543 if lang == "th" else local.year
-    day = format_datetime(local, "d MMM", locale=lang)
+    day = _day(local.date(), lang)
     return text(Msg("time.at", {"day": day, "year": year, "time": f"{local:%H:%M}"}), lang)
+
+
+@lru_cache(maxsize=4096)
+def _day(d, lang: str) -> str:
+    """`2 ธ.ค.`: babel takes milliseconds for it, and a console page shows hundreds of dates."""
+    return format_datetime(datetime(d.year, d.month, d.day, 12), "d MMM", locale=lang)
 
 
 def text(msg: Msg | str, lang: str = DEFAULT_LANG) -> str:

@@ -117,6 +117,12 @@ class Ctx:
         self.lang = self.data.get("lang", "th")
 
     @property
+    def places(self):
+        if not hasattr(self, "_places"):
+            self._places = self.svc.engine.reports.context()
+        return self._places
+
+    @property
     def team_ids(self):
         return None if self.scope.team_ids is None else sorted(self.scope.team_ids)
 
@@ -156,7 +162,7 @@ async def _csrf(c: Ctx) -> dict:
 
 async def _teams(c: Ctx) -> list:
     async with c.svc.db.session() as s:
-        teams = await repo.teams_all(s, active_only=False)
+        teams = await crepo.teams_brief(s)
     return [t for t in teams if c.scope.sees(t.id)]
 
 
@@ -201,7 +207,7 @@ def _close_deadline() -> timedelta:
 
 
 def _place(c: Ctx, r) -> str:
-    ctx = c.svc.engine.reports.context()
+    ctx = c.places
     code = r.subdistrict_code or r.district_code or r.province_code
     parts = [ctx.place_name(x, c.lang) for x in (r.subdistrict_code, r.district_code, r.province_code) if x]
     return " · ".join(p for p in parts if p) if code else ""
@@ -359,14 +365,6 @@ def _cases(rows) -> list[fig.Case]:
     ]
 
 
-async def figures_data(svc, team_ids, fy: int, now) -> tuple[list[fig.Case], fig.Figures]:
-    start, end = fig.fiscal_bounds(fy)
-    async with svc.db.session() as s:
-        rows = await crepo.figure_rows(s, team_ids, start, end)
-    cases = _cases(rows)
-    return cases, fig.figures(cases, fy, now, load_policy())
-
-
 async def figures_page(request: web.Request) -> web.Response:
     c = await _ctx(request)
     now = c.svc.clock()
@@ -377,13 +375,13 @@ async def figures_page(request: web.Request) -> web.Response:
     teams = await _teams(c)
     team = next((t for t in teams if t.code == request.query.get("team")), None)
     ids = [team.id] if team else c.team_ids
-    cases, total = await figures_data(c.svc, ids, fy, now)
+    start, end = fig.fiscal_bounds(fy)
+    async with c.svc.db.session() as s:
+        cases = _cases(await crepo.figure_rows(s, ids, start, end))
     policy = load_policy()
-    per_team = []
-    for t in teams if team is None else [team]:
-        mine = [x for x in cases if x.team_id == t.id]
-        per_team.append((t, fig.figures(mine, fy, now, policy)))
-    per_team = [(t, f) for t, f in per_team if f.received or f.open_now]
+    by_team = fig.figures_by(cases, fy, now, policy, lambda x: x.team_id)
+    total = by_team[None]
+    per_team = [(t, by_team[t.id]) for t in (teams if team is None else [team]) if t.id in by_team]
     labels = [str(m) for m in fig.MONTHS_FY]
     chart = fig.bar_chart_svg(
         [(c.t("console.received"), total.monthly_received, "#2b6cb0"), (c.t("console.closed"), total.monthly_closed, "#38a169")],

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.models import AccessLog, ConsoleLink, ConsoleSession, Member, Report, ReportEvent
+from storage.models import AccessLog, ConsoleLink, ConsoleSession, Member, Report, Team
 
 
 def digest(secret: str) -> str:
@@ -68,6 +68,21 @@ async def session_end(s: AsyncSession, key: str, now: datetime) -> None:
 async def sessions_prune(s: AsyncSession, before: datetime) -> int:
     res = await s.exec(sa.delete(ConsoleSession).where(ConsoleSession.expires_at < before))
     return res.rowcount or 0
+
+
+async def teams_brief(s: AsyncSession) -> list:
+    """Every team's id, code, names and provinces (not its area's polygon)."""
+    stmt = select(Team.id, Team.code, Team.name_th, Team.name_en, Team.provinces).order_by(Team.code)
+    return [TeamBrief(*r) for r in (await s.exec(stmt)).all()]
+
+
+@dataclass(frozen=True)
+class TeamBrief:
+    id: int
+    code: str
+    name_th: str
+    name_en: str
+    provinces: list | None
 
 
 # ---------------------------------------------------------------- reports

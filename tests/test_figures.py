@@ -139,3 +139,16 @@ def test_console_command():
     assert rules.is_console_command(TextReceived(**common, text="คอนโซล"))
     assert rules.is_console_command(CommandReceived(**common, name="console", arg=""))
     assert not rules.is_console_command(TextReceived(**common, text="console please"))
+
+
+def test_the_office_clock_gives_the_calendars_own_deadlines():
+    import random
+
+    policy = fig.fast_policy(POLICY, 2027)
+    clock = fig.OfficeClock(policy.calendar, fig.date(2024, 9, 1), fig.date(2028, 12, 31))
+    rnd = random.Random(13)
+    starts = [bkk(2026, 12, 31, 16, 30), bkk(2026, 12, 30, 8, 30), bkk(2026, 12, 5, 12), bkk(2027, 4, 12, 7)]
+    starts += [bkk(2026, 10, 1) + timedelta(minutes=rnd.randrange(0, 365 * 24 * 60)) for _ in range(300)]
+    for start in starts:
+        for delta in (timedelta(hours=4), timedelta(hours=16), timedelta(0)):
+            assert clock.add(start, delta) == POLICY.calendar.add_working(start, delta), (start, delta)
