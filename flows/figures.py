@@ -209,10 +209,16 @@ def figures_by(cases: Iterable[Case], fy: int, now: datetime, policy: Policy, ke
     for c in cases:
         k = key(c)
         targets = [bucket(None)] if k is None else [bucket(None), bucket(k)]
-        deadlines = {m: deadline(c, m) for m in MILESTONES}
-        reached = {m: _reached(c, m) for m in MILESTONES}
-        overdue = c.status != "closed" and any(reached[m] is None and deadlines[m] is not None and deadlines[m] <= now for m in MILESTONES)
         in_year = start <= c.created_at < end
+        reached = {m: _reached(c, m) for m in MILESTONES}
+        if in_year:
+            deadlines = {m: deadline(c, m) for m in MILESTONES}
+            overdue = c.status != "closed" and any(reached[m] is None and deadlines[m] is not None and deadlines[m] <= now for m in MILESTONES)
+        else:  # only "overdue now" is asked of it: the (wall-clock) close deadline first, lazily
+            deadlines = {}
+            overdue = c.status != "closed" and any(
+                reached[m] is None and (d := deadline(c, m)) is not None and d <= now for m in ("close", "ack", "onsite")
+            )
         for f, spans, met, counted in targets:
             _add(f, spans, met, counted, c, deadlines, reached, overdue, in_year, start, end, now)
     out = {}
