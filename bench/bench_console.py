@@ -123,7 +123,7 @@ async def main(n: int, rounds: int) -> int:
             link = await svc.console.link_for("pcdp-20", "bench:director")
             token = link.rsplit("/", 1)[1]
             async with ClientSession(base_url=str(server.make_url("/")), cookie_jar=CookieJar(unsafe=True)) as http:
-                r = await http.get(f"/console/login/{token}")
+                r = await http.post(f"/console/login/{token}")
                 assert r.status == 200, r.status
                 pages = {"/console/": "list (open, province)", "/console/map.json": "map data (open, province)", "/console/figures": "fiscal-year page (province)"}
                 sizes = {}

@@ -77,6 +77,12 @@ class Console:
         assert url is not None
         return url
 
+    async def peek(self, token: str) -> tuple[str, str] | None:
+        """(name, lang) of a link still usable, without spending it (a link preview must not)."""
+        async with self.db.session() as s:
+            link = await crepo.link_peek(s, token, self.clock())
+        return None if link is None else (link.user_name or link.user_id, link.lang)
+
     async def sign_in(self, token: str) -> dict | None:
         """Spends a link: the new session's data, or None (unknown, used or expired)."""
         async with self.db.transaction() as s:

@@ -86,7 +86,8 @@ class DbStorage(AbstractStorage):
 
 def setup(app: web.Application, secure: bool = False) -> None:
     session_setup(app, DbStorage(secure))
-    app.router.add_get("/console/login/{token}", login)
+    app.router.add_get("/console/login/{token}", login_page)
+    app.router.add_post("/console/login/{token}", login)
     app.router.add_get("/console", to_list)
     app.router.add_get("/console/", reports_page)
     app.router.add_get("/console/reports/{id:\\d+}", report_page)
@@ -223,11 +224,30 @@ def pseudonym(r) -> str:
 # ---------------------------------------------------------------- sign-in
 
 
+async def login_page(request: web.Request) -> web.Response:
+    """The link's page: a button that spends it. Chat apps fetch a posted link for its preview
+    (Telegram, LINE): a GET must not spend it."""
+    svc = request.app[SERVICES]
+    token = request.match_info["token"]
+    peek = await svc.console.peek(token)
+    if peek is None:
+        return _page_text(svc, "console.link_refused", 403)
+    name, lang = peek
+    html = _env.get_template("console/login.html").render(
+        t=lambda key, **p: svc.text(Msg(key, p), lang), lang=lang, name=name, token=token)
+    return web.Response(text=html, content_type="text/html",
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
+
+
 async def login(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     data = await svc.console.sign_in(request.match_info["token"])
     if data is None:
         return _page_text(svc, "console.link_refused", 403)
+    old = await get_session(request)
+    if not old.new and old.identity:  # the previous session of this browser ends
+        async with svc.db.transaction() as s:
+            await crepo.session_end(s, old.identity, svc.clock())
     session = await new_session(request)  # a fresh identity: a fixed session is never reused
     session.update(data)
     raise web.HTTPSeeOther("/console/")
@@ -293,7 +313,6 @@ async def report_page(request: web.Request) -> web.Response:
     ctx = c.svc.engine.reports.context()
     card = cardflow.card(view, lambda code: ctx.province_name(code, c.lang))
     facts = [c.svc.text(m, c.lang) for m in card.lines]
-    teams = [t for t in await _teams(c) if t.id != r.team_id] if c.scope.team_ids is None else None
     async with c.svc.db.session() as s:
         transfer_to = [t for t in await repo.teams_all(s) if t.id != r.team_id]
     rows = []

@@ -36,6 +36,14 @@ async def link_create(s: AsyncSession, token: str, *, platform: str, user_id: st
     await s.flush()
 
 
+async def link_peek(s: AsyncSession, token: str, now: datetime) -> ConsoleLink | None:
+    """The link if it is still usable, without spending it."""
+    row = (await s.exec(select(ConsoleLink).where(ConsoleLink.token_hash == digest(token)))).first()
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        return None
+    return row
+
+
 async def link_use(s: AsyncSession, token: str, now: datetime) -> ConsoleLink | None:
     """Spends an unused, unexpired link; None when there is none (unknown, used, expired)."""
     row = (await s.exec(_locking(select(ConsoleLink).where(ConsoleLink.token_hash == digest(token)), s))).first()

@@ -114,6 +114,7 @@ def test_console_in_the_browser(server, clock):
 
             con = watch(ctx.new_page(), "console")
             con.goto(link)
+            con.locator("#sign-in").click()
             expect(con.locator("h1")).to_have_text("เรื่องที่แจ้ง")
             expect(con.locator("table.reports")).to_contain_text(ref)
             # filter: urgent only hides it; back to not urgent, homeless
@@ -159,6 +160,7 @@ def test_console_in_the_browser(server, clock):
             other.route("**/*", offline_only)
             o = watch(other.new_page(), "other team")
             o.goto(link_from_chat(o, "pcdp-12", "niran"))
+            o.locator("#sign-in").click()
             expect(o.locator("h1")).to_have_text("เรื่องที่แจ้ง")
             assert o.goto(report_url).status == 404
             assert o.goto(server + photo_url).status == 404

@@ -39,7 +39,12 @@ class Browser:
         return await self.http.post(path, data=data, allow_redirects=False, **kw)
 
     async def login(self, token: str):
-        return await self.get(f"/console/login/{token}")
+        """Opens the link (a page: a preview's GET spends nothing), then presses its button."""
+        page = await self.get(f"/console/login/{token}")
+        if page.status != 200:
+            return page
+        assert 'id="sign-in"' in await page.text()
+        return await self.http.post(f"/console/login/{token}", allow_redirects=True)
 
     async def csrf(self, path: str = "/console/") -> str:
         html = await (await self.get(path)).text()
@@ -71,6 +76,10 @@ async def test_sign_in_from_the_team_chat_list_open_close_and_the_chat_is_told(s
     assert "ใช้ได้ครั้งเดียว" in answer and "10 นาที" in answer
     token = token_in(answer)
 
+    # a chat app's link preview fetches the link: that spends nothing
+    preview = browsers()
+    assert (await preview.get(f"/console/login/{token}")).status == 200
+    assert (await preview.get("/console/")).status == 401
     b = browsers()
     resp = await b.login(token)
     assert resp.status == 200 and str(resp.url).endswith("/console/")
