@@ -37,6 +37,19 @@ class Services:
     tasks: list[asyncio.Task] = field(default_factory=list)
     background: set[asyncio.Task] = field(default_factory=set)
 
+    @property
+    def console(self):
+        return self.engine.console
+
+    @staticmethod
+    def text(msg, lang: str) -> str:
+        """A catalogue message in `lang` (for the console's pages)."""
+        return i18n.text(msg, lang)
+
+    @staticmethod
+    def fmt_time(at, lang: str) -> str:
+        return i18n.fmt_time(at, lang)
+
     @staticmethod
     def both(msg) -> str:
         """A catalogue message in Thai, then English (for plain HTTP answers of the channels)."""
@@ -102,6 +115,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         photos = open_store(settings)
         await photos.check()
         engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos)
+        engine.console.public_url = settings.public_url.rstrip("/")
         channels = {}
         if settings.sandbox:
             channels["sandbox"] = SandboxChannel()
@@ -136,6 +150,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.on_cleanup.append(cleanup)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
+    from handlers import console
+
+    console.setup(app, secure=settings.public_url.startswith("https://"))
     if settings.sandbox:
         from handlers import sandbox
 

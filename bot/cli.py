@@ -293,6 +293,35 @@ def locate(
     typer.echo("\n".join(lines))
 
 
+console_app = typer.Typer(help="The web console: sign-in links.", no_args_is_help=True)
+app.add_typer(console_app, name="console")
+
+
+@console_app.command("link")
+def console_link(team: str, user: str, lang: str = typer.Option("th", help="th | en")) -> None:
+    """Prints a one-time console link (10 minutes) for USER (`telegram:123`, `sandbox:alice`):
+    their granted roles, and staff of TEAM at least."""
+    if ":" not in user:
+        typer.echo("error: USER is platform:id (telegram:123, line:U…, sandbox:alice)", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def go(db):
+        from bot.engine import Engine
+        from storage.boundaries import Boundaries
+
+        engine = Engine(db, boundaries=Boundaries.default())
+        engine.console.public_url = settings.public_url.rstrip("/")
+        return await engine.console.link_for(team, user, lang)
+
+    try:
+        url = _run(go)
+    except KeyError:
+        typer.echo(f"error: no team {team!r} (see `namjai teams list`)", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"Open within 10 minutes, once:\n{url}")
+
+
 from bot.telegram_cli import telegram_app; app.add_typer(telegram_app, name="telegram")  # noqa: E402,E702
 
 from bot.line_cli import line_app; app.add_typer(line_app, name="line")  # noqa: E402,E702

@@ -20,7 +20,9 @@ from bot.maplinks import MapLinkResolver
 from bot.inbox import Inbox
 from handlers.base import ReplyToken
 from bot.reports import FlowContext, Reports
+from bot.console import Console
 from bot.staff_desk import StaffDesk
+from flows import console as consoleflow
 from flows import cards as cardflow
 from flows import report as reportflow
 from flows.model import (
@@ -67,6 +69,7 @@ class Engine:
         self.default_lang = default_lang
         self.reports = Reports(self.boundaries, clock)
         self.desk = StaffDesk(db, self.reports, clock, default_lang)
+        self.console = Console(db, self.reports, self.desk, clock, default_lang=default_lang)
         self.map_links: MapLinkResolver | None = MapLinkResolver()  # short map links in typed text
         self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up, self.needs_prepare)
 
@@ -138,6 +141,8 @@ class Engine:
 
     async def dispatch(self, s, ev: InboundEvent, row=None) -> bool:
         """One event, inside its transaction; True when it wrote to the outbox."""
+        if consoleflow.is_console_command(ev):
+            return await self.console.on_command(s, ev)
         if ev.address.is_group:
             return await self.desk.group(s, ev)
         return await self._private(s, ev)

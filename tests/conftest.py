@@ -74,7 +74,7 @@ def pg_database():
     asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-TABLES = "rate_marks, cluster_state, reminders_sent, access_log, card_messages, report_events, reports, outbox, inbox, conversations, invites, members, chat_bindings, teams, counters"
+TABLES = "console_sessions, console_links, rate_marks, cluster_state, reminders_sent, access_log, card_messages, report_events, reports, outbox, inbox, conversations, invites, members, chat_bindings, teams, counters"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
