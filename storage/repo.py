@@ -255,6 +255,18 @@ async def outbox_get(s: AsyncSession, row_id: int) -> OutboxMessage | None:
     return await s.get(OutboxMessage, row_id)
 
 
+async def outbox_last_sent(s: AsyncSession, platform: str, chat_id: str, before_id: int) -> OutboxMessage | None:
+    """The chat's last delivered message before a row (the one the person sees last)."""
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id,
+               OutboxMessage.id < before_id, OutboxMessage.status == "sent")
+        .order_by(col(OutboxMessage.id).desc())
+        .limit(1)
+    )
+    return (await s.exec(stmt)).first()
+
+
 async def outbox_for_chat(s: AsyncSession, platform: str, chat_id: str, after_id: int = 0) -> list[OutboxMessage]:
     stmt = (
         select(OutboxMessage)
