@@ -108,17 +108,29 @@ def teams_list() -> None:
     from storage import repo
 
     async def go(db):
+        from bot.app import teams_without_chat
+
         rows = []
         async with db.session() as s:
             for t in await repo.teams_all(s, active_only=False):
                 chats = await repo.bindings_for_team(s, t.id, ("team", "supervisors", "director"))
                 rows.append((t, len(chats)))
-        return rows
+            unreachable = await teams_without_chat(s)
+        return rows, unreachable
 
-    for t, chats in _run(go):
+    rows, unreachable = _run(go)
+    for t, chats in rows:
         area = (" +area" if t.area else "") + (f" +areas:{','.join(t.area_codes)}" if t.area_codes else "")
         fallback = " (fallback)" if t.fallback else ""
         typer.echo(f"{t.code:28} {t.kind:18} {','.join(t.provinces or []):10}{area}{fallback}  chats={chats}  {t.name_th}")
+    if unreachable:
+        nobody = sorted(c for c, to in unreachable.items() if to is None)
+        typer.echo(f"\nwithout a team chat: {len(unreachable)} teams; their reports go up the chain")
+        for code, to in sorted(unreachable.items()):
+            if to is not None:
+                typer.echo(f"  {code:28} -> {to}")
+        if nobody:
+            typer.echo(f"UNREACHABLE (no chat up the chain; reporters are given the hotline): {', '.join(nobody)}")
 
 
 @teams_app.command("invite")

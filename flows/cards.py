@@ -50,6 +50,8 @@ class ReportView:
     still_there: bool | None = None  # the reporter's answer to the scheduler's follow-up
     still_there_at: datetime | None = None
     photos_purged: bool = False  # its photos were deleted by PDPA retention (reports.photos_purged_at)
+    relayed_from: str = ""  # the team the place belongs to, which has no chat: the report came here
+    unreachable: bool = False  # no chat up the chain could be given the report: the reporter is told
 
 
 def area_names(district: str | None, subdistrict: str | None, name: Callable[[str], str]) -> Msg | None:
@@ -93,6 +95,8 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
     if view.outcome:
         lines.append(Msg("card.outcome", {"outcome": Msg(f"outcome.{view.outcome}")}))
     lines.append(Msg("card.team", {"team": view.team_name}))
+    if view.relayed_from:
+        lines.append(Msg("card.relayed", {"team": view.relayed_from}))
     province = province_name(view.province_code) if view.province_code else None
     area = area_names(view.district_code, view.subdistrict_code, province_name)
     lines += facts(view.lat, view.lon, view.landmark, province, view.who, view.count, view.urgency, view.note, view.voice, area=area)
@@ -134,6 +138,8 @@ def reporter_update(view: ReportView, status: str) -> Reply | None:
 def submitted(view: ReportView) -> Reply:
     """The reporter's confirmation with the reference number."""
     lines = [Msg("submitted", {"ref": view.ref, "team": view.team_name})]
+    if view.unreachable:  # nobody can be shown it in a chat yet: a person on the phone can
+        lines.append(Msg("submitted.unreachable"))
     if view.urgent:
         lines.append(Msg("urgent.numbers"))
     lines.append(Msg("submitted.after"))

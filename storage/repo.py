@@ -98,6 +98,12 @@ async def bindings_for_team(s: AsyncSession, team_id: int, roles: Sequence[str] 
     return list((await s.exec(stmt)).all())
 
 
+async def bound_team_ids(s: AsyncSession, roles: Sequence[str] = ("team",)) -> set[int]:
+    """The teams that have at least one chat bound in these roles."""
+    stmt = select(ChatBinding.team_id).where(col(ChatBinding.role).in_(roles)).distinct()
+    return set((await s.exec(stmt)).all())
+
+
 async def binding_for_chat(s: AsyncSession, platform: str, chat_id: str) -> ChatBinding | None:
     stmt = select(ChatBinding).where(ChatBinding.platform == platform, ChatBinding.chat_id == chat_id)
     return (await s.exec(stmt)).first()
@@ -209,6 +215,13 @@ async def history_add(s: AsyncSession, **fields) -> None:
 async def history(s: AsyncSession, report_id: int) -> list[ReportEvent]:
     stmt = select(ReportEvent).where(ReportEvent.report_id == report_id).order_by(ReportEvent.id)
     return list((await s.exec(stmt)).all())
+
+
+async def relayed_from(s: AsyncSession, report_id: int) -> str:
+    """The team a report was meant for when it went to a team up the chain (it had no chat)."""
+    stmt = select(ReportEvent.detail).where(ReportEvent.report_id == report_id, ReportEvent.action == "submit").limit(1)
+    detail = (await s.exec(stmt)).first()
+    return str((detail or {}).get("relayed_from") or "")
 
 
 async def last_comment(s: AsyncSession, report_id: int) -> str | None:

@@ -240,3 +240,37 @@ async def test_summary_changes_are_edits_in_place_and_old_buttons_are_stale(tg):
 
         conv = await repo.conversation_get(s, "telegram", str(v), str(VOLUNTEER["id"]))
     assert conv.step == "confirm" and conv.state["draft"]["count"] == "2"
+
+
+async def unbind_sandbox(tg) -> None:
+    """The harness runs the sandbox too, which binds every team a chat: not here."""
+    import sqlalchemy as sa
+
+    from storage.models import ChatBinding
+
+    async with tg.services.db.transaction() as s:
+        await s.exec(sa.delete(ChatBinding).where(ChatBinding.platform == "sandbox"))
+
+
+async def test_a_team_without_a_chat_hands_the_report_up_the_chain(tg):
+    await unbind_sandbox(tg)
+    code = await tg.services.engine.create_invite("pcdp-20")  # the centre is bound; Pattaya City is not
+    await tg.send(GROUP, STAFF, text=f"/bind {code}", entities=[{"offset": 0, "length": 5, "type": "bot_command"}])
+    ref = await report(tg, photo=False)
+    text = card_text(card_of(tg, ref))
+    assert "ศูนย์คุ้มครองคนไร้ที่พึ่งจังหวัดชลบุรี" in text and "เมืองพัทยา ยังไม่มีกลุ่มแชต" in text
+    health = await (await tg.client.get("/healthz")).json()
+    assert health["unreachable_teams"]["pattaya-city"] == "pcdp-20"
+    assert health["unreachable_teams"]["dsdw-national"] == "pcdp-20" or health["unreachable_teams"]["dsdw-national"] is None
+
+
+async def test_a_report_nobody_can_see_in_a_chat_gives_the_reporter_the_hotline(tg):
+    await unbind_sandbox(tg)
+    v = VOLUNTEER_CHAT  # no group bound at all
+    await tg.send(v, VOLUNTEER, text="สวัสดี")
+    await tg.press(v, VOLUNTEER, "consent:yes")
+    await tg.press(v, VOLUNTEER, "nophoto:")
+    await tg.send(v, VOLUNTEER, text="หน้าวัดแห่งหนึ่ง")  # a landmark naming no place: the national desk
+    await tg.press(v, VOLUNTEER, "who:homeless")
+    done = "".join(await tg.press(v, VOLUNTEER, "confirm:send"))
+    assert ref_in(done) and "ยังไม่มีทีมที่รับเรื่องทางแชตได้" in done and "1300" in done
