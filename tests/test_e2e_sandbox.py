@@ -337,3 +337,10 @@ async def test_stale_buttons_in_the_sandbox_answer_already_done(sandbox):
 
         conv = await repo.conversation_get(s, "sandbox", v.chat, v.user)
     assert conv.state["draft"]["who"] == ["homeless"] and conv.step == "confirm"
+
+
+async def test_an_oversized_photo_gets_the_bots_own_answer(sandbox):
+    v = sandbox.volunteer("big")
+    await consent(v)
+    got = joined(await v.post("photo", oversize=30_000_000))  # what the page sends instead of a 413
+    assert "รูปใหญ่เกินไป" in got and "ส่งรูปถ่าย" in got
