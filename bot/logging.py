@@ -25,5 +25,5 @@ def setup(level: str = "INFO", fmt: str = "console") -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), format="%(message)s")
-    for noisy in ("httpx", "aiohttp.access", "apscheduler"):
+    for noisy in ("httpx", "aiohttp.access", "apscheduler", "alembic"):  # alembic: "Context impl …"
         logging.getLogger(noisy).setLevel(logging.WARNING)
