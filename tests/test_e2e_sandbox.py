@@ -29,6 +29,8 @@ async def full_report(v, *, location=PATTAYA, photo=True, who=("homeless",), urg
 async def answer_and_send(v, *, who=("homeless",), count="1", urgency="normal") -> str:
     """Answers who (one tap; more through "change who"), whether a child is alone, changes the
     count and marks danger when asked to, then sends: the reference number."""
+    if urgency == "injury" and "sick" not in who:  # a sick or injured person is what makes it so
+        who = ("sick", *who)
     await v.choose(f"who:{who[0]}")
     if who[0] == "child":
         await v.choose("child:alone" if urgency == "child_alone" else "child:adult")
