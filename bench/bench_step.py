@@ -42,14 +42,12 @@ def script(addr: Address, n: int):
     steps = [
         TextReceived(addr, f"{n}-1", now, text="สวัสดี"),
         ChoiceMade(addr, f"{n}-2", now, data="consent:yes"),
-        ChoiceMade(addr, f"{n}-3", now, data="nophoto:"),
+        # the buttons' data as the questions number them (consent asks #1, the photo #1, ...)
+        ChoiceMade(addr, f"{n}-3", now, data="nophoto:@1"),
         LocationReceived(addr, f"{n}-4", now, lat=12.9277, lon=100.8724),
-        ChoiceMade(addr, f"{n}-5", now, data="who:homeless"),
-        ChoiceMade(addr, f"{n}-6", now, data="who:done"),
-        ChoiceMade(addr, f"{n}-7", now, data="count:1"),
-        ChoiceMade(addr, f"{n}-8", now, data="urg:normal"),
-        TextReceived(addr, f"{n}-9", now, text="นอนอยู่ใต้สะพาน"),
-        ChoiceMade(addr, f"{n}-10", now, data="confirm:send"),
+        ChoiceMade(addr, f"{n}-5", now, data="who:homeless@3"),
+        TextReceived(addr, f"{n}-6", now, text="นอนอยู่ใต้สะพาน"),
+        ChoiceMade(addr, f"{n}-7", now, data="confirm:send@5"),
     ]
     return steps
 

@@ -194,6 +194,7 @@ async def cluster_health(svc: Services) -> dict:
     async with svc.db.session() as s:
         counts = await repo.outbox_counts(s)
         state = await pipeline.state_all(s)
+        unreachable = await teams_without_chat(s)
     quota = sorted(k.split(":", 1)[1] for k, v in state.items() if k.startswith("quota:") and v)
     metrics.OUTBOX_PENDING.set(counts.get("pending", 0))
     metrics.OUTBOX_FAILED.set(counts.get("failed", 0))
@@ -202,7 +203,18 @@ async def cluster_health(svc: Services) -> dict:
     warnings = [f"{p}: push quota spent, messages wait in the outbox" for p in quota]
     if counts.get("failed"):
         warnings.append(f"{counts['failed']} outbox messages failed for good: see `namjai outbox failed`")
-    return {"outbox": counts, "quota_spent": quota, "warnings": warnings}
+    # teams whose own chat is not bound: where their reports go instead (null: to no chat at all)
+    return {"outbox": counts, "quota_spent": quota, "warnings": warnings, "unreachable_teams": unreachable}
+
+
+async def teams_without_chat(s) -> dict[str, str | None]:
+    """Each active team with no team chat bound, and the team up the chain its reports go to."""
+    from bot.reports import team_area
+    from flows import routing
+
+    teams = await repo.teams_all(s)
+    ids = await repo.bound_team_ids(s)
+    return routing.unreachable_teams([team_area(t) for t in teams], {t.code for t in teams if t.id in ids})
 
 
 async def healthz(request: web.Request) -> web.Response:

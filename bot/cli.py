@@ -167,6 +167,8 @@ def teams_list() -> None:
     from storage.migrate import upgrade
 
     async def go(db):
+        from bot.app import teams_without_chat
+
         if db.is_sqlite:
             await upgrade(db)
         rows = []
@@ -174,17 +176,21 @@ def teams_list() -> None:
             for t in await repo.teams_all(s, active_only=False):
                 chats = await repo.bindings_for_team(s, t.id, ("team", "supervisors", "director"))
                 rows.append((t, len(chats)))
-        return rows
+            unreachable = await teams_without_chat(s)
+        return rows, unreachable
 
-    rows = _run(go)
+    rows, unreachable = _run(go)
     if not rows:
         typer.echo("no teams yet: `namjai teams import FILE` (see bot/data/teams/README.md)")
         return
-    table = [("CODE", "KIND", "PROVINCES", "AREA", "CHATS", "NAME")]
+    # GOES-TO: where a team's reports go when it has no team chat (up the chain; NOBODY: the
+    # reporter is given the hotline); "-" when it has its own
+    table = [("CODE", "KIND", "PROVINCES", "AREA", "CHATS", "GOES-TO", "NAME")]
     for t, chats in rows:
         area = ", ".join(filter(None, ["own area" if t.area else "", ",".join(t.area_codes or []), "fallback" if t.fallback else ""]))
         kind = KIND_NAMES.get(t.kind, t.kind) + ("" if t.active else " (inactive)")
-        table.append((t.code, kind, ",".join(t.provinces or []) or "-", area or "-", str(chats), t.name_th))
+        goes = "-" if t.code not in unreachable else (unreachable[t.code] or "NOBODY")
+        table.append((t.code, kind, ",".join(t.provinces or []) or "-", area or "-", str(chats), goes, t.name_th))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])

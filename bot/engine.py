@@ -176,7 +176,8 @@ class Engine:
     async def _run_private(self, s, ev: Event, old, new, action: Action, ctx: FlowContext) -> bool:
         a = ev.address
         if isinstance(action, Reply):
-            await self.reports.send(s, a.platform, a.chat_id, action, new.lang)
+            notice = ev.event_id if action.notice and isinstance(ev, ChoiceMade) else None
+            await self.reports.send(s, a.platform, a.chat_id, action, new.lang, notice_for=notice)
         elif isinstance(action, SubmitReport):
             await self.reports.submit(s, ev, old, ctx)
         elif isinstance(action, ListReports):

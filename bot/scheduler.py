@@ -216,7 +216,7 @@ async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy, te
                 entry[1] = d.to
             entry[2].append(d)
     for b, role, ds in per_chat.values():
-        reply = fu.reminder(_brief(r, team, b.lang), ds, role, now, buttons)
+        reply = fu.reminder(_brief(r, team, b.lang), ds, role, now, buttons, chat_role=b.role)
         await repo.outbox_add(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), report_id=r.id, next_attempt_at=now, created_at=now)
         n += 1
     log.info("reminders", report_id=r.id, ref=r.ref, due=[f"{d.kind}:{d.step}:{d.to}" for d in dues], messages=n)

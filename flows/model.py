@@ -123,7 +123,11 @@ class Reply:
 
     lines: tuple[Msg, ...]
     buttons: tuple[tuple[Button, ...], ...] = ()
-    ask: str | None = None  # "location" | "photo": show the platform's picker where it has one
+    ask: str | None = None  # "location" | "photo": show the platform's picker where it has one;
+    #                         "located": the location is answered, take the picker away
+    edit: bool = False  # replaces the conversation's last question in place, where the platform can
+    question: bool = False  # a question (its buttons numbered): a later `edit` may replace it
+    notice: bool = False  # a short answer to a button press (an alert on the button, where shown)
 
 
 @dataclass(frozen=True)

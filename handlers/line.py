@@ -439,7 +439,9 @@ def to_event(e, address: Address, now: datetime, user_name: str | None = None) -
         return VoiceReceived(**common, media=m.id)  # kept as the note's attachment
     if isinstance(m, VideoMessageContent):
         return UnsupportedReceived(**common, kind="video")
-    if isinstance(m, FileMessageContent):
+    if isinstance(m, FileMessageContent):  # an iPhone's HEIC sent as a file is a photo
+        if (m.file_name or "").lower().endswith((".heic", ".heif", ".jpg", ".jpeg", ".png")):
+            return PhotoReceived(**common, media=m.id)
         return UnsupportedReceived(**common, kind="file")
     return UnsupportedReceived(**common, kind="unknown")
 

@@ -35,6 +35,7 @@ from storage.photos import PhotoDeleted, PhotoError, media_type
 STATIC = Path(__file__).parent / "static"
 PLATFORM = "sandbox"
 MAX_PHOTO_BYTES = 20_000_000
+MAX_UPLOAD_FILE = 18_000_000  # base64 in a JSON body under the app's 25 MB request limit (sandbox.js)
 
 
 def setup(app: web.Application) -> None:
@@ -91,6 +92,8 @@ async def to_event(svc, body: dict):
             raise _bad("'lat' and 'lon' must be numbers")
         return LocationReceived(**common, lat=lat, lon=lon, title=body.get("title"))
     if kind == "photo":
+        if body.get("oversize"):  # the page does not upload what the server would refuse (HTTP 413)
+            return PhotoReceived(**common, error="too_large")
         try:
             data = base64.b64decode(body.get("photo_base64") or "", validate=True)
         except (binascii.Error, ValueError):

@@ -70,6 +70,15 @@ class Mapped:
     callback_id: str | None = None
 
 
+IMAGE_SUFFIXES = (".heic", ".heif", ".jpg", ".jpeg", ".png", ".webp")
+
+
+def _is_image_document(mime: str | None, name: str | None) -> bool:
+    """An image sent as a file: by its type, or by its name (iPhones' HEIC often comes typed
+    application/octet-stream)."""
+    return (mime or "").lower().startswith("image/") or (name or "").lower().endswith(IMAGE_SUFFIXES)
+
+
 def _attachment_kind(msg: Message) -> str | None:
     if msg.sticker:
         return "sticker"
@@ -152,7 +161,7 @@ def map_update(update: Update, now, username: str | None = None) -> Mapped:
         largest = max(msg.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
         return Mapped("photo", PhotoReceived(**common, media=largest.file_id))
     doc = msg.document
-    if doc is not None and (doc.mime_type or "").lower().startswith("image/"):
+    if doc is not None and _is_image_document(doc.mime_type, doc.file_name):
         if doc.file_size and doc.file_size > MAX_DOWNLOAD:
             return Mapped("image_document", PhotoReceived(**common, error="too_large"))
         return Mapped("image_document", PhotoReceived(**common, media=doc.file_id))

@@ -47,20 +47,31 @@ __all__ = [
 
 DEFAULT_MAX_PIXELS = 50_000_000
 
-# Optional HEIC/HEIF support when the pillow-heif plugin is installed.
-try:  # pragma: no cover - depends on the environment
-    import pillow_heif  # type: ignore[import-not-found]
+# HEIC/HEIF (what iPhones send as files) through pillow-heif, loaded only when such a file
+# arrives: libheif loaded in every process aborted one at exit beside obstore's runtime.
+_HEIF_FORMATS: tuple[str, ...] = ("HEIF",)
+_heif_ready: bool | None = None
 
-    pillow_heif.register_heif_opener()
-    _HEIF_FORMATS: tuple[str, ...] = ("HEIF",)
-except Exception:  # pragma: no cover - pillow-heif missing or broken
-    _HEIF_FORMATS = ()
+
+def _heif_opener() -> bool:
+    """Registers pillow-heif's opener once; False when it is missing or broken."""
+    global _heif_ready
+    if _heif_ready is None:
+        try:  # pragma: no cover - depends on the environment
+            import pillow_heif  # type: ignore[import-not-found]
+
+            pillow_heif.register_heif_opener()
+            _heif_ready = True
+        except Exception:  # pragma: no cover
+            _heif_ready = False
+    return _heif_ready
+
 
 # Pillow format ids accepted on input. "MPO" is how Pillow reports the multi-picture
 # JPEGs that many phones produce.
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", *_HEIF_FORMATS})
 # Plugins Pillow may try when opening (restricting them avoids exotic parsers).
-_OPEN_FORMATS = ["JPEG", "PNG", "WEBP", "GIF", *_HEIF_FORMATS]
+_OPEN_FORMATS = ["JPEG", "PNG", "WEBP", "GIF"]
 
 KEY_RE = re.compile(r"^[0-9a-f]{64}\.(jpg|m4a|ogg|mp3|aac)$")
 MAX_VOICE_BYTES = 10_000_000
@@ -146,7 +157,10 @@ def prepare_image(
         # Image.open only reads the header. Pillow itself raises DecompressionBombError
         # above 2 * Image.MAX_IMAGE_PIXELS; our own, stricter limit is checked below
         # before any pixel data is decoded (no global state is changed).
-        im = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
+        formats = _OPEN_FORMATS
+        if data[4:8] == b"ftyp" and _heif_opener():  # an ISO media file: HEIC/HEIF
+            formats = [*_OPEN_FORMATS, *_HEIF_FORMATS]
+        im = Image.open(io.BytesIO(data), formats=formats)
     except Image.DecompressionBombError as exc:
         raise PhotoError("too_large") from exc
     except Exception as exc:

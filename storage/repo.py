@@ -98,6 +98,12 @@ async def bindings_for_team(s: AsyncSession, team_id: int, roles: Sequence[str] 
     return list((await s.exec(stmt)).all())
 
 
+async def bound_team_ids(s: AsyncSession, roles: Sequence[str] = ("team",)) -> set[int]:
+    """The teams that have at least one chat bound in these roles."""
+    stmt = select(ChatBinding.team_id).where(col(ChatBinding.role).in_(roles)).distinct()
+    return set((await s.exec(stmt)).all())
+
+
 async def binding_for_chat(s: AsyncSession, platform: str, chat_id: str) -> ChatBinding | None:
     stmt = select(ChatBinding).where(ChatBinding.platform == platform, ChatBinding.chat_id == chat_id)
     return (await s.exec(stmt)).first()
@@ -211,6 +217,13 @@ async def history(s: AsyncSession, report_id: int) -> list[ReportEvent]:
     return list((await s.exec(stmt)).all())
 
 
+async def relayed_from(s: AsyncSession, report_id: int) -> str:
+    """The team a report was meant for when it went to a team up the chain (it had no chat)."""
+    stmt = select(ReportEvent.detail).where(ReportEvent.report_id == report_id, ReportEvent.action == "submit").limit(1)
+    detail = (await s.exec(stmt)).first()
+    return str((detail or {}).get("relayed_from") or "")
+
+
 async def last_comment(s: AsyncSession, report_id: int) -> str | None:
     stmt = (
         select(ReportEvent.detail)
@@ -280,6 +293,18 @@ async def outbox_add(s: AsyncSession, **fields) -> OutboxMessage:
 
 async def outbox_get(s: AsyncSession, row_id: int) -> OutboxMessage | None:
     return await s.get(OutboxMessage, row_id)
+
+
+async def outbox_last_sent(s: AsyncSession, platform: str, chat_id: str, before_id: int) -> OutboxMessage | None:
+    """The chat's last delivered message before a row (the one the person sees last)."""
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id,
+               OutboxMessage.id < before_id, OutboxMessage.status == "sent")
+        .order_by(col(OutboxMessage.id).desc())
+        .limit(1)
+    )
+    return (await s.exec(stmt)).first()
 
 
 async def outbox_for_chat(s: AsyncSession, platform: str, chat_id: str, after_id: int = 0) -> list[OutboxMessage]:

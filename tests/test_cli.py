@@ -74,7 +74,7 @@ def test_teams_import_list_invite_and_grant(env):
     assert "0 teams created, 81 updated" in r.output
     r = RUN.invoke(app, ["teams", "list"])
     lines = r.output.splitlines()
-    assert lines[0].split() == ["CODE", "KIND", "PROVINCES", "AREA", "CHATS", "NAME"] and len(lines) == 82
+    assert lines[0].split() == ["CODE", "KIND", "PROVINCES", "AREA", "CHATS", "GOES-TO", "NAME"] and len(lines) == 82
     pattaya = next(line for line in lines if line.startswith("pattaya-city "))
     assert "municipality" in pattaya and "200402,200408" in pattaya
     assert "provincial centre" in next(line for line in lines if line.startswith("pcdp-20 "))

@@ -336,7 +336,7 @@ async def test_abandoned_draft_nudged_once_then_dropped(sandbox):
     assert await run(sandbox, minutes=30) == 0
     assert await run(sandbox, hours=24) == 1
     (dropped,) = await new_texts(v)
-    assert "ถูกยกเลิก" in dropped
+    assert "ระบบยกเลิก" in dropped
     async with sandbox.services.db.session() as s:
         conv = await repo.conversation_get(s, "sandbox", v.chat, v.user)
     assert conv.step == "idle" and conv.state["draft"] is None

@@ -38,6 +38,7 @@ def mapped(name: str):
         ("private_command", "CommandReceived", {"name": "start", "arg": "ref-poster-42"}),
         ("photo_sizes", "PhotoReceived", {"media": "AgAD-large", "key": None}),
         ("image_document", "PhotoReceived", {"media": "BQAD-doc"}),
+        ("heic_document", "PhotoReceived", {"media": "BQAD-heic"}),  # an iPhone's HEIC as a file
         ("pdf_document", "UnsupportedReceived", {"kind": "file"}),
         ("location", "LocationReceived", {"lat": 12.9277, "lon": 100.8724, "live": False}),
         ("live_location", "LocationReceived", {"lat": 12.9277, "live": True}),
