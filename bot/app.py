@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot import i18n, metrics
 from bot.engine import Engine
 from bot.outbox import OutboxWorker, SandboxChannel
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings, check_start
 from bot.teams import EXAMPLE, import_teams
 from handlers.base import SERVICES, STARTERS, STOPPERS, ReplyToken
 from storage import pipeline, repo
@@ -81,6 +81,39 @@ async def prepare_database(db: Database, settings: Settings) -> None:
             log.info("teams_imported", file=str(source), created=created)
 
 
+REAL_DATA = "real_channels"  # cluster_state: a real channel has run on this database
+
+
+async def guard_sandbox(db: Database, settings: Settings, photos: PhotoStore, now: datetime) -> None:
+    """The sandbox never meets real data. With a real channel on, the database is marked for good
+    and the sandbox's chats are removed; with the sandbox on, a database that has held real-channel
+    data (the mark, or any row of a real platform) refuses to start."""
+    real = settings.real_channels()
+    if real:
+        async with db.transaction() as s:
+            await pipeline.state_set(s, REAL_DATA, {"platforms": real}, now)
+    if not settings.sandbox:
+        async with db.transaction() as s:
+            counts, keys = await repo.forget_platform(s, "sandbox")
+        for key in keys:
+            try:
+                await photos.delete(key)
+            except Exception:  # a missing file is already gone
+                log.warning("sandbox_photo_not_deleted")
+        if any(counts.values()):
+            log.info("sandbox_data_removed", **counts)
+        return
+    async with db.session() as s:
+        marked = (await pipeline.state_all(s)).get(REAL_DATA)
+        platforms = await repo.platforms_seen(s)
+    seen = sorted(set(platforms) - {"sandbox"} | set((marked or {}).get("platforms", [])))
+    if marked is not None or seen:
+        raise ConfigError(
+            f"this database has held real {', '.join(seen) or 'channel'} data: the sandbox never runs on it; "
+            "use a separate database for the sandbox (NAMJAI_DATABASE_URL)"
+        )
+
+
 async def bind_sandbox_groups(db: Database, now: datetime) -> None:
     """In the sandbox every team has a group chat `team-CODE`, bound from the start."""
     async with db.transaction() as s:
@@ -92,8 +125,10 @@ async def bind_sandbox_groups(db: Database, now: datetime) -> None:
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None, boundaries: Boundaries | None = None) -> web.Application:
     settings = settings or Settings()
+    check_start(settings)  # ConfigError: one line saying why
     clock = clock or (lambda: datetime.now(timezone.utc))
-    app = web.Application(client_max_size=25 * 1024 * 1024)
+    # The largest body any route accepts; each route bounds its own (handlers/base.py read_body).
+    app = web.Application(client_max_size=max(settings.max_body_bytes, settings.sandbox_max_body_bytes if settings.sandbox else 0))
     app[STARTERS], app[STOPPERS] = [], []
 
     async def startup(app: web.Application) -> None:
@@ -101,6 +136,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         await prepare_database(db, settings)
         photos = open_store(settings)
         await photos.check()
+        await guard_sandbox(db, settings, photos, clock())
         engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos)
         channels = {}
         if settings.sandbox:
@@ -168,8 +204,20 @@ async def _inbox_sweeper(svc: Services, interval: float) -> None:
             if rounds % 30 == 0:
                 async with svc.db.transaction() as s:
                     await pipeline.rate_prune(s, svc.clock() - timedelta(minutes=5))
+                await prune_personal(svc)
         except Exception:
             log.exception("inbox_sweep_error")
+
+
+async def prune_personal(svc: Services) -> dict[str, int]:
+    """PDPA: processed events lose their payload after `inbox_payload_hours`; delivered messages of
+    real platforms go then too; a declined volunteer's delivered messages go at once."""
+    now = svc.clock()
+    async with svc.db.transaction() as s:
+        counts = await pipeline.prune_personal(s, now, now - timedelta(hours=svc.settings.inbox_payload_hours))
+    if any(counts.values()):
+        log.info("personal_data_pruned", **counts)
+    return counts
 
 
 async def cluster_health(svc: Services) -> dict:

@@ -51,6 +51,7 @@ def serve() -> None:
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.settings import ConfigError
     from storage.photos import PhotoStoreError, open_store
 
     settings = _settings()
@@ -58,7 +59,7 @@ def serve() -> None:
         open_store(settings)  # bad photo store settings: one line, before anything starts
         typer.echo(f"Namjai on http://{settings.host}:{settings.port}/" + (" (sandbox at /sandbox/)" if settings.sandbox else ""))
         web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
-    except PhotoStoreError as e:  # also a store that does not answer at start-up (its check)
+    except (PhotoStoreError, ConfigError) as e:  # also a store that does not answer at start-up (its check)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
 

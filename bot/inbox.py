@@ -144,9 +144,11 @@ class Inbox:
         if ready is not ev:
             async with self.db.transaction() as s:
                 await pipeline.inbox_set_payload(s, head.id, event_to_dict(ready))
+        after: list[Callable[[], Awaitable[None]]] = []  # what dispatch asks to do once it is committed
         try:
             with metrics.PROCESS_SECONDS.time():
                 async with self.db.transaction() as s:
+                    s.info["after_commit"] = after
                     await pipeline.advisory_lock(s, "conv:" + conv_key)
                     current = await pipeline.inbox_head(s, conv_key, lock=True)
                     if current is None or current.id != head.id:
@@ -157,6 +159,11 @@ class Inbox:
         except Exception as exc:
             await self._failed(head.id, head.attempts, ready, exc)
             return False
+        for fn in after:
+            try:
+                await fn()
+            except Exception as exc:  # e.g. the photo store is away: retention deletes the orphan later
+                log.warning("after_commit_failed", error=type(exc).__name__)
         self._notify(wrote)
         return True
 

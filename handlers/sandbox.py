@@ -90,6 +90,11 @@ async def to_event(svc, body: dict):
         except (KeyError, TypeError, ValueError):
             raise _bad("'lat' and 'lon' must be numbers")
         return LocationReceived(**common, lat=lat, lon=lon, title=body.get("title"))
+    if kind in ("photo", "voice") and not await svc.engine.keeps_media(
+        (PhotoReceived if kind == "photo" else VoiceReceived)(**common)
+    ):
+        # Not kept by the flow (before consent, in a group): never stored, as on a real channel.
+        return (PhotoReceived if kind == "photo" else VoiceReceived)(**common)
     if kind == "photo":
         try:
             data = base64.b64decode(body.get("photo_base64") or "", validate=True)
