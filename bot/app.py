@@ -216,6 +216,7 @@ async def prune_personal(svc: Services) -> dict[str, int]:
     async with svc.db.transaction() as s:
         counts = await pipeline.prune_personal(s, now, now - timedelta(hours=svc.settings.inbox_payload_hours))
     if any(counts.values()):
+        await svc.db.checkpoint()
         log.info("personal_data_pruned", **counts)
     return counts
 
