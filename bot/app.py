@@ -16,7 +16,7 @@ from bot.engine import Engine
 from bot.outbox import OutboxWorker, SandboxChannel
 from bot.settings import ConfigError, Settings, check_start
 from bot.teams import EXAMPLE, import_teams
-from handlers.base import SERVICES, STARTERS, STOPPERS, ReplyToken
+from handlers.base import SERVICES, STARTERS, STOPPERS, ReplyToken, watch
 from storage import pipeline, repo
 from storage.boundaries import Boundaries
 from storage.db import Database
@@ -56,6 +56,7 @@ class Services:
         task = self.engine.inbox.kick(ev.address.chat_key)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        watch(task, "inbox")
         return task
 
 
@@ -132,6 +133,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app[STARTERS], app[STOPPERS] = [], []
 
     async def startup(app: web.Application) -> None:
+        from bot.logging import loop_handler
+
+        asyncio.get_running_loop().set_exception_handler(loop_handler)  # no task repr in the logs
         db = Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
         await prepare_database(db, settings)
         photos = open_store(settings)

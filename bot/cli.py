@@ -58,7 +58,10 @@ def serve() -> None:
     try:
         open_store(settings)  # bad photo store settings: one line, before anything starts
         typer.echo(f"Namjai on http://{settings.host}:{settings.port}/" + (" (sandbox at /sandbox/)" if settings.sandbox else ""))
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+        from bot.logging import access_logger
+
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                    access_log_class=access_logger(settings.log_remote_addr))
     except (PhotoStoreError, ConfigError) as e:  # also a store that does not answer at start-up (its check)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

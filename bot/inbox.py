@@ -111,7 +111,8 @@ class Inbox:
         if task is not None and not task.done():
             self._again.add(conv_key)
             return task
-        task = asyncio.create_task(self._drain(conv_key), name=f"drain:{conv_key[:40]}")
+        # no chat id in the task's name: asyncio prints names in its messages
+        task = asyncio.create_task(self._drain(conv_key), name=f"drain:{conv_key.split(':', 1)[0]}")
         self._drainers[conv_key] = task
         task.add_done_callback(lambda t, k=conv_key: self._drainers.get(k) is t and self._drainers.pop(k))
         return task

@@ -78,7 +78,7 @@ async def retention(db: Database, photos, now: datetime, *, photo_days: int = 90
                 try:
                     await photos.delete(key)
                 except ValueError:
-                    log.warning("retention_bad_key", key=key[:16])
+                    log.warning("retention_bad_key")
             await sched_repo.purge_photos(s, ids, now)
             for rid, n in counts.items():
                 if n:
