@@ -66,7 +66,8 @@ def _str_or_none(value, limit: int) -> str | None:
 
 async def to_event(svc, body: dict):
     """A sandbox request becomes a neutral event (a photo is stored first)."""
-    chat = str(body.get("chat") or "").strip()
+    chat = body.get("chat")
+    chat = chat.strip() if isinstance(chat, str) else ""
     if not chat or len(chat) > 64:
         raise _bad("'chat' is required (at most 64 characters)")
     group = body.get("group", chat.startswith("team-"))
