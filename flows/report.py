@@ -126,6 +126,8 @@ def on_command(conv: Conversation, cmd: str, ctx: Ctx, arg: str = "") -> Result:
     if cmd == "mine":
         return conv, [ListReports(), *_reask(conv, ctx)]
     if conv.consent_version != NOTICE_VERSION:
+        if cmd == "cancel":  # a location sent before consent goes too: cancel always cancels
+            conv = replace(conv, draft=None)
         return ask_consent(conv, ctx)
     if cmd == "cancel":
         if conv.draft is None:
