@@ -129,7 +129,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     check_start(settings)  # ConfigError: one line saying why
     clock = clock or (lambda: datetime.now(timezone.utc))
     # The largest body any route accepts; each route bounds its own (handlers/base.py read_body).
-    app = web.Application(client_max_size=max(settings.max_body_bytes, settings.sandbox_max_body_bytes if settings.sandbox else 0))
+    app = web.Application(client_max_size=max(settings.max_body_bytes, settings.sandbox_max_body_bytes if settings.sandbox else 0),
+                          middlewares=[errors_without_personal_data])
     app[STARTERS], app[STOPPERS] = [], []
 
     async def startup(app: web.Application) -> None:
@@ -193,6 +194,22 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
 
         scheduler.setup(app, settings)
     return app
+
+
+@web.middleware
+async def errors_without_personal_data(request: web.Request, handler):
+    """An unexpected error answers 500 and is logged by its class and route only (aiohttp's own
+    line would name the remote address, and the exception's message may carry SQL parameters)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        resource = request.match_info.route.resource
+        log.error("request_failed", route=resource.canonical if resource is not None else "(no route)", error=type(exc).__name__, exc_info=exc)
+        raise web.HTTPInternalServerError() from None
 
 
 async def _inbox_sweeper(svc: Services, interval: float) -> None:
