@@ -104,3 +104,15 @@ def check_start(settings: Settings) -> None:
             "chat, card and photo to anyone without a password, so it never runs beside real data; "
             "unset NAMJAI_SANDBOX (or set it to false)"
         )
+    # The privacy notice (bot/locales/messages.yaml, consent.notice) promises these limits: a longer
+    # setting would make it untrue.
+    for name, most, unit in (("inbox_payload_hours", 24, "hours"), ("photo_retention_days", 90, "days"),
+                             ("identity_retention_days", 365, "days")):
+        value = getattr(settings, name)
+        if value > most or value < 0:
+            raise ConfigError(
+                f"NAMJAI_{name.upper()}={value:g}: the privacy notice promises at most {most} {unit}; "
+                "set it between 0 and that, or change the notice (and its version) first"
+            )
+    if settings.max_body_bytes > 20_000_000 or settings.max_body_bytes < 1000:
+        raise ConfigError(f"NAMJAI_MAX_BODY_BYTES={settings.max_body_bytes}: between 1000 and 20000000 (webhook bodies are small; photos come by reference)")

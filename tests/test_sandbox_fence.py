@@ -130,3 +130,24 @@ async def test_turning_the_sandbox_off_removes_its_chats_reports_and_photos(sand
             await server.close()
     finally:
         await fake.close()
+
+
+@pytest.mark.parametrize("setting,value", [("inbox_payload_hours", 48), ("photo_retention_days", 365),
+                                           ("identity_retention_days", 3650), ("max_body_bytes", 100_000_000)])
+def test_settings_that_break_the_privacy_notice_or_the_body_limit_refuse_to_start(setting, value):
+    with pytest.raises(ConfigError) as e:
+        create_app(Settings(_env_file=None, **{setting: value}))
+    assert "\n" not in str(e.value) and f"NAMJAI_{setting.upper()}" in str(e.value)
+
+
+def test_the_privacy_notice_states_the_limits_the_defaults_keep():
+    from bot.i18n import text
+    from flows.model import Msg
+
+    s = Settings(_env_file=None)
+    notice = text(Msg("consent.notice", {"version": "v"}), "en")
+    assert s.inbox_payload_hours == 24 and "at most 1 day" in notice
+    assert s.photo_retention_days == 90 and "90 days after it is closed" in notice
+    assert s.identity_retention_days == 365 and "1 year after it is closed" in notice
+    assert "after 24 hours without an answer" in notice  # bot/data/policy.yaml drafts.drop_after
+    assert "we keep no photo or voice note" in notice and "delete everything you sent at once" in notice
