@@ -10,9 +10,9 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Namjai: reports of destitute persons from volunteers to the responsible team.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-teams_app = typer.Typer(help="Teams, their areas and their group chats.", no_args_is_help=True)
+app = typer.Typer(help="Namjai: reports of destitute persons from volunteers to the responsible team.", no_args_is_help=True, rich_markup_mode="markdown")
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode="markdown")
+teams_app = typer.Typer(help="Teams, their areas and their group chats.", no_args_is_help=True, rich_markup_mode="markdown")
 app.add_typer(db_app, name="db")
 app.add_typer(teams_app, name="teams")
 
@@ -45,9 +45,43 @@ def _run(coro_fn):
     return asyncio.run(main())
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"namjai {version('namjai')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Namjai: reports of destitute persons from volunteers to the responsible team."""
+
+
+def _where_data_lives(settings) -> list[str]:
+    """Where this process keeps its data, as the operator would look for it."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        db = str(Path(url.database or "").resolve()) if url.database else "in memory"
+    else:
+        db = url.render_as_string(hide_password=True)
+    photos = settings.photo_store or str(Path(settings.photo_dir).resolve())
+    return [f"database: {db}", f"photos:   {photos}"]
+
+
 @app.command()
-def serve() -> None:
+def serve(
+    host: Optional[str] = typer.Option(None, help="Address to listen on (default NAMJAI_HOST, else 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port to listen on (default NAMJAI_PORT, else 8080)."),
+) -> None:
     """Starts the bot (web sandbox, webhooks, delivery, scheduler) on NAMJAI_HOST:NAMJAI_PORT."""
+    import errno
+    import socket
+
     from aiohttp import web
 
     from bot.app import create_app
@@ -55,16 +89,36 @@ def serve() -> None:
     from storage.photos import PhotoStoreError, open_store
 
     settings = _settings()
+    host = host or settings.host
+    port = settings.port if port is None else port
+    update = {"host": host, "port": port}
+    if "public_url" not in settings.model_fields_set:
+        update["public_url"] = f"http://{host}:{port}"
+    settings = settings.model_copy(update=update)
+    try:
+        # Bind first: a taken port is one line, before anything else starts.
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        why = "is already in use (another namjai, or another program?)" if e.errno == errno.EADDRINUSE else f"cannot be opened: {e.strerror}"
+        typer.echo(f"error: {host}:{port} {why}; choose another with --port or NAMJAI_PORT", err=True)
+        raise typer.Exit(2)
     try:
         open_store(settings)  # bad photo store settings: one line, before anything starts
-        typer.echo(f"Namjai on http://{settings.host}:{settings.port}/" + (" (sandbox at /sandbox/)" if settings.sandbox else ""))
+        typer.echo(f"Namjai on http://{host}:{port}/" + (" (sandbox at /sandbox/)" if settings.sandbox else ""))
+        for line in _where_data_lives(settings):
+            typer.echo(f"  {line}")
         from bot.logging import access_logger
 
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                    access_log_class=access_logger(settings.log_remote_addr))
+        web.run_app(create_app(settings), sock=sock, print=None, access_log_class=access_logger(settings.log_remote_addr))
     except (PhotoStoreError, ConfigError) as e:  # also a store that does not answer at start-up (its check)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
+    finally:
+        sock.close()
 
 
 @db_app.command("upgrade")
@@ -106,12 +160,18 @@ def teams_import(file: Path) -> None:
     typer.echo(f"{created} teams created, {updated} updated")
 
 
+KIND_NAMES = {"national": "national", "provincial_centre": "provincial centre", "municipality": "municipality"}
+
+
 @teams_app.command("list")
 def teams_list() -> None:
     """Lists the teams, the provinces they serve and their bound chats."""
     from storage import repo
+    from storage.migrate import upgrade
 
     async def go(db):
+        if db.is_sqlite:
+            await upgrade(db)
         rows = []
         async with db.session() as s:
             for t in await repo.teams_all(s, active_only=False):
@@ -119,10 +179,18 @@ def teams_list() -> None:
                 rows.append((t, len(chats)))
         return rows
 
-    for t, chats in _run(go):
-        area = (" +area" if t.area else "") + (f" +areas:{','.join(t.area_codes)}" if t.area_codes else "")
-        fallback = " (fallback)" if t.fallback else ""
-        typer.echo(f"{t.code:28} {t.kind:18} {','.join(t.provinces or []):10}{area}{fallback}  chats={chats}  {t.name_th}")
+    rows = _run(go)
+    if not rows:
+        typer.echo("no teams yet: `namjai teams import FILE` (see bot/data/teams/README.md)")
+        return
+    table = [("CODE", "KIND", "PROVINCES", "AREA", "CHATS", "NAME")]
+    for t, chats in rows:
+        area = ", ".join(filter(None, ["own area" if t.area else "", ",".join(t.area_codes or []), "fallback" if t.fallback else ""]))
+        kind = KIND_NAMES.get(t.kind, t.kind) + ("" if t.active else " (inactive)")
+        table.append((t.code, kind, ",".join(t.provinces or []) or "-", area or "-", str(chats), t.name_th))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    for r in table:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
 
 
 @teams_app.command("invite")

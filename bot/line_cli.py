@@ -18,7 +18,7 @@ from typing import Optional
 
 import typer
 
-line_app = typer.Typer(help="LINE Official Account set-up.", no_args_is_help=True)
+line_app = typer.Typer(help="LINE Official Account set-up.", no_args_is_help=True, rich_markup_mode="markdown")
 
 WIDTH, HEIGHT = 2500, 1686  # LINE's large rich menu: a 2 x 2 grid of 1250 x 843 areas
 FONT_CANDIDATES = (

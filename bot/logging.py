@@ -119,6 +119,7 @@ def setup(level: str = "INFO", fmt: str = "console", *, cache: bool = True) -> N
     logging.basicConfig(level=level.upper(), format="%(message)s")
     for handler in logging.getLogger().handlers:
         handler.setFormatter(SafeFormatter("%(message)s"))
-    # aiosqlite and SQLAlchemy log SQL parameters (chat ids, texts) at DEBUG: never below WARNING
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "apscheduler", "aiosqlite", "sqlalchemy", "asyncpg", "telegram", "urllib3"):
+    # aiosqlite and SQLAlchemy log SQL parameters (chat ids, texts) at DEBUG: never below WARNING;
+    # alembic: "Context impl …"
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "apscheduler", "alembic", "aiosqlite", "sqlalchemy", "asyncpg", "telegram", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

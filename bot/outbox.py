@@ -119,13 +119,13 @@ class OutboxWorker:
                         f.claimed_until = None
                     followers = kept
             card_msg = None
-            if row.card_edit and row.report_id is not None:
+            if row.card_edit and row.report_id is not None and not (row.payload.get("card") or {}).get("fresh"):
                 existing = await repo.card_message(s, row.report_id, row.platform, row.chat_id)
                 card_msg = existing.message_id if existing else None
             rows = [row, *followers]
             buckets = channel.limits(row) if hasattr(channel, "limits") else []
             if buckets:
-                cost = channel.cost(rows) if hasattr(channel, "cost") else 1
+                cost = channel.cost(rows, card_msg) if hasattr(channel, "cost") else 1
                 wait = await pipeline.rate_reserve(s, buckets, now, cost)
                 if wait > 0:  # our own limit: the row waits for room; not an attempt
                     for r in rows:

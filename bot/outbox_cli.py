@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-outbox_app = typer.Typer(help="Messages the platforms refused for good.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Messages the platforms refused for good.", no_args_is_help=True, rich_markup_mode="markdown")
 
 
 @outbox_app.command("failed")

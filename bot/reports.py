@@ -160,6 +160,21 @@ class Reports:
             await self._outbox(s, b.platform, b.chat_id, render_card(c, b.lang), report_id=report.id, card_edit=True)
         return len(bindings)
 
+    async def post_card_here(
+        self, s, report: Report, team: Team, view: cardflow.ReportView, platform: str, chat_id: str, lang: str,
+        make=None, fresh: bool = False,
+    ) -> None:
+        """The report's card in one chat only: edited in place, or a fresh copy at the bottom of
+        the chat (`fresh`); `make(card)` may change it first (a picker, see `cardflow.picker`)."""
+        ctx = self.context()
+        c = cardflow.card(replace(view, team_name=self.team_name(team, lang)), lambda code: ctx.province_name(code, lang))
+        if make is not None:
+            c = make(c)
+        payload = render_card(c, lang)
+        if fresh:
+            payload["card"]["fresh"] = True
+        await self._outbox(s, platform, chat_id, payload, report_id=report.id, card_edit=True)
+
     # ------------------------------------------------------------ views
 
     async def view(
@@ -194,6 +209,9 @@ class Reports:
             still_there=report.still_there,
             still_there_at=report.still_there_at,
             photos_purged=report.photos_purged_at is not None,
+            now=self.clock(),
+            closed_at=report.closed_at,
+            **({} if fresh is not None else await repo.handling(s, report.id)),
         )
 
     # ------------------------------------------------------------ a new report

@@ -15,7 +15,7 @@ import structlog
 from flows import cards as cardflow
 from flows import routing, staff
 from flows.model import BindChat, Event, InboundEvent, Msg, Reply, StaffAction, TextReceived
-from flows.status import ROLE_RANK, Role, Status, decide
+from flows.status import OPEN_STATUSES, ROLE_RANK, Role, Status, Decision, can_start, decide, may_undo
 from bot.reports import Reports, team_area
 from storage import repo
 from storage.db import Database
@@ -58,6 +58,8 @@ class StaffDesk:
                 await self._bind(s, ev, action.code, lang)
             elif isinstance(action, StaffAction):
                 await self._staff(s, ev, binding, action, lang)
+            elif isinstance(action, staff.ListOpen):
+                await self._open_list(s, ev, binding, lang)
             elif isinstance(action, Reply):
                 await self._send(s, a.platform, a.chat_id, action, lang)
             wrote = True
@@ -98,23 +100,32 @@ class StaffDesk:
             await self._send(s, a.platform, a.chat_id, Reply((Msg("staff.no_report"),)), lang)
             return
         role = await self._role(s, ev, binding, report.team_id)
-        if action.action == "transfer" and not action.arg and role is not None:
-            teams = {t.code: t for t in await self.reports.teams(s)}
-            current = next((t.code for t in teams.values() if t.id == report.team_id), "")
-            codes = routing.transfer_candidates([team_area(t) for t in teams.values()], current, report.province_code)
-            candidates = [(c, Msg("card.team", {"team": self.reports.team_name(teams[c], lang)})) for c in codes]
-            await self._send(s, a.platform, a.chat_id, staff.transfer_choices(report.id, candidates), lang)
+        if action.action == "show":  # a button of the `/open` list: the card, fresh, at the bottom
+            if role is None:
+                await self._send(s, a.platform, a.chat_id, Reply((Msg("staff.not_member"),)), lang, notice_for=ev.event_id)
+            else:
+                await self.show_card(s, ev, binding, report, lang)
+            return
+        picker = await self._picker(s, ev, report, role, action, lang)
+        if picker:
             return
         target: Team | None = None
         if action.action == "transfer" and action.arg:
             target = await repo.team_by_code(s, action.arg)
+        undo_ok = False
+        if action.action == "undo":
+            closed = await repo.handling(s, report.id)
+            undo_ok = may_undo(closed["closed_by_key"], a.user_key, report.closed_at, now)
         decision = decide(
             action.action, Status(report.status), role, arg=action.arg,
-            same_team=target is None or target.id == report.team_id,
+            same_team=target is None or target.id == report.team_id, undo_ok=undo_ok,
         )
         if not decision.ok:
             log.info("staff_refused", report_id=report.id, action=action.action, reason=decision.error)
             await self._send(s, a.platform, a.chat_id, Reply((Msg(decision.error),)), lang, notice_for=ev.event_id)
+            if decision.error == "staff.undo_expired":  # the card drops its stale "undo" button
+                team = await repo.team_get(s, report.team_id)
+                await self.reports.post_card_here(s, report, team, await self.reports.view(s, report, team), a.platform, a.chat_id, lang)
             return
         old_status, old_team_id = report.status, report.team_id
         detail: dict = {}
@@ -155,6 +166,57 @@ class StaffDesk:
                 await self._send(s, report.reporter_platform, report.reporter_chat, told, report.reporter_lang, report_id=report.id)
         log.info("staff_action", report_id=report.id, action=action.action, status=report.status)
 
+
+    async def _picker(self, s, ev: Event, report, role: Role | None, action: StaffAction, lang: str) -> bool:
+        """The card's own pickers, shown on the card in the chat that pressed: an outcome to close
+        with, a team (or a region, then its teams) to transfer to, and "back" to the card."""
+        a = ev.address
+        act, arg = action.action, action.arg
+        if act == "card" or (act == "close" and not arg) or (act == "transfer" and (not arg or arg.startswith(staff.REGION))):
+            if act == "card":  # back to the card: any member, whatever the status
+                check = Decision(True) if role is not None else Decision(False, error="staff.not_member")
+            else:
+                check = can_start(act, Status(report.status), role)
+            if not check.ok:
+                log.info("staff_refused", report_id=report.id, action=act, reason=check.error)
+                await self._send(s, a.platform, a.chat_id, Reply((Msg(check.error),)), lang, notice_for=ev.event_id)
+                return True
+        else:
+            return False
+        team = await repo.team_get(s, report.team_id)
+        view = await self.reports.view(s, report, team)
+        make = None
+        if act == "close":
+            make = lambda c: cardflow.picker(c, report.ref, "staff.choose_outcome", staff.outcome_rows(report.id))  # noqa: E731
+        elif act == "transfer":
+            teams = {t.code: t for t in await self.reports.teams(s)}
+            region = arg[len(staff.REGION):] if arg else None
+            if region:
+                codes = [t.code for t in teams.values() if t.id != report.team_id and any(p.startswith(region) for p in t.provinces or [])]
+                regions: list[str] = []
+            else:
+                codes = routing.transfer_candidates([team_area(t) for t in teams.values()], team.code, report.province_code)
+                regions = sorted({p[0] for t in teams.values() for p in (t.provinces or []) if p})
+            named = [(c, Msg("card.team", {"team": self.reports.team_name(teams[c], lang)})) for c in codes]
+            prompt = "staff.choose_team_in_region" if region else "staff.choose_team"
+            make = lambda c: cardflow.picker(c, report.ref, prompt, staff.transfer_rows(report.id, named, regions))  # noqa: E731
+        await self.reports.post_card_here(s, report, team, view, a.platform, a.chat_id, lang, make=make)
+        return True
+
+    async def _open_list(self, s, ev: Event, binding, lang: str) -> None:
+        """`/open` in a team's chat: its open reports, oldest first, each with its age and a button
+        that brings its card to the bottom of the chat."""
+        a = ev.address
+        now = self.clock()
+        reports, total = await repo.open_reports_of_team(s, binding.team_id, [st.value for st in OPEN_STATUSES], staff.OPEN_LIST_LIMIT)
+        await self._send(s, a.platform, a.chat_id, staff.open_list(
+            [(r.id, r.ref, r.status, r.urgent, now - r.created_at) for r in reports], total,
+        ), lang)
+
+    async def show_card(self, s, ev: Event, binding, report, lang: str) -> None:
+        team = await repo.team_get(s, report.team_id)
+        view = await self.reports.view(s, report, team)
+        await self.reports.post_card_here(s, report, team, view, ev.address.platform, ev.address.chat_id, lang, fresh=True)
 
     # ------------------------------------------------------------ operator
 

@@ -13,7 +13,7 @@ import typer
 from bot.i18n import text as render
 from flows.model import Msg
 
-telegram_app = typer.Typer(help="Telegram: webhook registration and development polling.", no_args_is_help=True)
+telegram_app = typer.Typer(help="Telegram: webhook registration and development polling.", no_args_is_help=True, rich_markup_mode="markdown")
 
 PRIVATE_COMMANDS = ("start", "new", "mine", "cancel", "help", "lang")
 GROUP_COMMANDS = ("bind",)

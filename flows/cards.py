@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 from zoneinfo import ZoneInfo
 
 from flows.model import Button, Card, Msg, Reply
-from flows.status import REPORTER_TOLD, Status, allowed_actions
+from flows.deadlines import duration_msg
+from flows.status import OPEN_STATUSES, REPORTER_TOLD, UNDO_WINDOW, Status, allowed_actions
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 
@@ -50,6 +51,12 @@ class ReportView:
     still_there: bool | None = None  # the reporter's answer to the scheduler's follow-up
     still_there_at: datetime | None = None
     photos_purged: bool = False  # its photos were deleted by PDPA retention (reports.photos_purged_at)
+    now: datetime | None = None  # when the view was taken: the card's waiting time counts to it
+    accepted_by: str | None = None  # display name of who accepted it (first ack or on-site)
+    accepted_at: datetime | None = None
+    closed_by: str | None = None  # display name of who closed it
+    closed_by_key: str | None = None  # platform:user of who closed it (may undo within UNDO_WINDOW)
+    closed_at: datetime | None = None
 
 
 def area_names(district: str | None, subdistrict: str | None, name: Callable[[str], str]) -> Msg | None:
@@ -93,6 +100,12 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
     if view.outcome:
         lines.append(Msg("card.outcome", {"outcome": Msg(f"outcome.{view.outcome}")}))
     lines.append(Msg("card.team", {"team": view.team_name}))
+    if view.now is not None and Status(view.status) in OPEN_STATUSES:
+        lines.append(Msg("card.waiting", {"age": duration_msg(view.now - view.created_at)}))
+    if view.accepted_at is not None:
+        lines.append(Msg("card.accepted", {"who": view.accepted_by or "-", "at": view.accepted_at}))
+    if view.status == Status.CLOSED and view.closed_at is not None:
+        lines.append(Msg("card.closed_by", {"who": view.closed_by or "-", "at": view.closed_at}))
     province = province_name(view.province_code) if view.province_code else None
     area = area_names(view.district_code, view.subdistrict_code, province_name)
     lines += facts(view.lat, view.lon, view.landmark, province, view.who, view.count, view.urgency, view.note, view.voice, area=area)
@@ -117,8 +130,23 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
     if row:
         buttons.append(row)
     if view.status == Status.CLOSED:
-        buttons.append((Button(Msg("act.reopen"), f"r:{view.id}:reopen"),))
+        row = (Button(Msg("act.reopen"), f"r:{view.id}:reopen"),)
+        if undo_open(view):
+            row = (Button(Msg("act.undo"), f"r:{view.id}:undo"),) + row
+        buttons.append(row)
     return Card(view.id, tuple(lines), tuple(buttons), view.photos, view.lat, view.lon, view.urgent, view.voice)
+
+
+def undo_open(view: ReportView) -> bool:
+    """The closed card still offers "undo" (to the one who closed it) for UNDO_WINDOW."""
+    return bool(view.closed_by_key and view.closed_at and view.now and view.now - view.closed_at <= UNDO_WINDOW)
+
+
+def picker(c: Card, ref: str, prompt: str, rows: tuple[tuple[Button, ...], ...]) -> Card:
+    """The card itself, its buttons replaced by a choice (an outcome, a team) and a way back:
+    staff see which report they are closing, and the card (updated) is what they see after."""
+    back = (Button(Msg("act.back"), f"r:{c.report_id}:card"),)
+    return replace(c, lines=c.lines + (Msg(prompt, {"ref": ref}),), buttons=rows + (back,))
 
 
 def reporter_update(view: ReportView, status: str) -> Reply | None:

@@ -8,6 +8,8 @@ plain group chatter is ignored.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import timedelta
 
 from flows.model import (
     Action,
@@ -21,10 +23,31 @@ from flows.model import (
     StaffAction,
     TextReceived,
 )
+from flows.deadlines import duration_msg
 from flows.status import Outcome
 
+GROUP_COMMANDS = {"open": "open", "เรื่องค้าง": "open", "open reports": "open", "help": "help", "ช่วยเหลือ": "help", "วิธีใช้": "help"}
+REGION = "~"  # transfer data "~3": the teams of the provinces whose code starts with 3
+
+
+@dataclass(frozen=True)
+class ListOpen:
+    """A team's chat asked for its open reports (`/open`, "เรื่องค้าง"), oldest first."""
+
+
+def group_command(ev: Event) -> str | None:
+    """A staff command in a group: `/open` and `/help` (any @bot suffix), or the same words typed."""
+    if isinstance(ev, CommandReceived):
+        return GROUP_COMMANDS.get(ev.name.lower())
+    if isinstance(ev, TextReceived):
+        text = ev.text.strip().lower()
+        if text.startswith("/"):
+            text = text[1:].split()[0].split("@")[0] if len(text) > 1 else ""
+        return GROUP_COMMANDS.get(text)
+    return None
+
 BIND_CODE = re.compile(r"^[A-Z2-9]{4}-[A-Z2-9]{4}$")
-CARD_DATA = re.compile(r"^r:(\d+):([a-z]+)(?::([A-Za-z0-9_.\-]*))?$")
+CARD_DATA = re.compile(r"^r:(\d+):([a-z]+)(?::([A-Za-z0-9_.\-~]*))?$")
 MAX_COMMENT = 1000
 
 
@@ -34,6 +57,11 @@ def group_step(ev: Event, reply_report_id: int | None = None, bound: bool = True
         return [BindChat(ev.arg.strip().upper())]
     if isinstance(ev, CommandReceived) and ev.name == "joined":  # the bot was added to the group
         return [] if bound else [Reply((Msg("group.unbound"),))]
+    command = group_command(ev)
+    if command == "help":
+        return [Reply((Msg("group.help" if bound else "group.unbound"),))]
+    if command == "open":
+        return [ListOpen()] if bound else [Reply((Msg("group.unbound"),))]
     if isinstance(ev, TextReceived):
         text = ev.text.strip()
         parts = text.split()
@@ -53,21 +81,35 @@ def group_step(ev: Event, reply_report_id: int | None = None, bound: bool = True
         if not m:
             return [Reply((Msg("err.stale_button"),))]
         report_id, action, arg = int(m.group(1)), m.group(2), m.group(3) or ""
-        if action == "close" and not arg:
-            return [outcome_choices(report_id)]
         return [StaffAction(report_id, action, arg)]
     return []
 
 
-def outcome_choices(report_id: int) -> Reply:
-    """Asks which outcome closes the report."""
-    rows = tuple((Button(Msg(f"outcome.{o.value}"), f"r:{report_id}:close:{o.value}"),) for o in Outcome)
-    return Reply((Msg("staff.choose_outcome", {"report_id": report_id}),), rows)
+OPEN_LIST_LIMIT = 10
 
 
-def transfer_choices(report_id: int, teams: list[tuple[str, Msg]]) -> Reply:
-    """Asks which team takes the report over; `teams` are (code, name) candidates."""
-    if not teams:
-        return Reply((Msg("staff.no_transfer_target"),))
+def open_list(reports: list[tuple[int, str, str, bool, timedelta]], total: int) -> Reply:
+    """A team's open reports, oldest first: (id, ref, status, urgent, age); `total` in all."""
+    if not reports:
+        return Reply((Msg("open.none"),))
+    lines = [Msg("open.title", {"n": total})]
+    for _, ref, status, urgent, age in reports:
+        lines.append(Msg("open.item_urgent" if urgent else "open.item", {"ref": ref, "status": Msg(f"status.{status}"), "age": duration_msg(age)}))
+    if total > len(reports):
+        lines.append(Msg("open.more", {"n": total - len(reports)}))
+    rows = [Button(Msg("open.button", {"ref": ref}), f"r:{rid}:show") for rid, ref, *_ in reports]
+    return Reply(tuple(lines), tuple(tuple(rows[i : i + 2]) for i in range(0, len(rows), 2)))
+
+
+def outcome_rows(report_id: int) -> tuple[tuple[Button, ...], ...]:
+    """The outcomes that close a report, one button each."""
+    return tuple((Button(Msg(f"outcome.{o.value}"), f"r:{report_id}:close:{o.value}"),) for o in Outcome)
+
+
+def transfer_rows(report_id: int, teams: list[tuple[str, Msg]], regions: list[str] = ()) -> tuple[tuple[Button, ...], ...]:
+    """The teams that may take the report over (`teams`: (code, name)), then, where the province
+    is unknown or the team is elsewhere, one button per region of the country (`regions`: the
+    first digits of province codes) that opens that region's teams."""
     rows = tuple((Button(name, f"r:{report_id}:transfer:{code}"),) for code, name in teams)
-    return Reply((Msg("staff.choose_team"),), rows)
+    pairs = [Button(Msg(f"region.{r}"), f"r:{report_id}:transfer:{REGION}{r}") for r in regions]
+    return rows + tuple(tuple(pairs[i : i + 2]) for i in range(0, len(pairs), 2))

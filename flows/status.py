@@ -7,6 +7,7 @@ move is appended to the report's history by the caller. Pure: no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 
@@ -58,8 +59,12 @@ TRANSITIONS: dict[str, tuple[frozenset[Status], Status | None, Role]] = {
     "close": (OPEN_STATUSES, Status.CLOSED, Role.STAFF),
     "transfer": (OPEN_STATUSES, Status.TRANSFERRED, Role.STAFF),
     "reopen": (frozenset({Status.CLOSED}), Status.REOPENED, Role.SUPERVISOR),
+    # the one who closed a report may take it back within UNDO_WINDOW; after that only a supervisor
+    "undo": (frozenset({Status.CLOSED}), Status.REOPENED, Role.STAFF),
     "comment": (frozenset(Status), None, Role.STAFF),
 }
+
+UNDO_WINDOW = timedelta(minutes=10)
 
 # Statuses the reporter hears about, in plain words.
 REPORTER_TOLD = frozenset({Status.ACKNOWLEDGED, Status.ON_SITE, Status.CLOSED, Status.REOPENED})
@@ -72,8 +77,16 @@ class Decision:
     error: str | None = None  # catalogue key explaining the refusal
 
 
-def decide(action: str, status: Status, role: Role | None, *, arg: str = "", same_team: bool = True) -> Decision:
-    """Whether `action` is allowed on a report in `status` by someone with `role`."""
+def may_undo(closed_by: str | None, actor: str | None, closed_at, now) -> bool:
+    """Whether `actor` may still undo the close: they closed it, less than UNDO_WINDOW ago."""
+    return bool(closed_by and actor and closed_by == actor and closed_at and now - closed_at <= UNDO_WINDOW)
+
+
+def decide(
+    action: str, status: Status, role: Role | None, *, arg: str = "", same_team: bool = True, undo_ok: bool = False
+) -> Decision:
+    """Whether `action` is allowed on a report in `status` by someone with `role`.
+    `undo_ok`: the actor closed the report within UNDO_WINDOW (see `may_undo`)."""
     if role is None:
         return Decision(False, error="staff.not_member")
     rule = TRANSITIONS.get(action)
@@ -90,11 +103,32 @@ def decide(action: str, status: Status, role: Role | None, *, arg: str = "", sam
             Outcome(arg)
         except ValueError:
             return Decision(False, error="staff.need_outcome")
+    if action == "undo" and not undo_ok:
+        return Decision(False, error="staff.undo_expired")
     if action == "transfer" and (not arg or same_team):
         return Decision(False, error="staff.need_team")
     return Decision(True, new_status=target if target is not None else status)
 
 
+def can_start(action: str, status: Status, role: Role | None) -> Decision:
+    """Whether someone with `role` may begin `action` (open its picker) on a report in `status`:
+    the same rules as `decide`, before the outcome or the team is chosen."""
+    if role is None:
+        return Decision(False, error="staff.not_member")
+    rule = TRANSITIONS.get(action)
+    if rule is None:
+        return Decision(False, error="staff.unknown_action")
+    sources, target, least = rule
+    if ROLE_RANK[role] < ROLE_RANK[least]:
+        return Decision(False, error="staff.not_allowed")
+    if status not in sources:
+        return Decision(False, error="staff.already_closed" if status is Status.CLOSED else "staff.not_now")
+    return Decision(True, new_status=target)
+
+
 def allowed_actions(status: Status) -> list[str]:
     """The card's buttons for a report in `status` (comment is a reply, not a button)."""
-    return [a for a, (src, _, least) in TRANSITIONS.items() if status in src and a != "comment" and least is Role.STAFF]
+    return [
+        a for a, (src, _, least) in TRANSITIONS.items()
+        if status in src and a not in ("comment", "undo") and least is Role.STAFF
+    ]

@@ -152,7 +152,8 @@ async def get_messages(request: web.Request) -> web.Response:
 
 
 async def _messages(svc, chat: str, after: int = 0) -> list[dict]:
-    """What the bot sent to a chat; a card appears once, at its first place, in its latest version."""
+    """What the bot sent to a chat; a card appears once, at its first place, in its latest version
+    (or, once a fresh copy was asked for, the old copy as it was and the new one kept up to date)."""
     async with svc.db.session() as s:
         rows = await repo.outbox_for_chat(s, PLATFORM, chat)
     out: list[dict] = []
@@ -163,6 +164,8 @@ async def _messages(svc, chat: str, after: int = 0) -> list[dict]:
         msg = {"id": row.id, "at": row.created_at.isoformat(), **row.payload}
         if row.card_edit and row.report_id is not None:
             msg["card_of"] = row.report_id
+            if row.report_id in cards and (row.payload.get("card") or {}).get("fresh"):
+                cards.pop(row.report_id)  # a fresh copy at the bottom: later edits go to it
             if row.report_id in cards:  # the same dict, already in `out`: updated in place
                 first = cards[row.report_id]["message_id"]
                 cards[row.report_id].clear()

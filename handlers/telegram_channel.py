@@ -5,6 +5,8 @@
   "send my location" button.
 - A card (payload["card"]) is the first photo with the text as its caption (text when there is no
   photo or the text is longer than a caption may be), plus a map button when it has a location;
+  the report's other photos follow as one album and its voice note as a voice message, both as
+  replies to the card (a new card only; `cost` counts them against the limits);
   `card_message_id` given means edit that message in place (editMessageText/editMessageCaption).
 - Errors become `SendResult`s: 429 → retry after what Telegram asks, blocked/removed (403) and
   bad requests (400) → permanent, network/timeouts/5xx → retry with the outbox's backoff.
@@ -24,8 +26,10 @@ from telegram import (
     Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputMediaPhoto,
     KeyboardButton,
     ReplyKeyboardMarkup,
+    ReplyParameters,
 )
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 
@@ -39,6 +43,7 @@ MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64
 MAX_ALERT = 200  # characters Telegram shows in a callback alert
+MAX_ALBUM = 10  # photos in one media group
 
 
 def _seconds(e: RetryAfter) -> float:
@@ -78,6 +83,15 @@ class TelegramChannel:
         if row.chat_id.startswith("-"):  # a group or supergroup
             buckets.append((f"{PLATFORM}:{row.chat_id}", self.group_per_minute, 60.0 + self.margin))
         return buckets
+
+    def cost(self, rows, card_message_id: str | None = None) -> int:
+        """Messages a row becomes at Telegram: a new card also sends its other photos (an album
+        counts each photo) and its voice note."""
+        payload = rows[0].payload or {}
+        if not payload.get("card") or card_message_id:
+            return 1
+        extra = max(0, len(payload.get("photos") or []) - 1)
+        return 1 + min(extra, MAX_ALBUM) + (1 if payload.get("voice") else 0)
 
     async def send(self, row, card_message_id: str | None) -> SendResult:
         payload = row.payload or {}
@@ -180,8 +194,34 @@ class TelegramChannel:
                 text = f"{text}\n{ui(payload, 'photo_missing', '(photo missing)')}"
         if photo is not None and len(text) <= MAX_CAPTION:
             msg = await self.bot.send_photo(chat_id, photo, caption=text, reply_markup=markup)
-            return msg.message_id
-        if photo is not None:  # too long for a caption: the photo first, then the card as text
-            await self.bot.send_photo(chat_id, photo)
-        msg = await self.bot.send_message(chat_id, _clip(text, MAX_TEXT), reply_markup=markup)
+        else:
+            if photo is not None:  # too long for a caption: the photo first, then the card as text
+                await self.bot.send_photo(chat_id, photo)
+            msg = await self.bot.send_message(chat_id, _clip(text, MAX_TEXT), reply_markup=markup)
+        await self._extras(chat_id, msg.message_id, keys[1 : 1 + MAX_ALBUM], payload.get("voice"))
         return msg.message_id
+
+    async def _extras(self, chat_id: int, card_id: int, more: list[str], voice: str | None) -> None:
+        """The card's other photos (one album) and its voice note, as replies to the card. The card
+        is sent already: a failure here is logged, never a reason to send the card again."""
+        try:
+            photos = []
+            for key in more:
+                try:
+                    photos.append(InputMediaPhoto(await self.photo_bytes(key)))
+                except (KeyError, ValueError, OSError):  # deleted or missing: the card says so
+                    continue
+            to_card = ReplyParameters(message_id=card_id, allow_sending_without_reply=True)
+            if len(photos) == 1:
+                await self.bot.send_photo(chat_id, photos[0].media, reply_parameters=to_card)
+            elif photos:
+                await self.bot.send_media_group(chat_id, photos, reply_parameters=to_card)
+            if voice:
+                try:
+                    data = await self.photo_bytes(voice)
+                except (KeyError, ValueError, OSError):
+                    data = None
+                if data is not None:
+                    await self.bot.send_voice(chat_id, data, reply_parameters=to_card)
+        except TelegramError as e:
+            log.warning("telegram_card_extras_failed", error=type(e).__name__)

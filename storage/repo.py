@@ -222,6 +222,33 @@ async def last_comment(s: AsyncSession, report_id: int) -> str | None:
     return (detail or {}).get("comment")
 
 
+async def handling(s: AsyncSession, report_id: int) -> dict:
+    """Who accepted the report and when (its first accept or on-site), and who closed it last
+    and when (None when reopened since)."""
+    stmt = (
+        select(ReportEvent.action, ReportEvent.actor, ReportEvent.actor_name, ReportEvent.at)
+        .where(ReportEvent.report_id == report_id, col(ReportEvent.action).in_(("ack", "onsite", "close", "reopen", "undo")))
+        .order_by(ReportEvent.id)
+    )
+    out: dict = {"accepted_by": None, "accepted_at": None, "closed_by": None, "closed_by_key": None}
+    for action, actor, name, at in (await s.exec(stmt)).all():
+        if action in ("ack", "onsite") and out["accepted_at"] is None:
+            out["accepted_by"], out["accepted_at"] = name or actor, at
+        elif action == "close":
+            out["closed_by"], out["closed_by_key"] = name or actor, actor
+        else:
+            out["closed_by"], out["closed_by_key"] = None, None
+    return out
+
+
+async def open_reports_of_team(s: AsyncSession, team_id: int, open_statuses: Sequence[str], limit: int = 10) -> tuple[list[Report], int]:
+    """A team's open reports, oldest first (at most `limit`), and how many there are in all."""
+    where = (Report.team_id == team_id, col(Report.status).in_(list(open_statuses)))
+    rows = (await s.exec(select(Report).where(*where).order_by(Report.created_at, Report.id).limit(limit))).all()
+    total = (await s.exec(select(sa.func.count()).select_from(Report).where(*where))).one()
+    return list(rows), int(total)
+
+
 async def card_message(s: AsyncSession, report_id: int, platform: str, chat_id: str) -> CardMessage | None:
     stmt = (
         select(CardMessage)

@@ -60,7 +60,8 @@ class Chat:
         raise AssertionError(f"no button {label!r} in {self.chat}")
 
     async def card(self, ref: str) -> dict:
-        for msg in await self.messages():
+        """The report's card as it is now (its newest copy, if a fresh one was asked for)."""
+        for msg in reversed(await self.messages()):
             if msg.get("card") and ref in msg["text"]:
                 return msg
         raise AssertionError(f"no card {ref} in {self.chat}")

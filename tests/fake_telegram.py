@@ -107,7 +107,7 @@ class FakeTelegram:
                     params[k] = {"filename": v.filename, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                 else:
                     params[k] = v
-        for k in ("reply_markup", "allowed_updates", "commands", "scope"):
+        for k in ("reply_markup", "allowed_updates", "commands", "scope", "media", "reply_parameters"):
             if isinstance(params.get(k), str):
                 params[k] = json.loads(params[k])
         return params
@@ -190,6 +190,25 @@ class FakeTelegram:
         if p.get("caption"):
             content["caption"] = p["caption"]
         return self._message(p, **content)
+
+    async def m_sendMediaGroup(self, p):
+        media = p.get("media") or []
+        if not 2 <= len(media) <= 10:
+            raise BadRequest("wrong number of media in the album")
+        out = []
+        for item in media:
+            ref = str(item.get("media", ""))
+            attached = p.get(ref[len("attach://"):]) if ref.startswith("attach://") else None
+            if ref.startswith("attach://") and not isinstance(attached, dict):
+                raise BadRequest("file of the album not attached")
+            photo = [{"file_id": f"sent{next(self._ids)}", "file_unique_id": "u", "width": 640, "height": 480}]
+            out.append(self._message(p, photo=photo, media_group_id="g1"))
+        return out
+
+    async def m_sendVoice(self, p):
+        if not isinstance(p.get("voice"), (dict, str)):
+            raise BadRequest("voice file is required")
+        return self._message(p, voice={"file_id": f"sent{next(self._ids)}", "file_unique_id": "u", "duration": 1})
 
     async def m_sendLocation(self, p):
         return self._message(p, location={"latitude": float(p["latitude"]), "longitude": float(p["longitude"])})

@@ -195,6 +195,9 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             card = team.locator("article.card", has_text=ref)
             expect(card).to_be_visible()
             expect(card).to_contain_text("ไร้บ้าน/นอนข้างทาง")
+            ref_span = card.locator(".card-title .ref")  # the reference number never breaks
+            expect(ref_span).to_have_text(ref)
+            assert ref_span.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
             expect(card.locator("a.loc")).to_contain_text(f"{lat}, {lon}")
             team.wait_for_function(
                 "() => [...document.querySelectorAll('article.card .photos img')].some(i => i.complete && i.naturalWidth > 0)",

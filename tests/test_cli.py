@@ -73,7 +73,15 @@ def test_teams_import_list_invite_and_grant(env):
     r = RUN.invoke(app, ["teams", "import", str(EXAMPLE)])
     assert "0 teams created, 81 updated" in r.output
     r = RUN.invoke(app, ["teams", "list"])
-    assert "pattaya-city" in r.output and "+areas:200402,200408" in r.output and "(fallback)" in r.output
+    lines = r.output.splitlines()
+    assert lines[0].split() == ["CODE", "KIND", "PROVINCES", "AREA", "CHATS", "NAME"] and len(lines) == 82
+    pattaya = next(line for line in lines if line.startswith("pattaya-city "))
+    assert "municipality" in pattaya and "200402,200408" in pattaya
+    assert "provincial centre" in next(line for line in lines if line.startswith("pcdp-20 "))
+    assert "fallback" in next(line for line in lines if line.startswith("dsdw-national "))
+    # aligned: every row's KIND column starts where the header's does
+    col = lines[0].index("KIND")
+    assert all(line[col - 2 : col] == "  " and line[col] != " " for line in lines[1:])
     r = RUN.invoke(app, ["teams", "invite", "pcdp-20", "--role", "supervisors"])
     assert r.exit_code == 0 and "/bind " in r.output
     assert RUN.invoke(app, ["teams", "invite", "no-such-team"]).exit_code == 2
@@ -113,3 +121,71 @@ def test_db_upgrade_and_current(env):
     assert RUN.invoke(app, ["db", "current"]).output.strip() == "empty"
     assert RUN.invoke(app, ["db", "upgrade"]).output.strip().endswith(f"schema at {head}")
     assert RUN.invoke(app, ["db", "current"]).output.strip() == head
+
+
+def test_teams_list_on_a_new_database_says_what_to_do(env):
+    r = RUN.invoke(app, ["teams", "list"])
+    assert r.exit_code == 0 and "namjai teams import" in r.output
+
+
+def test_version_and_help_in_whole_sentences(env):
+    r = RUN.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip().startswith("namjai ")
+    r = RUN.invoke(app, ["--help"], env={"COLUMNS": "100"})
+    # each command's help is one paragraph, wrapped only at the width: no line ends mid-sentence
+    # followed by a line that starts like a new one ("ago" / "and detaches")
+    retention = [line for line in r.output.splitlines() if "NAMJAI_PHOTO_RETENTION_DAYS" in line][0]
+    assert "NAMJAI_PHOTO_RETENTION_DAYS ago and" in retention
+
+
+def test_serve_on_a_taken_port_is_one_line(env):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        r = RUN.invoke(app, ["serve", "--host", "127.0.0.1", "--port", str(taken.getsockname()[1])])
+    finally:
+        taken.close()
+    assert r.exit_code == 2
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "already in use" in lines[0] and "--port" in lines[0]
+
+
+def test_serve_says_where_the_data_lives_and_migrations_are_quiet(env):
+    """A real `namjai serve --port` process: its first lines name the database and photo folder
+    (under the current folder), and Alembic's "Context impl" chatter is not shown."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=env,
+        env={**os.environ, "NAMJAI_SCHEDULER": "false"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("serve did not answer /healthz within 60 s")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in out
+    assert f"database: {env / 'var' / 'namjai.db'}" not in out  # env sets DATABASE_URL to cli.db
+    assert f"database: {env / 'cli.db'}" in out and f"photos:   {env / 'var' / 'photos'}" in out
+    assert "Context impl" not in out and "Will assume" not in out

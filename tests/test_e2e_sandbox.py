@@ -64,10 +64,15 @@ async def test_full_report_to_closed_case_with_reporter_told(sandbox):
     await staff.tap("รับเรื่อง")
     assert "รับเรื่องแล้ว" in (await staff.card(ref))["text"]
     await staff.tap("ลงพื้นที่")
-    assert "outcome" not in (await staff.tap("ปิดเรื่อง"))  # asks which outcome
+    await staff.tap("ปิดเรื่อง")  # the card itself asks which outcome, naming the report
+    picking = await staff.card(ref)
+    assert f"ปิดเรื่อง {ref} ด้วยผลการดำเนินงานใด" in picking["text"] and "⏳ รอมาแล้ว" in picking["text"]
+    assert "r:1:card" in [b["data"] for row in picking["buttons"] for b in row]  # and a way back
     await staff.tap("ช่วยเหลือ ณ จุดเกิดเหตุ")
     closed = await staff.card(ref)
-    assert "ปิดเรื่องแล้ว" in closed["text"] and closed["buttons"] == [[{"label": "เปิดอีกครั้ง", "data": closed["buttons"][0][0]["data"]}]]
+    assert "ปิดเรื่องแล้ว" in closed["text"] and "ปิดเรื่องโดย Somchai" in closed["text"]
+    assert [[b["data"] for b in row] for row in closed["buttons"]] == [["r:1:undo", "r:1:reopen"]]
+    assert "ด้วยผลการดำเนินงานใด" not in closed["text"]  # what staff see next is the closed card
 
     told = [m["text"] for m in await v.messages()][-3:]
     assert "รับเรื่องแล้ว" in told[0] and ref in told[0]
@@ -241,7 +246,7 @@ async def test_transfer_to_the_provincial_centre(sandbox):
     city = sandbox.team("pattaya-city")
     report_id = (await city.card(ref))["card"]["report_id"]
     choices = await city.choose(f"r:{report_id}:transfer")
-    assert "โอนให้ทีมใด" in choices
+    assert f"โอนเรื่อง {ref} ให้ทีมใด" in choices  # the card itself asks, naming the report
     await city.tap("ศูนย์คุ้มครองคนไร้ที่พึ่งจังหวัดชลบุรี")
     old = await city.card(ref)
     assert "โอนไปอีกทีม" in old["text"] and old["buttons"] == []
@@ -278,3 +283,67 @@ async def test_a_voice_message_is_kept_with_the_report(sandbox):
     assert "ข้อความเสียง" in card["text"] and card["voice"].endswith(".m4a")
     resp = await sandbox.client.get(f"/sandbox/photos/{card['voice']}")
     assert resp.status == 200 and resp.content_type == "audio/mp4" and await resp.read() == m4a
+
+
+async def test_the_closer_may_undo_within_ten_minutes_then_only_a_supervisor(sandbox):
+    v = sandbox.volunteer("dora")
+    await v.send("สวัสดี")
+    await v.choose("consent:yes")
+    await v.photo(jpeg())
+    await v.location(*PATTAYA)
+    ref = await answer_and_send(v, who=("begging",), count="1")
+    somchai, malee = sandbox.team("pattaya-city"), sandbox.team("pattaya-city", user="malee")
+    await somchai.tap("รับเรื่อง")
+    assert "รับเรื่องโดย Somchai" in (await somchai.card(ref))["text"]
+    await somchai.choose("r:1:close:declined")
+    await malee.choose("r:1:undo")  # not the one who closed: refused, nothing changes
+    assert "ยกเลิกการปิดเรื่องได้เฉพาะผู้ที่ปิด" in (await malee.messages())[-1]["text"]
+    assert "สถานะ: ปิดเรื่องแล้ว" in (await somchai.card(ref))["text"]
+    sandbox.clock.advance(minutes=9)
+    await somchai.choose("r:1:undo")
+    assert "สถานะ: เปิดเรื่องอีกครั้ง" in (await somchai.card(ref))["text"]
+    await somchai.choose("r:1:close:declined")
+    sandbox.clock.advance(minutes=11)
+    await somchai.choose("r:1:undo")  # too late: a supervisor's reopen now
+    assert "ยกเลิกการปิดเรื่องได้เฉพาะผู้ที่ปิด" in (await somchai.messages())[-1]["text"]
+    card = await somchai.card(ref)
+    assert "สถานะ: ปิดเรื่องแล้ว" in card["text"] and "r:1:undo" not in str(card["buttons"])
+    async with sandbox.services.db.session() as s:
+        from storage import repo
+
+        report = await repo.report_by_ref(s, ref)
+        steps = [(e.action, e.to_status) for e in await repo.history(s, report.id)]
+    assert steps[-3:] == [("close", "closed"), ("undo", "reopened"), ("close", "closed")]
+
+
+async def test_open_list_help_and_transfer_by_region(sandbox):
+    v = sandbox.volunteer("erin")
+    await v.send("สวัสดี")
+    await v.choose("consent:yes")
+    await v.photo(jpeg())
+    await v.location(*PATTAYA)
+    ref = await answer_and_send(v, who=("begging",), count="1")
+    staff = sandbox.team("pattaya-city")
+    sandbox.clock.advance(minutes=25)
+    listed = await staff.command("open")
+    assert "เรื่องค้างของทีม 1 เรื่อง" in listed and ref in listed and "รอ 25 นาที" in listed
+    assert "/open" in await staff.command("help")
+    await staff.tap(f"การ์ด {ref}")  # the card again, at the bottom of the chat
+    last = (await staff.messages())[-1]
+    assert last.get("card") and ref in last["text"] and "รอมาแล้ว 25 นาที" in last["text"]
+    await staff.choose("r:1:transfer")
+    picking = await staff.card(ref)
+    datas = [b["data"] for row in picking["buttons"] for b in row]
+    assert "r:1:transfer:~8" in datas and "r:1:card" in datas  # every region, whatever the province
+    await staff.choose("r:1:transfer:~8")
+    south = [b for row in (await staff.card(ref))["buttons"] for b in row if b["data"].startswith("r:1:transfer:") and "~" not in b["data"]]
+    assert len(south) >= 5  # the southern provinces' centres and municipalities
+    await staff.choose(south[0]["data"])
+    async with sandbox.services.db.session() as s:
+        from storage import repo
+
+        report = await repo.report_by_ref(s, ref)
+        team = await repo.team_get(s, report.team_id)
+    assert any(p.startswith("8") for p in team.provinces) and report.status == "transferred"
+    await staff.choose("r:1:card")  # back on a card that is no longer this team's: refused
+    assert "ไม่ได้อยู่ในทีม" in (await staff.messages())[-1]["text"]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.i18n import catalogue
-from flows.cards import ReportView, be_year, card, format_ref, reporter_update
-from flows.model import Address, BindChat, ChoiceMade, Reply, StaffAction, TextReceived
-from flows.staff import group_step
-from flows.status import TRANSITIONS, Outcome, Role, Status, decide
+from bot.i18n import catalogue, text
+from flows.cards import ReportView, be_year, card, format_ref, picker, reporter_update
+from flows.model import Address, BindChat, ChoiceMade, CommandReceived, Msg, Reply, StaffAction, TextReceived
+from flows.staff import ListOpen, group_step, open_list, outcome_rows, transfer_rows
+from flows.status import TRANSITIONS, Decision, Outcome, Role, Status, can_start, decide, may_undo
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
 G = Address("sandbox", "team-x", "s", is_group=True)
@@ -73,9 +74,72 @@ def test_group_step(name, event, reply_report, want):
     assert group_step(event, reply_report) == want
 
 
-def test_close_without_outcome_asks_for_one():
-    [reply] = group_step(ChoiceMade(G, "e", NOW, data="r:7:close"))
-    assert isinstance(reply, Reply) and len(reply.buttons) == len(Outcome)
+def test_close_without_outcome_opens_the_picker_on_the_card_naming_the_report():
+    assert group_step(ChoiceMade(G, "e", NOW, data="r:7:close")) == [StaffAction(7, "close", "")]
+    view = ReportView(id=7, ref="NJ-2569-000007", status="acknowledged", created_at=NOW)
+    c = picker(card(view, str), view.ref, "staff.choose_outcome", outcome_rows(7))
+    assert c.lines[-1] == Msg("staff.choose_outcome", {"ref": "NJ-2569-000007"})
+    datas = [b.data for row in c.buttons for b in row]
+    assert datas == [f"r:7:close:{o.value}" for o in Outcome] + ["r:7:card"]
+    assert c.lines[0] == card(view, str).lines[0]  # the card itself: its title and facts stay
+
+
+def test_only_the_closer_may_undo_and_only_for_ten_minutes():
+    closed_at = NOW
+    assert may_undo("sandbox:u1", "sandbox:u1", closed_at, NOW + timedelta(minutes=10))
+    assert not may_undo("sandbox:u1", "sandbox:u1", closed_at, NOW + timedelta(minutes=10, seconds=1))
+    assert not may_undo("sandbox:u1", "sandbox:u2", closed_at, NOW + timedelta(minutes=1))
+    assert not may_undo(None, "sandbox:u2", closed_at, NOW)
+    assert decide("undo", Status.CLOSED, Role.STAFF, undo_ok=True) == Decision(True, new_status=Status.REOPENED)
+    assert decide("undo", Status.CLOSED, Role.STAFF, undo_ok=False).error == "staff.undo_expired"
+    assert decide("undo", Status.ON_SITE, Role.STAFF, undo_ok=True).error == "staff.not_now"
+    view = ReportView(id=3, ref="R", status="closed", created_at=NOW, outcome="family", closed_at=NOW,
+                      closed_by="Nok", closed_by_key="sandbox:u1", now=NOW + timedelta(minutes=9))
+    assert [b.data for row in card(view, str).buttons for b in row] == ["r:3:undo", "r:3:reopen"]
+    later = replace(view, now=NOW + timedelta(minutes=11))
+    assert [b.data for row in card(later, str).buttons for b in row] == ["r:3:reopen"]
+
+
+def test_the_card_says_how_long_it_waited_and_who_accepted_it():
+    view = ReportView(id=3, ref="R", status="acknowledged", created_at=NOW, now=NOW + timedelta(minutes=25),
+                      accepted_by="Nok", accepted_at=NOW + timedelta(minutes=5))
+    lines = card(view, str).lines
+    assert Msg("card.waiting", {"age": Msg("dur.min", {"m": 25})}) in lines
+    assert Msg("card.accepted", {"who": "Nok", "at": NOW + timedelta(minutes=5)}) in lines
+    assert "รอมาแล้ว 25 นาที" in text(Msg("card.waiting", {"age": Msg("dur.min", {"m": 25})}), "th")
+    closed = replace(view, status="closed", closed_at=NOW + timedelta(hours=2), closed_by="Nok")
+    keys = [m.key for m in card(closed, str).lines]
+    assert "card.waiting" not in keys and "card.closed_by" in keys
+
+
+def test_transfer_picker_offers_regions_when_the_province_is_unknown():
+    rows = transfer_rows(5, [], ["1", "2", "3"])
+    datas = [b.data for row in rows for b in row]
+    assert datas == ["r:5:transfer:~1", "r:5:transfer:~2", "r:5:transfer:~3"]
+    assert group_step(ChoiceMade(G, "e", NOW, data="r:5:transfer:~3")) == [StaffAction(5, "transfer", "~3")]
+    assert can_start("transfer", Status.CLOSED, Role.STAFF).error == "staff.already_closed"
+    assert can_start("close", Status.NEW, None).error == "staff.not_member"
+
+
+@pytest.mark.parametrize("event,want", [
+    (CommandReceived(G, "e", NOW, name="open"), [ListOpen()]),
+    (TextReceived(G, "e", NOW, text="/open@namjai_bot"), [ListOpen()]),
+    (TextReceived(G, "e", NOW, text="เรื่องค้าง"), [ListOpen()]),
+    (CommandReceived(G, "e", NOW, name="help"), [Reply((Msg("group.help"),))]),
+    (TextReceived(G, "e", NOW, text="/help"), [Reply((Msg("group.help"),))]),
+])
+def test_group_commands(event, want):
+    assert group_step(event) == want
+    assert group_step(event, bound=False) == [Reply((Msg("group.unbound"),))]
+
+
+def test_open_list_oldest_first_with_ages_and_buttons():
+    items = [(i, f"R{i}", "new", i == 2, timedelta(hours=i)) for i in (3, 2, 1)]
+    reply = open_list(items, 12)
+    assert reply.lines[0] == Msg("open.title", {"n": 12}) and reply.lines[-1] == Msg("open.more", {"n": 9})
+    assert reply.lines[2].key == "open.item_urgent"
+    assert [b.data for row in reply.buttons for b in row] == ["r:3:show", "r:2:show", "r:1:show"]
+    assert open_list([], 0).lines == (Msg("open.none"),)
 
 
 def test_reference_number_in_buddhist_era():

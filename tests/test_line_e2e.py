@@ -97,12 +97,12 @@ async def test_full_report_through_line_to_a_closed_case(line):
     await tap(staff, card, "ลงพื้นที่")
     card = card_of(fake.to(GROUP), ref)
     await tap(staff, card, "ปิดเรื่อง")
-    outcomes = fake.to(GROUP)[-1]
-    assert outcomes.message["type"] == "flex" and "outcome" not in outcomes.text
+    outcomes = fake.to(GROUP)[-1]  # LINE cannot edit: the card comes again, asking which outcome
+    assert outcomes.message["type"] == "flex" and f"ปิดเรื่อง {ref} ด้วยผล" in outcomes.text
     await tap(staff, outcomes, "ช่วยเหลือ ณ จุดเกิดเหตุ")
     closed = card_of(fake.to(GROUP), ref)
     assert "ปิดเรื่องแล้ว" in closed.text
-    assert [label for label, _ in flex_postbacks(closed.message)] == ["เปิดอีกครั้ง"]
+    assert [label for label, _ in flex_postbacks(closed.message)] == ["↩️ ยกเลิกการปิด", "เปิดอีกครั้ง"]
 
     # the reporter was told each step, by push (their reply token was spent long ago)
     told = v.new()

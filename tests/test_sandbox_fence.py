@@ -46,13 +46,21 @@ def test_serve_refuses_sandbox_with_telegram_in_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NAMJAI_")}
     env.update({"NAMJAI_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/n.db", "NAMJAI_SANDBOX": "true",
                 "NAMJAI_TELEGRAM_TOKEN": "123:ABC", "NAMJAI_TELEGRAM_WEBHOOK_SECRET": "s3cret", "NAMJAI_SCHEDULER": "false",
-                "PYTHONPATH": str(REPO)})
+                "PYTHONPATH": str(REPO), "NAMJAI_PORT": str(_free_port())})
     done = subprocess.run([sys.executable, "-c", "from bot.cli import main; main()", "serve"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: NAMJAI_SANDBOX is on together with a real channel (telegram)")
     assert not (tmp_path / "n.db").exists()  # refused before anything was created
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 SANDBOX_ROUTES = [

@@ -27,7 +27,7 @@ async def fake():
 async def channel(fake):
     application = build_application(Settings(_env_file=None, telegram_token="123:ABC", telegram_api_base=fake.url))
     await application.initialize()
-    photos = {"k1": jpeg()}
+    photos = {"k1": jpeg(), "k2": jpeg(color=(10, 200, 10)), "k3": jpeg(color=(10, 10, 200)), "v1": b"OggS" + b"\0" * 60}
 
     async def photo_bytes(key):
         return photos[key]
@@ -72,6 +72,23 @@ async def test_card_is_a_photo_then_edited_in_place(channel, fake):
     assert fake.sent("editMessageCaption")[0].params["caption"] == "NJ-1 รับเรื่องแล้ว"
     same = await channel.send(row(GROUP, **card(text="NJ-1 รับเรื่องแล้ว")), r.message_id)
     assert same.ok and same.message_id == r.message_id  # "message is not modified" is a success
+
+
+async def test_a_new_card_brings_every_photo_and_its_voice_note_as_replies(channel, fake):
+    r = await channel.send(row(GROUP, **card(photos=["k1", "k2", "k3"], voice="v1")), None)
+    assert r.ok
+    album = fake.sent("sendMediaGroup")[0].params
+    assert len(album["media"]) == 2 and str(album["reply_parameters"]["message_id"]) == r.message_id
+    voice = fake.sent("sendVoice")[0].params
+    assert voice["voice"]["size"] == 64 and str(voice["reply_parameters"]["message_id"]) == r.message_id
+    assert channel.cost([row(GROUP, **card(photos=["k1", "k2", "k3"], voice="v1"))]) == 4  # 3 photos + voice
+    # an edit touches only the card: nothing sent again, and it costs one
+    again = await channel.send(row(GROUP, **card(photos=["k1", "k2", "k3"], voice="v1", text="NJ-1 ปิด")), r.message_id)
+    assert again.ok and len(fake.sent("sendMediaGroup")) == 1 and len(fake.sent("sendVoice")) == 1
+    assert channel.cost([row(GROUP, **card(photos=["k1", "k2"]))], r.message_id) == 1
+    # two photos: the second as a single photo reply (an album needs two or more)
+    await channel.send(row(GROUP, **card(photos=["k1", "k2"])), None)
+    assert len(fake.sent("sendMediaGroup")) == 1 and len(fake.sent("sendPhoto")) == 3
 
 
 async def test_card_without_photo_is_text_and_long_card_falls_back(channel, fake):

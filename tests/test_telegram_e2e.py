@@ -98,8 +98,9 @@ async def test_report_through_telegram_to_closed_case(tg):
     await tg.press(GROUP, STAFF, f"r:{report_id}:ack")
     assert "รับเรื่องแล้ว" in card_text(card_of(tg, ref))
     await tg.press(GROUP, STAFF, f"r:{report_id}:onsite")
-    asked = await tg.press(GROUP, STAFF, f"r:{report_id}:close")
-    assert asked and card_of(tg, ref)["message_id"] == card["message_id"]
+    assert await tg.press(GROUP, STAFF, f"r:{report_id}:close") == []  # no new message: the card asks
+    picking = card_of(tg, ref)
+    assert picking["message_id"] == card["message_id"] and f"ปิดเรื่อง {ref} ด้วยผล" in card_text(picking)
     outcome = next(
         b["callback_data"]
         for (chat, _), m in sorted(tg.fake.messages.items())

@@ -280,6 +280,21 @@
     return e;
   }
 
+  // A reference number (NJ-2569-000001) never breaks across lines: each is its own nowrap span.
+  var REF = /NJ-\d{4}-\d{6}/g;
+  function withRefs(cls, text) {
+    var e = h("div", cls);
+    var last = 0, m;
+    REF.lastIndex = 0;
+    while ((m = REF.exec(text)) !== null) {
+      if (m.index > last) e.appendChild(document.createTextNode(text.slice(last, m.index)));
+      e.appendChild(h("span", "ref", m[0]));
+      last = m.index + m[0].length;
+    }
+    if (last < text.length) e.appendChild(document.createTextNode(text.slice(last)));
+    return e;
+  }
+
   function parseAt(at) {
     if (!at) return null;
     var s = String(at);
@@ -313,13 +328,14 @@
     var text = m.text || "";
     if (card && m.card && m.card.title) {
       var head = h("header", "card-head");
-      head.appendChild(h("span", "card-title", m.card.title));
+      var title = withRefs("card-title", m.card.title);
+      head.appendChild(title);
       if (m.card.urgent) head.appendChild(h("span", "badge", "URGENT / ด่วน"));
       box.appendChild(head);
       if (text.indexOf(m.card.title) === 0) text = text.slice(m.card.title.length).replace(/^\n/, "");
     }
     if (m.notice) box.setAttribute("role", "alert");
-    if (text) box.appendChild(h("div", "text", (m.notice ? "⚠️ " : "") + text));
+    if (text) box.appendChild(withRefs("text", (m.notice ? "⚠️ " : "") + text));
 
     if (m.photos && m.photos.length) {
       var ph = h("div", "photos");
