@@ -103,7 +103,9 @@ def access_logger(remote: bool) -> type[AccessLogger]:
     return type("NamjaiAccessLogger", (AccessLogger,), {"remote": bool(remote)})
 
 
-def setup(level: str = "INFO", fmt: str = "console", *, cache: bool = True) -> None:
+def setup(level: str = "INFO", fmt: str = "console", *, cache: bool = False) -> None:
+    """Configures structlog and the standard library's logging. Loggers are not cached on first use
+    (`cache`): a cached module logger would keep an earlier configuration's output and processors."""
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[
