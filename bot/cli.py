@@ -85,6 +85,7 @@ def serve(
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.settings import ConfigError
     from storage.photos import PhotoStoreError, open_store
 
     settings = _settings()
@@ -110,8 +111,10 @@ def serve(
         typer.echo(f"Namjai on http://{host}:{port}/" + (" (sandbox at /sandbox/)" if settings.sandbox else ""))
         for line in _where_data_lives(settings):
             typer.echo(f"  {line}")
-        web.run_app(create_app(settings), sock=sock, print=None)
-    except PhotoStoreError as e:  # also a store that does not answer at start-up (its check)
+        from bot.logging import access_logger
+
+        web.run_app(create_app(settings), sock=sock, print=None, access_log_class=access_logger(settings.log_remote_addr))
+    except (PhotoStoreError, ConfigError) as e:  # also a store that does not answer at start-up (its check)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     finally:

@@ -29,6 +29,8 @@ from flows.model import (
     Action,
     BindChat,
     ChoiceMade,
+    DropMedia,
+    ForgetVolunteer,
     Event,
     InboundEvent,
     ListReports,
@@ -48,6 +50,25 @@ log = structlog.get_logger("namjai.engine")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+async def drop_unused_media(db: Database, photos: PhotoStore | None, keys) -> int:
+    """Deletes stored files that no report and no draft names any more (the store is
+    content-addressed: the same photo may serve another report). Returns how many went."""
+    from storage import sched_repo
+
+    if photos is None or not keys:
+        return 0
+    async with db.session() as s:
+        used = await sched_repo.media_in_use(s)
+    gone = 0
+    for key in sorted(set(keys) - used):
+        try:
+            await photos.delete(key)
+            gone += 1
+        except ValueError:  # not a key of the store
+            pass
+    return gone
 
 
 class Engine:
@@ -119,11 +140,26 @@ class Engine:
             return True
         return self.map_links is not None and self.map_links.wants(ev)
 
+    async def keeps_media(self, ev: InboundEvent) -> bool:
+        """Asks the flow, given the conversation as it stands, whether it will keep this photo or
+        voice note (`flows.report.keeps_media`). Read outside any transaction: the inbox processes a
+        conversation's events one at a time, so the state read is the one the event will meet."""
+        if not isinstance(ev, (PhotoReceived, VoiceReceived)) or ev.address.is_group:
+            return False
+        a = ev.address
+        async with self.db.session() as s:
+            row = await repo.conversation_get(s, a.platform, a.chat_id, a.user_id or "")
+        conv = reportflow.Conversation.from_dict(row.state) if row is not None and row.state is not None else None
+        return reportflow.keeps_media(conv, ev)
+
     async def fetch_media(self, ev: InboundEvent) -> InboundEvent:
-        """Fetches a platform photo or voice note and stores it; the event then carries the stored
-        key or an error (the same event object when there was nothing to fetch)."""
+        """Fetches a platform photo or voice note and stores it, when the flow keeps it; the event
+        then carries the stored key or an error. Media the flow would not keep is never downloaded:
+        the event goes on without its reference (the same event object when there was nothing to do)."""
         if not isinstance(ev, (PhotoReceived, VoiceReceived)) or ev.key or ev.error or not ev.media:
             return ev
+        if not await self.keeps_media(ev):
+            return replace(ev, media=None)
         fetch = self.media_fetchers.get(ev.address.platform)
         if fetch is None or self.photos is None:
             return replace(ev, error="download_failed")
@@ -165,6 +201,9 @@ class Engine:
         wrote = False
         for action in actions:
             wrote |= await self._run_private(s, ev, old, new, action, ctx)
+        if any(isinstance(x, ForgetVolunteer) for x in actions):
+            await repo.forget_conversation(s, row, f"{a.platform}:{a.chat_id}")
+            return wrote
         row.state = new.to_dict()
         row.lang, row.step = new.lang, new.step
         row.consent_version = new.consent_version
@@ -186,6 +225,12 @@ class Engine:
             await self.reports.send(s, a.platform, a.chat_id, cardflow.my_reports(views), new.lang)
         elif isinstance(action, BindChat):
             await self.reports.send(s, a.platform, a.chat_id, Reply((Msg("bind.private"),)), new.lang)
+        elif isinstance(action, DropMedia):
+            keys = action.keys
+            s.info.setdefault("after_commit", []).append(lambda: drop_unused_media(self.db, self.photos, keys))
+            return False
+        elif isinstance(action, ForgetVolunteer):
+            return False
         else:
             return False
         return True

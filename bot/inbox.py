@@ -122,7 +122,8 @@ class Inbox:
         if task is not None and not task.done():
             self._again.add(conv_key)
             return task
-        task = asyncio.create_task(self._drain(conv_key), name=f"drain:{conv_key[:40]}")
+        # no chat id in the task's name: asyncio prints names in its messages
+        task = asyncio.create_task(self._drain(conv_key), name=f"drain:{conv_key.split(':', 1)[0]}")
         self._drainers[conv_key] = task
         task.add_done_callback(lambda t, k=conv_key: self._drainers.get(k) is t and self._drainers.pop(k))
         return task
@@ -154,9 +155,11 @@ class Inbox:
         now = self.clock()
         head = ev = None
         hid = attempts = None  # read in the transaction: its objects are gone after a rollback
+        after: list[Callable[[], Awaitable[None]]] = []  # what dispatch asks to do once it is committed
         try:
             with metrics.PROCESS_SECONDS.time():
                 async with self.db.transaction() as s:
+                    s.info["after_commit"] = after
                     await pipeline.advisory_lock(s, "conv:" + conv_key)
                     heads = await pipeline.inbox_heads(s, conv_key, lock=True)
                     head = heads[0] if heads else None
@@ -176,6 +179,7 @@ class Inbox:
                 raise
             await self._failed(hid, attempts, ev, exc)
             return False
+        await self._after_commit(after)
         self._notify(wrote)
         return len(heads) > 1  # another event waits: go on (a new one arriving meanwhile kicks again)
 
@@ -184,9 +188,11 @@ class Inbox:
         if ready is not ev:
             async with self.db.transaction() as s:
                 await pipeline.inbox_set_payload(s, inbox_id, event_to_dict(ready))
+        after: list[Callable[[], Awaitable[None]]] = []  # what dispatch asks to do once it is committed
         try:
             with metrics.PROCESS_SECONDS.time():
                 async with self.db.transaction() as s:
+                    s.info["after_commit"] = after
                     await pipeline.advisory_lock(s, "conv:" + conv_key)
                     current = await pipeline.inbox_head(s, conv_key, lock=True)
                     if current is None or current.id != inbox_id:
@@ -197,8 +203,16 @@ class Inbox:
         except Exception as exc:
             await self._failed(inbox_id, attempts, ready, exc)
             return False
+        await self._after_commit(after)
         self._notify(wrote)
         return True
+
+    async def _after_commit(self, after: list[Callable[[], Awaitable[None]]]) -> None:
+        for fn in after:
+            try:
+                await fn()
+            except Exception as exc:  # e.g. the photo store is away: retention deletes the orphan later
+                log.warning("after_commit_failed", error=type(exc).__name__)
 
     async def _failed(self, inbox_id: int, attempts: int, ev: InboundEvent, exc: Exception) -> None:
         """Records a failed attempt (its work was rolled back): tried again after a backoff; after

@@ -91,7 +91,7 @@ async def sweep(
     lease = lease or (timedelta(seconds=settings.scheduler_lease_seconds) if settings else DEFAULT_LEASE)
     sent = await sweep_reports(db, now, policy, batch=batch, lease=lease)
     try:
-        sent += await sweep_drafts(db, now, policy, batch=batch)
+        sent += await sweep_drafts(db, now, policy, batch=batch, photos=svc.photos if svc is not None else None)
     except Exception:  # rolled back: tried again at the next sweep
         log.exception("sweep_drafts_failed")
     if digests:
@@ -226,9 +226,11 @@ async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy, te
 # ---------------------------------------------------------------- drafts
 
 
-async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: int = 200) -> int:
-    """Nudges an unfinished report once; drops it after `drop_after` (telling the volunteer)."""
+async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: int = 200, photos=None) -> int:
+    """Nudges an unfinished report once; drops it after `drop_after` (telling the volunteer), its
+    photos and voice note with it (once committed; retention deletes any left behind)."""
     sent = 0
+    dropped: set[str] = set()
     async with db.transaction() as s:
         for c in await sched_repo.drafts_due(s, now, policy.draft_nudge, policy.draft_drop, batch):
             conv = reportflow.Conversation.from_dict(c.state)
@@ -243,6 +245,7 @@ async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: in
                 reply = fu.draft_nudge()
             else:
                 new = replace(conv, draft=None, step="idle", asked_at=None)
+                dropped.update(reportflow.draft_media(conv))
                 c.state, c.step, c.asked_at, c.updated_at = new.to_dict(), "idle", None, now
                 reply = fu.draft_dropped()
             if not has_draft:  # a question before any report (the privacy notice): silently
@@ -250,6 +253,10 @@ async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: in
             if await sched_repo.ledger_add(s, report_id=0, kind="draft", step=key[:80], now=now, to="volunteer"):
                 await repo.outbox_add(s, platform=c.platform, chat_id=c.chat_id, payload=render_reply(reply, c.lang), next_attempt_at=now, created_at=now)
                 sent += 1
+    if photos is not None and dropped:
+        from bot.engine import drop_unused_media
+
+        await drop_unused_media(db, photos, dropped)
     return sent
 
 

@@ -8,8 +8,8 @@ from typing import Protocol
 
 from flows.model import LocationReceived, PhotoReceived, VoiceReceived
 
-NOTICE_VERSION = "2026-11-v1"  # stored with each consent; shown as NOTICE_LABEL
-NOTICE_LABEL = (1, date(2026, 11, 1))  # shown as "ฉบับที่ 1 (พ.ย. 2569)" / "version 1 (Nov 2026)"
+NOTICE_VERSION = "2026-12-v2"  # stored with each consent; shown as NOTICE_LABEL
+NOTICE_LABEL = (2, date(2026, 12, 1))  # shown as "ฉบับที่ 2 (ธ.ค. 2569)" / "version 2 (Dec 2026)"
 MAX_PHOTOS = 4
 MAX_NOTE = 1000
 MAX_TEXT = 2000

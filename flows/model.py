@@ -157,7 +157,21 @@ class ListReports:
     """Show the user their recent reports with their status."""
 
 
-Action = Union[Reply, SubmitReport, StaffAction, BindChat, ListReports]
+@dataclass(frozen=True)
+class ForgetVolunteer:
+    """The volunteer declined: forget the conversation, what they sent (the inbox's payloads, a
+    draft's files) and, once the answer is delivered, the messages to them (PDPA)."""
+
+
+@dataclass(frozen=True)
+class DropMedia:
+    """Delete these stored files (a cancelled, declined or expired draft's, a replaced photo's)
+    unless a report or another draft still names them."""
+
+    keys: tuple[str, ...] = ()
+
+
+Action = Union[Reply, SubmitReport, StaffAction, BindChat, ListReports, ForgetVolunteer, DropMedia]
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,9 @@ from flows.model import (
     Button,
     ChoiceMade,
     CommandReceived,
+    DropMedia,
     Event,
+    ForgetVolunteer,
     ListReports,
     LocationReceived,
     Msg,
@@ -56,7 +58,29 @@ Result = tuple[Conversation, list[Action]]
 
 
 def step(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
-    """Advances a volunteer's private conversation by one event."""
+    """Advances a volunteer's private conversation by one event; media the new state no longer
+    holds (and no report took) is dropped (`DropMedia`)."""
+    new, actions = _step(conv, ev, ctx)
+    dropped = dropped_media(conv, new, actions)
+    return new, [*actions, DropMedia(dropped)] if dropped else actions
+
+
+def draft_media(conv: Conversation | None) -> tuple[str, ...]:
+    """The stored files a conversation's draft names: its photos and voice note."""
+    if conv is None or conv.draft is None:
+        return ()
+    return (*conv.draft.photos, *((conv.draft.voice,) if conv.draft.voice else ()))
+
+
+def dropped_media(old: Conversation, new: Conversation, actions: list[Action]) -> tuple[str, ...]:
+    """Files of the old draft that the new one does not name, unless a report takes the draft."""
+    if any(isinstance(a, SubmitReport) for a in actions):
+        return ()
+    kept = set(draft_media(new))
+    return tuple(k for k in draft_media(old) if k not in kept)
+
+
+def _step(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
     if not conv.lang_chosen and ev.lang_hint:
         conv = replace(conv, lang="en" if ev.lang_hint.lower().startswith("en") else "th")
     if isinstance(ev, TextReceived) and len(ev.text) > MAX_TEXT:
@@ -85,6 +109,19 @@ def step(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
     return on_draft(conv, ev, ctx)
 
 
+def keeps_media(conv: Conversation | None, ev: Event) -> bool:
+    """Whether the flow will keep this photo or voice note, asked before it is downloaded (PDPA):
+    only a volunteer who consented to the current notice, in a private chat, with room for it.
+    Nothing else is fetched: not before consent, not from a staff group, not a fifth photo."""
+    if not isinstance(ev, (PhotoReceived, VoiceReceived)) or ev.address.is_group:
+        return False
+    if conv is None or conv.consent_version != NOTICE_VERSION:
+        return False
+    if isinstance(ev, PhotoReceived) and conv.draft is not None and len(conv.draft.photos) >= MAX_PHOTOS:
+        return False
+    return True
+
+
 def on_command(conv: Conversation, cmd: str, ctx: Ctx, arg: str = "") -> Result:
     """Handles cancel, help, my reports, new report and language from any step."""
     if cmd == "start":
@@ -101,6 +138,8 @@ def on_command(conv: Conversation, cmd: str, ctx: Ctx, arg: str = "") -> Result:
     if cmd == "mine":
         return conv, [ListReports(), *_reask(conv, ctx)]
     if conv.consent_version != NOTICE_VERSION:
+        if cmd == "cancel":  # a location sent before consent goes too: cancel always cancels
+            conv = replace(conv, draft=None)
         return ask_consent(conv, ctx)
     if cmd == "cancel":
         if conv.draft is None:
@@ -161,7 +200,8 @@ def ask_consent(conv: Conversation, ctx: Ctx) -> Result:
 
 
 def on_consent(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
-    """Records consent (or its refusal); keeps a photo or location sent before it in the draft."""
+    """Records consent (or its refusal); keeps a location sent before it in the draft. A photo or
+    voice note before consent is not kept (never downloaded): the volunteer is asked to agree first."""
     if isinstance(ev, ChoiceMade) and ev.data == "consent:yes":
         conv = replace(conv, consent_version=NOTICE_VERSION, consent_at=ctx.now.isoformat())
         draft = conv.draft or Draft(started_at=ctx.now.isoformat())
@@ -169,8 +209,11 @@ def on_consent(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
         new, actions = ask_next(replace(conv, draft=draft), ctx)
         return new, [_say(conv, "consent.thanks"), *kept, *actions]
     if isinstance(ev, ChoiceMade) and ev.data == "consent:no":
-        return replace(conv, draft=None, step="idle"), [_say(conv, "consent.declined")]
-    if isinstance(ev, MEDIA):  # kept quietly; acknowledged once the notice is accepted
+        return replace(conv, draft=None, step="idle"), [_say(conv, "consent.declined"), ForgetVolunteer()]
+    if isinstance(ev, (PhotoReceived, VoiceReceived)):  # never before consent (PDPA): not downloaded
+        new, actions = ask_consent(conv, ctx)
+        return new, [_say(conv, "consent.media_first"), *actions]
+    if isinstance(ev, LocationReceived):  # kept quietly; acknowledged once the notice is accepted
         draft = conv.draft or Draft(started_at=ctx.now.isoformat())
         draft, notes = absorb(draft, ev, conv, ctx)
         conv = replace(conv, draft=draft)
@@ -242,12 +285,12 @@ def on_draft(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
 def absorb(draft: Draft, ev: Event, conv: Conversation, ctx: Ctx) -> tuple[Draft, list[Action]]:
     """Takes a photo or a location into the draft whatever the current step."""
     if isinstance(ev, PhotoReceived):
+        if ev.key and ev.key in draft.photos:
+            return draft, []
+        if len(draft.photos) >= MAX_PHOTOS:  # not downloaded (`keeps_media`)
+            return draft, [_say(conv, "err.too_many_photos", max=MAX_PHOTOS)]
         if ev.error or not ev.key:
             return draft, [_say(conv, f"err.photo_{ev.error or 'not_image'}")]
-        if ev.key in draft.photos:
-            return draft, []
-        if len(draft.photos) >= MAX_PHOTOS:
-            return draft, [_say(conv, "err.too_many_photos", max=MAX_PHOTOS)]
         photos = (*draft.photos, ev.key)
         left = MAX_PHOTOS - len(photos)
         got = _say(conv, "photo.got_more", n=left) if left else _say(conv, "photo.got_last")

@@ -35,7 +35,7 @@ from flows.model import (
     UnsupportedReceived,
     VoiceReceived,
 )
-from handlers.base import STARTERS, STOPPERS
+from handlers.base import STARTERS, STOPPERS, read_json, watch
 from handlers.telegram_channel import PLATFORM, TelegramChannel, _seconds
 from storage import repo, telegram_repo
 
@@ -262,16 +262,19 @@ class Telegram:
             if processing is not None:
                 await asyncio.wait([processing], timeout=CALLBACK_WAIT)
                 if processing.done():
-                    async with self.svc.db.session() as s:
-                        a = ev.address
-                        if await repo.notice_for_event(s, PLATFORM, a.chat_id, ev.event_id):
-                            return  # the refusal's outbox row answers it, as an alert
+                    try:
+                        async with self.svc.db.session() as s:
+                            a = ev.address
+                            if await repo.notice_for_event(s, PLATFORM, a.chat_id, ev.event_id):
+                                return  # the refusal's outbox row answers it, as an alert
+                    except Exception as e:  # the database is away: the spinner is stopped plainly
+                        log.warning("telegram_callback_check_failed", error=type(e).__name__)
             try:
                 await self.bot.answer_callback_query(callback_id)
             except TelegramError as e:  # too old, already answered: nothing to do
                 log.info("telegram_callback_unanswered", error=type(e).__name__)
 
-        task = asyncio.create_task(answer())
+        task = watch(asyncio.create_task(answer(), name="telegram:answer"), "telegram_answer")
         self.svc.background.add(task)  # cancelled on shutdown like the engine's work
         task.add_done_callback(self.svc.background.discard)
 
@@ -349,12 +352,7 @@ async def webhook(request: web.Request) -> web.Response:
         raise web.HTTPForbidden()
     if tg.application is None:
         raise web.HTTPServiceUnavailable()
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
-    try:
-        data = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="JSON expected")
+    data = await read_json(request, min(MAX_BODY, tg.settings.max_body_bytes))  # 413 / 400 before any work
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="an Update object expected")
     await tg.ingest_data(data)  # a storage failure raises: 500, and Telegram delivers it again

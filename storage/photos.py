@@ -213,6 +213,8 @@ class PhotoStore(Protocol):
 
     async def check(self) -> None: ...  # PhotoStoreError (one line) when the store cannot be used
 
+    async def stored(self) -> list[tuple[str, datetime]]: ...  # every kept file's key and when it was written
+
 
 def open_store(settings: Any) -> PhotoStore:
     """The photo store the settings name: `NAMJAI_PHOTO_STORE=s3://bucket/prefix` (with
@@ -293,6 +295,17 @@ class LocalPhotoStore:
     async def exists(self, key: str) -> bool:
         path = self.path_for(key)
         return await asyncio.to_thread(path.is_file)
+
+    async def stored(self) -> list[tuple[str, datetime]]:
+        """Every file kept (not the deletion markers), with when it was written (retention's orphans)."""
+        def scan() -> list[tuple[str, datetime]]:
+            out = []
+            for path in self.root.glob("??/??/*"):
+                if path.is_file() and KEY_RE.fullmatch(path.name):
+                    out.append((path.name, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)))
+            return out
+
+        return await asyncio.to_thread(scan)
 
     async def put_voice(self, data: bytes) -> str:
         """Keeps a voice note unchanged, named by its content hash; PhotoError when it is not audio."""

@@ -255,3 +255,51 @@ async def state_all(s: AsyncSession) -> dict[str, dict | None]:
 
 async def outbox_failed_count(s: AsyncSession) -> int:
     return (await s.exec(select(sa.func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "failed"))).one()
+
+
+# --------------------------------------------------------------------------- PDPA: forgetting
+
+
+FORGET = "forget_chat"  # an outbox payload's flag: once delivered, the chat's messages go
+
+
+async def forget_chat(s: AsyncSession, platform: str, chat_id: str, up_to_inbox_id: int | None) -> None:
+    """A volunteer declined: their events up to this one keep only their dedupe key and status (no
+    payload, no conversation key); what was sent to them goes; what is still to be sent to them is
+    flagged so it goes once delivered (`prune_personal`)."""
+    conv_key = f"{platform}:{chat_id}"
+    stmt = sa.update(InboxEvent).where(InboxEvent.conv_key == conv_key)
+    if up_to_inbox_id is not None:
+        stmt = stmt.where(InboxEvent.id <= up_to_inbox_id)
+    await s.exec(stmt.values(payload={}, conv_key="", reply_token=None, error=None))
+    where = (OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id)
+    await s.exec(sa.delete(OutboxMessage).where(*where, OutboxMessage.status != "pending"))
+    for row in (await s.exec(select(OutboxMessage).where(*where, OutboxMessage.status == "pending"))).all():
+        row.payload = {**(row.payload or {}), FORGET: True}
+
+
+async def prune_personal(s: AsyncSession, now: datetime, processed_before: datetime, keep_platforms: Sequence[str] = ("sandbox",)) -> dict[str, int]:
+    """Inbox rows processed before `processed_before` lose their payload (text, coordinates, names,
+    file ids, reply token); delivered outbox rows of real platforms older than that go, and every
+    delivered row of a chat whose volunteer declined goes at once."""
+    done = await s.exec(
+        sa.update(InboxEvent)
+        .where(InboxEvent.status != "pending", InboxEvent.processed_at < processed_before, sa.cast(InboxEvent.payload, sa.Text) != "{}")
+        .values(payload={}, reply_token=None, error=None)
+    )
+    old = await s.exec(
+        sa.delete(OutboxMessage).where(
+            OutboxMessage.status == "sent", OutboxMessage.sent_at < processed_before, col(OutboxMessage.platform).not_in(list(keep_platforms))
+        )
+    )
+    forgotten = 0
+    flagged = select(OutboxMessage.platform, OutboxMessage.chat_id).where(
+        OutboxMessage.status != "pending", sa.cast(OutboxMessage.payload, sa.Text).like(f'%"{FORGET}"%')
+    ).distinct()
+    chats = set((await s.exec(flagged)).all())
+    for platform, chat_id in chats:
+        result = await s.exec(
+            sa.delete(OutboxMessage).where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id, OutboxMessage.status != "pending")
+        )
+        forgotten += result.rowcount or 0
+    return {"inbox": done.rowcount or 0, "outbox": old.rowcount or 0, "declined": forgotten}

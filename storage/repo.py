@@ -329,3 +329,50 @@ async def notice_for_event(s: AsyncSession, platform: str, chat_id: str, event_i
 async def outbox_counts(s: AsyncSession) -> dict[str, int]:
     stmt = select(OutboxMessage.status, sa.func.count()).group_by(OutboxMessage.status)
     return {status: n for status, n in (await s.exec(stmt)).all()}
+
+
+# --------------------------------------------------------------------------- the sandbox's fence
+
+
+async def platforms_seen(s: AsyncSession) -> set[str]:
+    """Every platform that has a chat, a conversation, an event or a report in this database."""
+    from storage.models import InboxEvent
+
+    out: set[str] = set()
+    for column in (ChatBinding.platform, Conversation.platform, InboxEvent.platform, OutboxMessage.platform, Report.reporter_platform):
+        out |= {p for p in (await s.exec(select(column).distinct())).all() if p}
+    return out
+
+
+async def forget_platform(s: AsyncSession, platform: str) -> tuple[dict[str, int], list[str]]:
+    """Removes a platform's chats for good: bindings, members, invites' uses, conversations, inbox and
+    outbox rows, cards, and the reports its users made (with their history and ledger rows). Returns
+    the counts removed and the photo store keys those reports held (the caller deletes the files)."""
+    from storage.models import InboxEvent, ReminderSent
+
+    counts: dict[str, int] = {}
+    reports = (await s.exec(select(Report).where(Report.reporter_platform == platform))).all()
+    ids = [r.id for r in reports]
+    keys = [k for r in reports for k in (r.photos or [])] + [r.voice for r in reports if r.voice]
+    if ids:
+        for model, column in ((ReportEvent, ReportEvent.report_id), (CardMessage, CardMessage.report_id),
+                              (ReminderSent, ReminderSent.report_id), (AccessLog, AccessLog.report_id),
+                              (OutboxMessage, OutboxMessage.report_id)):
+            await s.exec(sa.delete(model).where(col(column).in_(ids)))
+        await s.exec(sa.delete(Report).where(col(Report.id).in_(ids)))
+    counts["reports"] = len(ids)
+    for name, model in (("bindings", ChatBinding), ("members", Member), ("conversations", Conversation),
+                        ("inbox", InboxEvent), ("outbox", OutboxMessage), ("cards", CardMessage)):
+        result = await s.exec(sa.delete(model).where(model.platform == platform))
+        counts[name] = result.rowcount or 0
+    return counts, keys
+
+
+async def forget_conversation(s: AsyncSession, row: Conversation, conv_key: str) -> None:
+    """A volunteer declined: the conversation row goes (the next message shows the notice again)
+    and their events and messages are forgotten (`pipeline.forget_chat`)."""
+    from storage import pipeline
+
+    event = s.info.get("event")
+    await pipeline.forget_chat(s, row.platform, row.chat_id, event.id if event is not None else None)
+    await s.delete(row)

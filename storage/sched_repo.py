@@ -260,3 +260,16 @@ async def detach_identity(s: AsyncSession, reports: Sequence[Report], now: datet
         .where(col(ReportEvent.report_id).in_(ids), col(ReportEvent.action).in_(("submit", "still_there")))
         .values(actor=None, actor_name=None)
     )
+
+
+async def media_in_use(s: AsyncSession) -> set[str]:
+    """Every stored file something still needs: a report that keeps its photos, or a draft in a
+    conversation (its photos and voice note)."""
+    from storage.models import Conversation
+
+    keys = await photo_keys_kept(s, [])
+    stmt = select(Conversation.state).where(col(Conversation.state).is_not(None))
+    for state in (await s.exec(stmt)).all():
+        draft = (state or {}).get("draft") or {}
+        keys.update(media_keys(draft.get("photos"), draft.get("voice")))
+    return keys

@@ -65,10 +65,10 @@ def test_photo_counter_says_how_many_more():
 
 
 def test_notice_version_in_the_buddhist_era():
-    v = Msg("consent.version", {"number": 1, "date": date(2026, 11, 1)})
-    assert text(v, "th") == "ฉบับที่ 1 (พ.ย. 2569)"
-    assert text(v, "en") == "version 1 (Nov 2026)"
-    assert "ฉบับที่ 1 (พ.ย. 2569)" in text(Msg("consent.notice", {"version": v}), "th")
+    v = Msg("consent.version", {"number": 2, "date": date(2026, 12, 1)})
+    assert text(v, "th") == "ฉบับที่ 2 (ธ.ค. 2569)"
+    assert text(v, "en") == "version 2 (Dec 2026)"
+    assert "ฉบับที่ 2 (ธ.ค. 2569)" in text(Msg("consent.notice", {"version": v}), "th")
 
 
 def test_child_protection_act_is_a_law_track():

@@ -93,10 +93,11 @@ async def tg(db_url, tmp_path, clock):
 
     from bot.app import SERVICES, create_app
     from bot.settings import Settings
+    from bot.teams import EXAMPLE
 
     async with FakeTelegram() as fake:
         settings = Settings(
-            _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), sandbox=True,
+            _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), teams_file=str(EXAMPLE),
             telegram_token="123:ABC", telegram_webhook_secret="s3cret", telegram_api_base=fake.url, sweep_seconds=0.2,
         )
         app = create_app(settings, clock=clock)
