@@ -2,8 +2,12 @@
 
 Each target is a real webhook (secret checked, Update parsed and mapped, event stored in the
 inbox before the 200) next to a bare aiohttp handler that only answers 200, driven by the same
-client in the same run. Events are stored but not processed (the server replaces
-`Services.accept` with the ingest alone), so the figure is the ingest only.
+client in the same run. What is measured: the webhook up to the group-committed INSERT into the
+inbox, and nothing after it — the server replaces `Services.accept` and `Services.accept_task`
+with the ingest alone, so no event is processed. After each run the benchmark counts, in the
+database, the target's inbox rows: it fails unless every request answered 200 was stored, none was
+processed and the outbox is empty (so a webhook that starts processing again, or stops storing,
+cannot pass for ingest).
 
     .venv/bin/python bench/bench_ingest.py [--requests 5000] [--connections 50] [--pg]
 
@@ -146,6 +150,28 @@ async def drive(url: str, path: str, requests: list[tuple[bytes, dict]], connect
     return {"rate": ok / elapsed, "p50": pct(0.5), "p99": pct(0.99), "statuses": statuses}
 
 
+async def check_stored(url: str, platform: str, answered: int) -> str:
+    """What the server did with the requests it answered 200: stored each, processed none."""
+    import sqlalchemy as sa
+
+    from storage.db import Database
+    from storage.models import InboxEvent, OutboxMessage
+
+    db = Database(url)
+    try:
+        async with db.session() as s:
+            rows = dict((await s.exec(
+                sa.select(InboxEvent.status, sa.func.count()).where(InboxEvent.platform == platform).group_by(InboxEvent.status)
+            )).all())
+            outbox = (await s.exec(sa.select(sa.func.count()).select_from(OutboxMessage))).scalar_one()
+    finally:
+        await db.dispose()
+    stored = sum(rows.values())
+    if stored != answered or set(rows) - {"pending"} or outbox:
+        raise RuntimeError(f"{answered} answered 200 but inbox {rows}, outbox {outbox}: not measuring the ingest")
+    return f"checked: {stored} stored, 0 processed"
+
+
 async def pg_database() -> tuple[str, Callable] | None:
     admin = os.environ.get("NAMJAI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
     try:
@@ -206,9 +232,11 @@ async def run(args: argparse.Namespace, databases: dict[str, str]) -> list[str]:
         try:
             for t in (bare, target):
                 async with serving(t) as url:
-                    await drive(url, t.path, warmup, args.connections, args.request_timeout)
+                    w0 = await drive(url, t.path, warmup, args.connections, args.request_timeout)
                     results[t.name] = r = await drive(url, t.path, measured, args.connections, args.request_timeout)
                 print(f"{t.name:34} {r['rate']:10.0f} {r['p50']:8.1f} {r['p99']:8.1f}  {r['statuses']}")
+            answered = w0["statuses"].get(200, 0) + r["statuses"].get(200, 0)
+            print(f"{'':34} {await check_stored(target.db, target.server, answered)}")
         except Exception as e:
             print(f"{target.name:34} FAILED: {type(e).__name__}: {e}\n")
             summary.append(f"{target.label}: FAILED ({type(e).__name__}: {e})")

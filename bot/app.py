@@ -14,9 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot import i18n, metrics
 from bot.engine import Engine
 from bot.outbox import OutboxWorker, SandboxChannel
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings, check_start
 from bot.teams import EXAMPLE, import_teams
-from handlers.base import SERVICES, STARTERS, STOPPERS, ReplyToken
+from handlers.base import SERVICES, STARTERS, STOPPERS, ReplyToken, watch
 from storage import pipeline, repo
 from storage.boundaries import Boundaries
 from storage.db import Database
@@ -37,6 +37,19 @@ class Services:
     tasks: list[asyncio.Task] = field(default_factory=list)
     background: set[asyncio.Task] = field(default_factory=set)
 
+    @property
+    def console(self):
+        return self.engine.console
+
+    @staticmethod
+    def text(msg, lang: str) -> str:
+        """A catalogue message in `lang` (for the console's pages)."""
+        return i18n.text(msg, lang)
+
+    @staticmethod
+    def fmt_time(at, lang: str) -> str:
+        return i18n.fmt_time(at, lang)
+
     @staticmethod
     def both(msg) -> str:
         """A catalogue message in Thai, then English (for plain HTTP answers of the channels)."""
@@ -56,6 +69,7 @@ class Services:
         task = self.engine.inbox.kick(ev.address.chat_key)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        watch(task, "inbox")
         return task
 
 
@@ -81,6 +95,39 @@ async def prepare_database(db: Database, settings: Settings) -> None:
             log.info("teams_imported", file=str(source), created=created)
 
 
+REAL_DATA = "real_channels"  # cluster_state: a real channel has run on this database
+
+
+async def guard_sandbox(db: Database, settings: Settings, photos: PhotoStore, now: datetime) -> None:
+    """The sandbox never meets real data. With a real channel on, the database is marked for good
+    and the sandbox's chats are removed; with the sandbox on, a database that has held real-channel
+    data (the mark, or any row of a real platform) refuses to start."""
+    real = settings.real_channels()
+    if real:
+        async with db.transaction() as s:
+            await pipeline.state_set(s, REAL_DATA, {"platforms": real}, now)
+    if not settings.sandbox:
+        async with db.transaction() as s:
+            counts, keys = await repo.forget_platform(s, "sandbox")
+        for key in keys:
+            try:
+                await photos.delete(key)
+            except Exception:  # a missing file is already gone
+                log.warning("sandbox_photo_not_deleted")
+        if any(counts.values()):
+            log.info("sandbox_data_removed", **counts)
+        return
+    async with db.session() as s:
+        marked = (await pipeline.state_all(s)).get(REAL_DATA)
+        platforms = await repo.platforms_seen(s)
+    seen = sorted(set(platforms) - {"sandbox"} | set((marked or {}).get("platforms", [])))
+    if marked is not None or seen:
+        raise ConfigError(
+            f"this database has held real {', '.join(seen) or 'channel'} data: the sandbox never runs on it; "
+            "use a separate database for the sandbox (NAMJAI_DATABASE_URL)"
+        )
+
+
 async def bind_sandbox_groups(db: Database, now: datetime) -> None:
     """In the sandbox every team has a group chat `team-CODE`, bound from the start."""
     async with db.transaction() as s:
@@ -92,17 +139,25 @@ async def bind_sandbox_groups(db: Database, now: datetime) -> None:
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None, boundaries: Boundaries | None = None) -> web.Application:
     settings = settings or Settings()
+    check_start(settings)  # ConfigError: one line saying why
     clock = clock or (lambda: datetime.now(timezone.utc))
-    app = web.Application(client_max_size=25 * 1024 * 1024)
+    # The largest body any route accepts; each route bounds its own (handlers/base.py read_body).
+    app = web.Application(client_max_size=max(settings.max_body_bytes, settings.sandbox_max_body_bytes if settings.sandbox else 0),
+                          middlewares=[errors_without_personal_data])
     app[STARTERS], app[STOPPERS] = [], []
 
     async def startup(app: web.Application) -> None:
+        from bot.logging import loop_handler
+
+        asyncio.get_running_loop().set_exception_handler(loop_handler)  # no task repr in the logs
         db = Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
         await prepare_database(db, settings)
         photos = open_store(settings)
         await photos.check()
+        await guard_sandbox(db, settings, photos, clock())
         engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos,
                         inbox_concurrency=settings.inbox_concurrency)
+        engine.console.public_url = settings.public_url.rstrip("/")
         channels = {}
         if settings.sandbox:
             channels["sandbox"] = SandboxChannel()
@@ -139,6 +194,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.on_cleanup.append(cleanup)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
+    from handlers import console
+
+    console.setup(app, secure=settings.public_url.startswith("https://"))
     if settings.sandbox:
         from handlers import sandbox
 
@@ -158,6 +216,22 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     return app
 
 
+@web.middleware
+async def errors_without_personal_data(request: web.Request, handler):
+    """An unexpected error answers 500 and is logged by its class and route only (aiohttp's own
+    line would name the remote address, and the exception's message may carry SQL parameters)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        resource = request.match_info.route.resource
+        log.error("request_failed", route=resource.canonical if resource is not None else "(no route)", error=type(exc).__name__, exc_info=exc)
+        raise web.HTTPInternalServerError() from None
+
+
 async def _inbox_sweeper(svc: Services, interval: float) -> None:
     """Drains conversations that nobody is on: events stored but not processed (a crash between the
     200 and the work, on this replica or another) and retries that fell due. Also forgets the
@@ -171,8 +245,21 @@ async def _inbox_sweeper(svc: Services, interval: float) -> None:
             if rounds % 30 == 0:
                 async with svc.db.transaction() as s:
                     await pipeline.rate_prune(s, svc.clock() - timedelta(minutes=5))
+                await prune_personal(svc)
         except Exception:
             log.exception("inbox_sweep_error")
+
+
+async def prune_personal(svc: Services) -> dict[str, int]:
+    """PDPA: processed events lose their payload after `inbox_payload_hours`; delivered messages of
+    real platforms go then too; a declined volunteer's delivered messages go at once."""
+    now = svc.clock()
+    async with svc.db.transaction() as s:
+        counts = await pipeline.prune_personal(s, now, now - timedelta(hours=svc.settings.inbox_payload_hours))
+    if any(counts.values()):
+        await svc.db.checkpoint()
+        log.info("personal_data_pruned", **counts)
+    return counts
 
 
 async def cluster_health(svc: Services) -> dict:
@@ -180,6 +267,7 @@ async def cluster_health(svc: Services) -> dict:
     async with svc.db.session() as s:
         counts = await repo.outbox_counts(s)
         state = await pipeline.state_all(s)
+        unreachable = await teams_without_chat(s)
     quota = sorted(k.split(":", 1)[1] for k, v in state.items() if k.startswith("quota:") and v)
     metrics.OUTBOX_PENDING.set(counts.get("pending", 0))
     metrics.OUTBOX_FAILED.set(counts.get("failed", 0))
@@ -188,7 +276,18 @@ async def cluster_health(svc: Services) -> dict:
     warnings = [f"{p}: push quota spent, messages wait in the outbox" for p in quota]
     if counts.get("failed"):
         warnings.append(f"{counts['failed']} outbox messages failed for good: see `namjai outbox failed`")
-    return {"outbox": counts, "quota_spent": quota, "warnings": warnings}
+    # teams whose own chat is not bound: where their reports go instead (null: to no chat at all)
+    return {"outbox": counts, "quota_spent": quota, "warnings": warnings, "unreachable_teams": unreachable}
+
+
+async def teams_without_chat(s) -> dict[str, str | None]:
+    """Each active team with no team chat bound, and the team up the chain its reports go to."""
+    from bot.reports import team_area
+    from flows import routing
+
+    teams = await repo.teams_all(s)
+    ids = await repo.bound_team_ids(s)
+    return routing.unreachable_teams([team_area(t) for t in teams], {t.code for t in teams if t.id in ids})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -85,6 +85,7 @@ def serve(
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.settings import ConfigError
     from storage.photos import PhotoStoreError, open_store
 
     settings = _settings()
@@ -110,8 +111,10 @@ def serve(
         typer.echo(f"Namjai on http://{host}:{port}/" + (" (sandbox at /sandbox/)" if settings.sandbox else ""))
         for line in _where_data_lives(settings):
             typer.echo(f"  {line}")
-        web.run_app(create_app(settings), sock=sock, print=None)
-    except PhotoStoreError as e:  # also a store that does not answer at start-up (its check)
+        from bot.logging import access_logger
+
+        web.run_app(create_app(settings), sock=sock, print=None, access_log_class=access_logger(settings.log_remote_addr))
+    except (PhotoStoreError, ConfigError) as e:  # also a store that does not answer at start-up (its check)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     finally:
@@ -167,6 +170,8 @@ def teams_list() -> None:
     from storage.migrate import upgrade
 
     async def go(db):
+        from bot.app import teams_without_chat
+
         if db.is_sqlite:
             await upgrade(db)
         rows = []
@@ -174,17 +179,21 @@ def teams_list() -> None:
             for t in await repo.teams_all(s, active_only=False):
                 chats = await repo.bindings_for_team(s, t.id, ("team", "supervisors", "director"))
                 rows.append((t, len(chats)))
-        return rows
+            unreachable = await teams_without_chat(s)
+        return rows, unreachable
 
-    rows = _run(go)
+    rows, unreachable = _run(go)
     if not rows:
         typer.echo("no teams yet: `namjai teams import FILE` (see bot/data/teams/README.md)")
         return
-    table = [("CODE", "KIND", "PROVINCES", "AREA", "CHATS", "NAME")]
+    # GOES-TO: where a team's reports go when it has no team chat (up the chain; NOBODY: the
+    # reporter is given the hotline); "-" when it has its own
+    table = [("CODE", "KIND", "PROVINCES", "AREA", "CHATS", "GOES-TO", "NAME")]
     for t, chats in rows:
         area = ", ".join(filter(None, ["own area" if t.area else "", ",".join(t.area_codes or []), "fallback" if t.fallback else ""]))
         kind = KIND_NAMES.get(t.kind, t.kind) + ("" if t.active else " (inactive)")
-        table.append((t.code, kind, ",".join(t.provinces or []) or "-", area or "-", str(chats), t.name_th))
+        goes = "-" if t.code not in unreachable else (unreachable[t.code] or "NOBODY")
+        table.append((t.code, kind, ",".join(t.provinces or []) or "-", area or "-", str(chats), goes, t.name_th))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
@@ -291,6 +300,35 @@ def locate(
     if r["near_teams"]:
         lines.append("one tap to: " + ", ".join(f"{c} ({n})" for c, n in zip(r["near_teams"], r["near_team_names"])))
     typer.echo("\n".join(lines))
+
+
+console_app = typer.Typer(help="The web console: sign-in links.", no_args_is_help=True)
+app.add_typer(console_app, name="console")
+
+
+@console_app.command("link")
+def console_link(team: str, user: str, lang: str = typer.Option("th", help="th | en")) -> None:
+    """Prints a one-time console link (10 minutes) for USER (`telegram:123`, `sandbox:alice`):
+    their granted roles, and staff of TEAM at least."""
+    if ":" not in user:
+        typer.echo("error: USER is platform:id (telegram:123, line:U…, sandbox:alice)", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def go(db):
+        from bot.engine import Engine
+        from storage.boundaries import Boundaries
+
+        engine = Engine(db, boundaries=Boundaries.default())
+        engine.console.public_url = settings.public_url.rstrip("/")
+        return await engine.console.link_for(team, user, lang)
+
+    try:
+        url = _run(go)
+    except KeyError:
+        typer.echo(f"error: no team {team!r} (see `namjai teams list`)", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"Open within 10 minutes, once:\n{url}")
 
 
 from bot.telegram_cli import telegram_app; app.add_typer(telegram_app, name="telegram")  # noqa: E402,E702

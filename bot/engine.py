@@ -20,13 +20,17 @@ from bot.maplinks import MapLinkResolver
 from bot.inbox import Inbox
 from handlers.base import ReplyToken
 from bot.reports import FlowContext, Reports
+from bot.console import Console
 from bot.staff_desk import StaffDesk
+from flows import console as consoleflow
 from flows import cards as cardflow
 from flows import report as reportflow
 from flows.model import (
     Action,
     BindChat,
     ChoiceMade,
+    DropMedia,
+    ForgetVolunteer,
     Event,
     InboundEvent,
     ListReports,
@@ -46,6 +50,25 @@ log = structlog.get_logger("namjai.engine")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+async def drop_unused_media(db: Database, photos: PhotoStore | None, keys) -> int:
+    """Deletes stored files that no report and no draft names any more (the store is
+    content-addressed: the same photo may serve another report). Returns how many went."""
+    from storage import sched_repo
+
+    if photos is None or not keys:
+        return 0
+    async with db.session() as s:
+        used = await sched_repo.media_in_use(s)
+    gone = 0
+    for key in sorted(set(keys) - used):
+        try:
+            await photos.delete(key)
+            gone += 1
+        except ValueError:  # not a key of the store
+            pass
+    return gone
 
 
 class Engine:
@@ -68,8 +91,9 @@ class Engine:
         self.default_lang = default_lang
         self.reports = Reports(self.boundaries, clock)
         self.desk = StaffDesk(db, self.reports, clock, default_lang)
+        self.console = Console(db, self.reports, self.desk, clock, default_lang=default_lang)
         self.map_links: MapLinkResolver | None = MapLinkResolver()  # short map links in typed text
-        self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up, concurrency=inbox_concurrency)
+        self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up, self.needs_prepare, concurrency=inbox_concurrency)
 
     # ------------------------------------------------------------ the inbox's interface
 
@@ -110,11 +134,33 @@ class Engine:
             ev = await self.map_links.expand(ev)
         return ev
 
+    def needs_prepare(self, ev: InboundEvent) -> bool:
+        """Whether `prepare` has anything to fetch for `ev` (most events: no, and the inbox then
+        processes them in one transaction)."""
+        if isinstance(ev, (PhotoReceived, VoiceReceived)) and not ev.key and not ev.error and ev.media:
+            return True
+        return self.map_links is not None and self.map_links.wants(ev)
+
+    async def keeps_media(self, ev: InboundEvent) -> bool:
+        """Asks the flow, given the conversation as it stands, whether it will keep this photo or
+        voice note (`flows.report.keeps_media`). Read outside any transaction: the inbox processes a
+        conversation's events one at a time, so the state read is the one the event will meet."""
+        if not isinstance(ev, (PhotoReceived, VoiceReceived)) or ev.address.is_group:
+            return False
+        a = ev.address
+        async with self.db.session() as s:
+            row = await repo.conversation_get(s, a.platform, a.chat_id, a.user_id or "")
+        conv = reportflow.Conversation.from_dict(row.state) if row is not None and row.state is not None else None
+        return reportflow.keeps_media(conv, ev)
+
     async def fetch_media(self, ev: InboundEvent) -> InboundEvent:
-        """Fetches a platform photo or voice note and stores it; the event then carries the stored
-        key or an error (the same event object when there was nothing to fetch)."""
+        """Fetches a platform photo or voice note and stores it, when the flow keeps it; the event
+        then carries the stored key or an error. Media the flow would not keep is never downloaded:
+        the event goes on without its reference (the same event object when there was nothing to do)."""
         if not isinstance(ev, (PhotoReceived, VoiceReceived)) or ev.key or ev.error or not ev.media:
             return ev
+        if not await self.keeps_media(ev):
+            return replace(ev, media=None)
         fetch = self.media_fetchers.get(ev.address.platform)
         if fetch is None or self.photos is None:
             return replace(ev, error="download_failed")
@@ -132,6 +178,8 @@ class Engine:
 
     async def dispatch(self, s, ev: InboundEvent, row=None) -> bool:
         """One event, inside its transaction; True when it wrote to the outbox."""
+        if consoleflow.is_console_command(ev):
+            return await self.console.on_command(s, ev)
         if ev.address.is_group:
             return await self.desk.group(s, ev)
         return await self._private(s, ev)
@@ -154,6 +202,9 @@ class Engine:
         wrote = False
         for action in actions:
             wrote |= await self._run_private(s, ev, old, new, action, ctx)
+        if any(isinstance(x, ForgetVolunteer) for x in actions):
+            await repo.forget_conversation(s, row, f"{a.platform}:{a.chat_id}")
+            return wrote
         row.state = new.to_dict()
         row.lang, row.step = new.lang, new.step
         row.consent_version = new.consent_version
@@ -165,7 +216,8 @@ class Engine:
     async def _run_private(self, s, ev: Event, old, new, action: Action, ctx: FlowContext) -> bool:
         a = ev.address
         if isinstance(action, Reply):
-            await self.reports.send(s, a.platform, a.chat_id, action, new.lang)
+            notice = ev.event_id if action.notice and isinstance(ev, ChoiceMade) else None
+            await self.reports.send(s, a.platform, a.chat_id, action, new.lang, notice_for=notice)
         elif isinstance(action, SubmitReport):
             await self.reports.submit(s, ev, old, ctx)
         elif isinstance(action, ListReports):
@@ -174,6 +226,12 @@ class Engine:
             await self.reports.send(s, a.platform, a.chat_id, cardflow.my_reports(views), new.lang)
         elif isinstance(action, BindChat):
             await self.reports.send(s, a.platform, a.chat_id, Reply((Msg("bind.private"),)), new.lang)
+        elif isinstance(action, DropMedia):
+            keys = action.keys
+            s.info.setdefault("after_commit", []).append(lambda: drop_unused_media(self.db, self.photos, keys))
+            return False
+        elif isinstance(action, ForgetVolunteer):
+            return False
         else:
             return False
         return True

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import string
-from datetime import datetime
-from functools import cache
+from datetime import date, datetime
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from babel.dates import format_datetime
+from babel.dates import format_date
 
 from flows.cards import BANGKOK
 from flows.model import Msg
@@ -27,7 +27,17 @@ def catalogue() -> dict[str, dict[str, str]]:
         missing = [lang for lang in LANGS if lang not in texts]
         if missing:
             raise ValueError(f"catalogue key {key!r} lacks {missing}")
+        for lang in LANGS:
+            if isinstance(texts[lang], dict) and set(texts[lang]) != {"one", "other"}:
+                raise ValueError(f"catalogue key {key!r} ({lang}): plural forms are one and other")
     return data
+
+
+def fmt_month(d: date, lang: str) -> str:
+    """A month and year ("พ.ย. 2569", "Nov 2026"): Thai readers get the Buddhist Era year."""
+    lang = lang if lang in LANGS else DEFAULT_LANG
+    year = d.year + 543 if lang == "th" else d.year
+    return f"{format_date(d, 'MMM', locale=lang)} {year}"
 
 
 def fmt_time(at: datetime, lang: str) -> str:
@@ -35,8 +45,14 @@ def fmt_time(at: datetime, lang: str) -> str:
     local = at.astimezone(BANGKOK)
     lang = lang if lang in LANGS else DEFAULT_LANG
     year = local.year + 543 if lang == "th" else local.year
-    day = format_datetime(local, "d MMM", locale=lang)
+    day = _day(local.date(), lang)
     return text(Msg("time.at", {"day": day, "year": year, "time": f"{local:%H:%M}"}), lang)
+
+
+@lru_cache(maxsize=4096)
+def _day(d, lang: str) -> str:
+    """"3 ธ.ค." / "3 Dec" (babel parses the pattern and loads the locale each call: cached per day)."""
+    return format_date(d, "d MMM", locale=lang)
 
 
 def text(msg: Msg | str, lang: str = DEFAULT_LANG) -> str:
@@ -48,7 +64,10 @@ def text(msg: Msg | str, lang: str = DEFAULT_LANG) -> str:
     if entry is None:
         raise KeyError(f"no catalogue entry {msg.key!r}")
     params = {k: _value(v, lang) for k, v in msg.params.items()}
-    return string.Formatter().vformat(entry[lang], (), params)
+    pattern = entry[lang]
+    if isinstance(pattern, dict):  # plural forms, chosen by the parameter n
+        pattern = pattern["one"] if msg.params.get("n") == 1 else pattern["other"]
+    return string.Formatter().vformat(pattern, (), params)
 
 
 def both(msg: Msg) -> str:
@@ -65,6 +84,8 @@ def _value(v: Any, lang: str) -> Any:
         return text(v, lang)
     if isinstance(v, datetime):
         return fmt_time(v, lang)
+    if isinstance(v, date):
+        return fmt_month(v, lang)
     if isinstance(v, (list, tuple)):
         return ", ".join(str(_value(x, lang)) for x in v)
     return v

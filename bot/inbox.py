@@ -86,6 +86,13 @@ class Ingestor:
                     fut.set_result(inbox_id)
 
 
+class _Prepare(Exception):
+    """The head needs the network first: leave the transaction (nothing written) and prepare it."""
+
+    def __init__(self, inbox_id: int, attempts: int, ev: InboundEvent):
+        self.inbox_id, self.attempts, self.ev = inbox_id, attempts, ev
+
+
 # (session, event, inbox row) -> whether it wrote to the outbox; runs inside the event's transaction
 Dispatch = Callable[[object, InboundEvent, object], Awaitable[bool]]
 # event -> the event with its media fetched and stored (outside any transaction)
@@ -95,10 +102,13 @@ GiveUp = Callable[[object, InboundEvent], Awaitable[None]]
 
 
 class Inbox:
-    def __init__(self, db: Database, clock: Callable[[], datetime], dispatch: Dispatch, prepare: Prepare, give_up: GiveUp,
-                 concurrency: int = CONCURRENCY):
+    def __init__(
+        self, db: Database, clock: Callable[[], datetime], dispatch: Dispatch, prepare: Prepare, give_up: GiveUp,
+        needs_prepare: Callable[[InboundEvent], bool] = lambda ev: True, concurrency: int = CONCURRENCY,
+    ):
         self.db = db
         self._gate = asyncio.Semaphore(concurrency)
+        self.needs_prepare = needs_prepare
         self.clock = clock
         self.dispatch = dispatch
         self.prepare = prepare
@@ -119,7 +129,8 @@ class Inbox:
         if task is not None and not task.done():
             self._again.add(conv_key)
             return task
-        task = asyncio.create_task(self._drain(conv_key), name=f"drain:{conv_key[:40]}")
+        # no chat id in the task's name: asyncio prints names in its messages
+        task = asyncio.create_task(self._drain(conv_key), name=f"drain:{conv_key.split(':', 1)[0]}")
         self._drainers[conv_key] = task
         task.add_done_callback(lambda t, k=conv_key: self._drainers.get(k) is t and self._drainers.pop(k))
         return task
@@ -142,45 +153,86 @@ class Inbox:
     async def step(self, conv_key: str) -> bool:
         """Processes the oldest pending event of the conversation, if it is due; True when it did
         something (processed, or found someone else had), False when nothing was due or another
-        worker is on the conversation (it goes on to the newer events itself).
+        worker is on the conversation (that worker reads the head again after its event, so it
+        goes on to the newer events itself).
 
-        At most `concurrency` steps of this process run at once: a conversation waiting for its
-        turn holds no database connection, so the webhooks' writes and the outbox always get one."""
-        return await self._step(conv_key)
-
-    async def _step(self, conv_key: str) -> bool:
+        Most events need nothing from the network: one transaction takes the conversation's lock,
+        reads its head and processes it. An event with media to fetch or a short map link to
+        follow is prepared outside any transaction (no lock held over the network), then
+        processed in a second one. At most `concurrency` steps of this process hold a database
+        connection at once, so the webhooks' writes and the outbox always get one; a step never
+        waits for a conversation's lock while holding one (try-lock)."""
         now = self.clock()
-        async with self._gate, self.db.session() as s:
-            head = await pipeline.inbox_head(s, conv_key)
-        if head is None or (head.next_attempt_at is not None and head.next_attempt_at > now):
-            return False
-        ev = event_from_dict(head.payload)
-        ready = await self.prepare(ev)  # media is fetched outside the transaction: no lock over the network
-        if ready is not ev:
-            async with self._gate, self.db.transaction() as s:
-                await pipeline.inbox_set_payload(s, head.id, event_to_dict(ready))
+        head = ev = None
+        hid = attempts = None  # read in the transaction: its objects are gone after a rollback
+        after: list[Callable[[], Awaitable[None]]] = []  # what dispatch asks to do once it is committed
         try:
             with metrics.PROCESS_SECONDS.time():
                 async with self._gate, self.db.transaction() as s:
+                    s.info["after_commit"] = after
                     if not await pipeline.try_advisory_lock(s, "conv:" + conv_key):
-                        # Another worker holds the conversation: it reads the head again after its
-                        # event, so it finds this one (stored before we looked). Waiting for the
-                        # lock here would hold a connection for nothing.
                         return False
-                    current = await pipeline.inbox_head(s, conv_key, lock=True)
-                    if current is None or current.id != head.id:
-                        return True  # another worker processed it meanwhile: look again
-                    s.info["event"] = current
-                    wrote = await self.dispatch(s, ready, current)
-                    await pipeline.inbox_done(s, head.id, self.clock())
+                    heads = await pipeline.inbox_heads(s, conv_key, lock=True)
+                    head = heads[0] if heads else None
+                    if head is None or (head.next_attempt_at is not None and head.next_attempt_at > now):
+                        return False
+                    hid, attempts = head.id, head.attempts
+                    ev = event_from_dict(head.payload)
+                    if self.needs_prepare(ev):
+                        raise _Prepare(hid, attempts, ev)
+                    s.info["event"] = head
+                    wrote = await self.dispatch(s, ev, head)
+                    await pipeline.inbox_done(s, hid, self.clock())
+        except _Prepare as p:
+            return await self._prepared_step(conv_key, p.inbox_id, p.attempts, p.ev)
         except TRANSIENT as exc:  # no connection in time, the database away: not the event's fault
             log.warning("inbox_step_deferred", error=type(exc).__name__)
             return False
         except Exception as exc:
-            await self._failed(head.id, head.attempts, ready, exc)
+            if hid is None or ev is None:  # the row unreadable: the drainer logs it
+                raise
+            await self._failed(hid, attempts, ev, exc)
             return False
+        await self._after_commit(after)
+        self._notify(wrote)
+        # Look again even when no other event was pending: one may have been stored meanwhile by a
+        # replica whose try-lock failed while this one held the conversation (it left it to us).
+        return True
+
+    async def _prepared_step(self, conv_key: str, inbox_id: int, attempts: int, ev: InboundEvent) -> bool:
+        ready = await self.prepare(ev)  # media is fetched outside the transaction: no lock over the network
+        if ready is not ev:
+            async with self._gate, self.db.transaction() as s:
+                await pipeline.inbox_set_payload(s, inbox_id, event_to_dict(ready))
+        after: list[Callable[[], Awaitable[None]]] = []  # what dispatch asks to do once it is committed
+        try:
+            with metrics.PROCESS_SECONDS.time():
+                async with self._gate, self.db.transaction() as s:
+                    s.info["after_commit"] = after
+                    if not await pipeline.try_advisory_lock(s, "conv:" + conv_key):
+                        return False  # another worker holds the conversation: it goes on with it
+                    current = await pipeline.inbox_head(s, conv_key, lock=True)
+                    if current is None or current.id != inbox_id:
+                        return True  # another worker processed it meanwhile: look again
+                    s.info["event"] = current
+                    wrote = await self.dispatch(s, ready, current)
+                    await pipeline.inbox_done(s, inbox_id, self.clock())
+        except TRANSIENT as exc:  # no connection in time, the database away: not the event's fault
+            log.warning("inbox_step_deferred", error=type(exc).__name__)
+            return False
+        except Exception as exc:
+            await self._failed(inbox_id, attempts, ready, exc)
+            return False
+        await self._after_commit(after)
         self._notify(wrote)
         return True
+
+    async def _after_commit(self, after: list[Callable[[], Awaitable[None]]]) -> None:
+        for fn in after:
+            try:
+                await fn()
+            except Exception as exc:  # e.g. the photo store is away: retention deletes the orphan later
+                log.warning("after_commit_failed", error=type(exc).__name__)
 
     async def _failed(self, inbox_id: int, attempts: int, ev: InboundEvent, exc: Exception) -> None:
         """Records a failed attempt (its work was rolled back): tried again after a backoff; after

@@ -82,6 +82,10 @@ class MapLinkResolver:
                 current = nxt
         return None
 
+    def wants(self, ev) -> bool:
+        """Whether `expand` would go to the network for this event."""
+        return isinstance(ev, TextReceived) and not ev.address.is_group and short_map_link(ev.text, self.hosts) is not None
+
     async def expand(self, ev):
         """The event with the short link's target appended to its text, when there is one."""
         if not isinstance(ev, TextReceived) or ev.address.is_group:

@@ -122,6 +122,12 @@ class OutboxWorker:
             if row.card_edit and row.report_id is not None and not (row.payload.get("card") or {}).get("fresh"):
                 existing = await repo.card_message(s, row.report_id, row.platform, row.chat_id)
                 card_msg = existing.message_id if existing else None
+            elif (row.payload or {}).get("edit") and getattr(channel, "edits_questions", False):
+                # a question asked again (a choice changed): replace it in place when it is
+                # still the last message the person sees, else it goes as a new message
+                last = await repo.outbox_last_sent(s, row.platform, row.chat_id, row.id)
+                if last is not None and (last.payload or {}).get("question") and last.message_id and not last.message_id.startswith("alert:"):
+                    card_msg = last.message_id
             rows = [row, *followers]
             buckets = channel.limits(row) if hasattr(channel, "limits") else []
             if buckets:

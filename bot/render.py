@@ -23,6 +23,10 @@ def _ask_labels(ask: str | None, lang: str) -> dict:
 def render_reply(reply: Reply, lang: str) -> dict:
     """A neutral outgoing message: what every channel knows how to show."""
     payload = {"text": render_lines(reply.lines, lang), "buttons": render_buttons(reply.buttons, lang), "ask": reply.ask, "lang": lang}
+    if reply.question:
+        payload["question"] = True  # a later reply with "edit" may replace it in place
+    if reply.edit:
+        payload["edit"] = True
     ui = _ask_labels(reply.ask, lang)
     if ui:
         payload["ui"] = ui

@@ -154,6 +154,9 @@ class Reports:
         ctx = self.context()
         for b in bindings:
             v = replace(view, team_name=self.team_name(team, b.lang))
+            if view.relayed_from:  # a code in the view; the card names the team in the chat's language
+                origin = next((t for t in await self.teams(s) if t.code == view.relayed_from), None)
+                v = replace(v, relayed_from=self.team_name(origin, b.lang) or view.relayed_from)
             c = cardflow.card(v, lambda code: ctx.province_name(code, b.lang))
             if not actionable:
                 c = replace(c, buttons=())
@@ -209,6 +212,7 @@ class Reports:
             still_there=report.still_there,
             still_there_at=report.still_there_at,
             photos_purged=report.photos_purged_at is not None,
+            relayed_from="" if fresh is not None else await repo.relayed_from(s, report.id),
             now=self.clock(),
             closed_at=report.closed_at,
             **({} if fresh is not None else await repo.handling(s, report.id)),
@@ -230,6 +234,20 @@ class Reports:
         team = next((t for t in teams if t.code == code), None)
         if team is None:
             raise RuntimeError("no team to route to: import teams first (namjai teams import)")
+        # a team without a chat would leave the report unseen: the nearest team up the chain
+        # that has one takes it (and may transfer it); with none, the reporter gets the hotline
+        bound_ids = await repo.bound_team_ids(s)
+        bound = {t.code for t in teams if t.id in bound_ids}
+        relayed_from: Team | None = None
+        unreachable = False
+        if team.code not in bound:
+            target = routing.reachable_team(areas, team.code, bound, draft.province_code)
+            if target is None:
+                unreachable = True
+                log.warning("report_unreachable", team=team.code)
+            else:
+                relayed_from, team = team, next(t for t in teams if t.code == target)
+                log.warning("team_has_no_chat", team=relayed_from.code, relayed_to=team.code)
         year = cardflow.be_year(now)
         seq = await repo.next_seq(s, f"ref-{year}")
         repeat_ids: list[int] = []
@@ -273,9 +291,11 @@ class Reports:
         await s.flush()
         await repo.history_add(
             s, report_id=report.id, at=now, actor=a.user_key, actor_name=ev.user_name,
-            action="submit", to_status=Status.NEW, detail={"team": team.code},
+            action="submit", to_status=Status.NEW,
+            detail={"team": team.code, **({"relayed_from": relayed_from.code} if relayed_from else {}), **({"unreachable": True} if unreachable else {})},
         )
         view = await self.view(s, report, team, conv.lang, fresh=tuple(refs[i] for i in sorted(repeat_ids)))
+        view = replace(view, relayed_from=relayed_from.code if relayed_from else "", unreachable=unreachable)
         await self.send(s, a.platform, a.chat_id, cardflow.submitted(view), conv.lang, report_id=report.id)
         chats = await self.post_cards(s, report, team, view)
         metrics.REPORTS.labels("urgent" if report.urgent else "normal").inc()

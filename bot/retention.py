@@ -7,6 +7,9 @@
 - The reporter of a report closed more than `identity_days` ago is detached
   (`sched_repo.detach_identity`).
 - Counts, outcomes and the history stay; each purge is a history entry by `system:retention`.
+- Any stored file that neither a report nor a draft names (a draft's photo left behind by a
+  crash, a file of a removed sandbox) is deleted once it is an hour old (`ORPHAN_GRACE`: a photo
+  just downloaded is named by its draft a moment later).
 
 Run at night by the scheduler (bot/scheduler.py, `NAMJAI_RETENTION_AT`) and by
 `namjai retention [--dry-run]` (bot/scheduler_cli.py).
@@ -30,6 +33,25 @@ class RetentionResult:
     photo_reports: list[str] = field(default_factory=list)  # refs whose photos went
     photo_files: int = 0
     identity_reports: list[str] = field(default_factory=list)  # refs whose reporter was detached
+    orphan_files: int = 0  # stored files nothing named
+
+
+ORPHAN_GRACE = timedelta(hours=1)
+
+
+async def delete_orphans(db: Database, photos, now: datetime, *, dry_run: bool = False) -> int:
+    """Deletes the stored files that no report and no draft names, older than `ORPHAN_GRACE`."""
+    listing = getattr(photos, "stored", None)
+    if listing is None:
+        return 0
+    files = await listing()
+    async with db.session() as s:
+        used = await sched_repo.media_in_use(s)
+    orphans = sorted(k for k, at in files if k not in used and at <= now - ORPHAN_GRACE)
+    if not dry_run:
+        for key in orphans:
+            await photos.delete(key)
+    return len(orphans)
 
 
 async def retention(db: Database, photos, now: datetime, *, photo_days: int = 90, identity_days: int = 365, dry_run: bool = False, batch: int = 500) -> RetentionResult:
@@ -56,7 +78,7 @@ async def retention(db: Database, photos, now: datetime, *, photo_days: int = 90
                 try:
                     await photos.delete(key)
                 except ValueError:
-                    log.warning("retention_bad_key", key=key[:16])
+                    log.warning("retention_bad_key")
             await sched_repo.purge_photos(s, ids, now)
             for rid, n in counts.items():
                 if n:
@@ -72,6 +94,7 @@ async def retention(db: Database, photos, now: datetime, *, photo_days: int = 90
             await sched_repo.detach_identity(s, reports, now)
             for r in reports:
                 await repo.history_add(s, report_id=r.id, at=now, actor="system:retention", action="identity_purged")
-    if not dry_run and (out.photo_reports or out.identity_reports):
-        log.info("retention", photo_reports=len(out.photo_reports), photo_files=out.photo_files, identities=len(out.identity_reports))
+    out.orphan_files = await delete_orphans(db, photos, now, dry_run=dry_run)
+    if not dry_run and (out.photo_reports or out.identity_reports or out.orphan_files):
+        log.info("retention", photo_reports=len(out.photo_reports), photo_files=out.photo_files, identities=len(out.identity_reports), orphan_files=out.orphan_files)
     return out

@@ -4,8 +4,10 @@ triggers retention (bot/retention.py).
 Exactly once on any number of replicas:
 - due times live in the database (`reports.next_due_at`, indexed): a sweep reads what is due,
   not what is open;
-- a sweep claims due reports under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas
-  take disjoint rows; SQLite has one writer), then handles each in its own transaction;
+- a sweep claims a batch of due reports and handles it in the same transaction (`FOR UPDATE SKIP
+  LOCKED` on PostgreSQL, so replicas take disjoint rows; SQLite has one writer): a few statements
+  per batch, not per report; a batch that fails is split, and a report that fails alone is leased
+  (`sched_claimed_until`) and tried again later;
 - every reminder is first recorded in the ledger `reminders_sent` (UNIQUE report_id, kind, step)
   in the same transaction as its outbox rows: a second replica, a restart or a retry finds the
   key taken and sends nothing;
@@ -89,7 +91,7 @@ async def sweep(
     lease = lease or (timedelta(seconds=settings.scheduler_lease_seconds) if settings else DEFAULT_LEASE)
     sent = await sweep_reports(db, now, policy, batch=batch, lease=lease)
     try:
-        sent += await sweep_drafts(db, now, policy, batch=batch)
+        sent += await sweep_drafts(db, now, policy, batch=batch, photos=svc.photos if svc is not None else None)
     except Exception:  # rolled back: tried again at the next sweep
         log.exception("sweep_drafts_failed")
     if digests:
@@ -105,51 +107,79 @@ async def sweep(
 
 
 async def sweep_reports(db: Database, now: datetime, policy: Policy, *, batch: int = 200, lease: timedelta = DEFAULT_LEASE) -> int:
+    """Works off the due reports in batches: each batch is claimed and handled in one transaction."""
     sent = 0
     for _ in range(MAX_ROUNDS):
-        async with db.transaction() as s:
-            ids = await sched_repo.claim_due(s, now, now + lease, batch)
-        for rid in ids:
-            try:
-                sent += await _report_due(db, rid, now, policy)
-            except Exception:  # the claim lapses and the report is tried again later
-                log.exception("sweep_report_failed", report_id=rid)
-        if len(ids) < batch:
+        n, claimed = await _batch(db, now, policy, batch, lease)
+        sent += n
+        if claimed < batch:
             break
     return sent
 
 
-async def _report_due(db: Database, rid: int, now: datetime, policy: Policy) -> int:
-    async with db.transaction() as s:
-        r = await sched_repo.report_lock(s, rid)
-        if r is None:
-            return 0
-        if r.next_due_at is None or r.next_due_at > now:  # handled meanwhile
-            r.sched_claimed_until = None
-            return 0
-        history = (await sched_repo.clock_history(s, [rid]))[rid]
-        facts = Facts(r.id, r.urgent, r.status, r.created_at, tuple(history), bool(r.reporter_chat))
-        steps = due_steps(facts, policy)
-        p = plan(steps, await sched_repo.ledger_keys(s, rid), now, policy, r.urgent)
+async def _batch(db: Database, now: datetime, policy: Policy, limit: int, lease: timedelta, ids: list[int] | None = None) -> tuple[int, int]:
+    """Claims up to `limit` due reports (`ids`: only those) and handles them in one transaction:
+    (messages queued, reports claimed). When the transaction fails, its halves are tried apart, so
+    that one bad report holds back only itself: it is leased and tried again after `lease`."""
+    claimed: list[int] = []
+    try:
+        async with db.transaction() as s:
+            reports = await sched_repo.claim_batch(s, now, limit, ids)
+            claimed = [r.id for r in reports]
+            return await _handle(s, reports, now, policy), len(claimed)
+    except Exception:
+        if not claimed:
+            raise
+        if len(claimed) == 1:
+            log.exception("sweep_report_failed", report_id=claimed[0])
+            async with db.transaction() as s:
+                await sched_repo.lease(s, claimed, now + lease)
+            return 0, 1
+        half = len(claimed) // 2
+        a = await _batch(db, now, policy, half, lease, claimed[:half])
+        b = await _batch(db, now, policy, len(claimed) - half, lease, claimed[half:])
+        return a[0] + b[0], len(claimed)
+
+
+async def _handle(s, reports: list[Report], now: datetime, policy: Policy) -> int:
+    """Plans every claimed report, records the ledger rows of the batch in one statement, then
+    queues the messages whose ledger key was free (someone else's key means already sent)."""
+    if not reports:
+        return 0
+    ids = [r.id for r in reports]
+    history = await sched_repo.clock_history(s, ids)
+    keys = await sched_repo.ledger_keys_many(s, ids)
+    plans = {}
+    rows = []
+    for r in reports:
+        facts = Facts(r.id, r.urgent, r.status, r.created_at, tuple(history[r.id]), bool(r.reporter_chat))
+        p = plan(due_steps(facts, policy), keys[r.id], now, policy, r.urgent)
+        plans[r.id] = p
         for d in p.coalesced:
-            await sched_repo.ledger_add(s, report_id=rid, kind=d.kind, step=d.step, now=now, due_at=d.due_at, to=d.to, coalesced=True)
-        fresh = []
-        for d in p.send:  # the ledger first: a key someone else took means "already sent"
-            if await sched_repo.ledger_add(s, report_id=rid, kind=d.kind, step=d.step, now=now, due_at=d.due_at, to=d.to):
-                fresh.append(d)
-        sent = await _emit(s, r, fresh, now, policy) if fresh else 0
-        r.next_due_at, r.sched_claimed_until = p.next_due_at, None
-        return sent
+            rows.append(dict(report_id=r.id, kind=d.kind, step=d.step, due_at=d.due_at, to=d.to, coalesced=True))
+        for d in p.send:
+            rows.append(dict(report_id=r.id, kind=d.kind, step=d.step, due_at=d.due_at, to=d.to))
+    taken = await sched_repo.ledger_add_many(s, rows, now)
+    fresh = {r.id: [d for d in plans[r.id].send if (r.id, d.kind, d.step) in taken] for r in reports}
+    team_ids = sorted({r.team_id for r in reports if fresh[r.id]})
+    teams = await sched_repo.teams_get(s, team_ids)
+    chats = await sched_repo.chats_of_teams(s, team_ids)
+    sent = 0
+    for r in reports:
+        if fresh[r.id]:
+            sent += await _emit(s, r, fresh[r.id], now, policy, teams.get(r.team_id), chats)
+        r.next_due_at, r.sched_claimed_until = plans[r.id].next_due_at, None
+    return sent
 
 
-async def _chain_chats(s, team_id: int, role: str, chain: tuple[str, ...]):
+def _chain_chats(chats: dict, team_id: int, role: str, chain: tuple[str, ...]):
     """The chats of `role`, else of the role below it in the chain (no director chat bound: the
     supervisors hear it; no supervisors: the team)."""
     i = chain.index(role) if role in chain else 0
     for j in range(i, -1, -1):
-        chats = await sched_repo.chats_of(s, team_id, chain[j])
-        if chats:
-            return chats
+        found = chats.get((team_id, chain[j]))
+        if found:
+            return found
     return []
 
 
@@ -163,9 +193,8 @@ def _brief(r: Report, team: Team | None, lang: str) -> fu.ReportBrief:
     return fu.ReportBrief(r.id, r.ref, r.urgent, r.created_at, _team_name(team, lang), r.still_there, r.still_there_at)
 
 
-async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy) -> int:
+async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy, team: Team | None, chats: dict) -> int:
     """Puts the messages for `dues` in the outbox: one per chat, naming everything overdue."""
-    team = await repo.team_get(s, r.team_id)
     buttons = cardflow.card(cardflow.ReportView(r.id, r.ref, r.status, r.created_at), lambda c: c).buttons
     per_chat: dict[tuple[str, str], list] = {}
     n = 0
@@ -178,16 +207,16 @@ async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy) ->
             await repo.outbox_add(s, platform=r.reporter_platform, chat_id=r.reporter_chat, payload=payload, report_id=r.id, next_attempt_at=at, created_at=now)
             n += 1
             continue
-        chats = await _chain_chats(s, r.team_id, d.to, policy.chain)
-        if not chats:
+        found = _chain_chats(chats, r.team_id, d.to, policy.chain)
+        if not found:
             log.warning("reminder_without_chat", report_id=r.id, team_id=r.team_id, role=d.to)
-        for b in chats:
+        for b in found:
             entry = per_chat.setdefault((b.platform, b.chat_id), [b, d.to, []])
             if policy.chain.index(d.to) > policy.chain.index(entry[1]):
                 entry[1] = d.to
             entry[2].append(d)
     for b, role, ds in per_chat.values():
-        reply = fu.reminder(_brief(r, team, b.lang), ds, role, now, buttons)
+        reply = fu.reminder(_brief(r, team, b.lang), ds, role, now, buttons, chat_role=b.role)
         await repo.outbox_add(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), report_id=r.id, next_attempt_at=now, created_at=now)
         n += 1
     log.info("reminders", report_id=r.id, ref=r.ref, due=[f"{d.kind}:{d.step}:{d.to}" for d in dues], messages=n)
@@ -197,9 +226,11 @@ async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy) ->
 # ---------------------------------------------------------------- drafts
 
 
-async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: int = 200) -> int:
-    """Nudges an unfinished report once; drops it after `drop_after` (telling the volunteer)."""
+async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: int = 200, photos=None) -> int:
+    """Nudges an unfinished report once; drops it after `drop_after` (telling the volunteer), its
+    photos and voice note with it (once committed; retention deletes any left behind)."""
     sent = 0
+    dropped: set[str] = set()
     async with db.transaction() as s:
         for c in await sched_repo.drafts_due(s, now, policy.draft_nudge, policy.draft_drop, batch):
             conv = reportflow.Conversation.from_dict(c.state)
@@ -214,6 +245,7 @@ async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: in
                 reply = fu.draft_nudge()
             else:
                 new = replace(conv, draft=None, step="idle", asked_at=None)
+                dropped.update(reportflow.draft_media(conv))
                 c.state, c.step, c.asked_at, c.updated_at = new.to_dict(), "idle", None, now
                 reply = fu.draft_dropped()
             if not has_draft:  # a question before any report (the privacy notice): silently
@@ -221,6 +253,10 @@ async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: in
             if await sched_repo.ledger_add(s, report_id=0, kind="draft", step=key[:80], now=now, to="volunteer"):
                 await repo.outbox_add(s, platform=c.platform, chat_id=c.chat_id, payload=render_reply(reply, c.lang), next_attempt_at=now, created_at=now)
                 sent += 1
+    if photos is not None and dropped:
+        from bot.engine import drop_unused_media
+
+        await drop_unused_media(db, photos, dropped)
     return sent
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A setting, or a combination of settings, that the app refuses to start with. Its message is
+    one line for the operator: what is wrong and what to change."""
 
 
 class Settings(BaseSettings):
@@ -24,12 +29,23 @@ class Settings(BaseSettings):
     s3_region: str | None = None  # unset: us-east-1
     s3_access_key: SecretStr | None = None  # both keys or neither (then AWS_* variables or the host's role)
     s3_secret_key: SecretStr | None = None
-    sandbox: bool = True
+    # The web sandbox is a development channel: unset, it is on only when no real channel (Telegram,
+    # LINE) is configured. On together with a real channel, the app refuses to start
+    # (`check_start`); a database that has held real-channel data refuses it too (bot/app.py).
+    sandbox: bool | None = None
     default_lang: str = "th"
     log_level: str = "INFO"
     log_format: str = "console"  # console | json
     teams_file: str | None = None  # imported on start when the database has no team yet
     # --- telegram settings (handlers/telegram.py)
+    # Log the remote address of HTTP requests (off: no IP address reaches the logs).
+    log_remote_addr: bool = False
+    # --- hostile input: every request body is refused above this size before it is read
+    max_body_bytes: int = 1_000_000  # webhooks and the sandbox's JSON (a photo is sent as a file id)
+    sandbox_max_body_bytes: int = 28_000_000  # the sandbox's photo upload (base64 of 20 MB)
+    # PDPA: an inbox row's payload (text, coordinates, names, file ids) is cleared this many hours
+    # after it was processed; its dedupe key and status stay.
+    inbox_payload_hours: float = 24.0
     telegram_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base: str | None = None  # tests point the Bot API at a loopback fake
@@ -64,3 +80,41 @@ class Settings(BaseSettings):
     db_max_overflow: int = 5
     # How often the background loops look for work they were not told about (crash recovery).
     sweep_seconds: float = 2.0
+
+    @model_validator(mode="after")
+    def _sandbox_default(self) -> "Settings":
+        if self.sandbox is None:
+            self.sandbox = not self.real_channels()
+        return self
+
+    def real_channels(self) -> list[str]:
+        """The real platforms this configuration talks to (any credential of theirs counts)."""
+        out = []
+        if self.telegram_token or self.telegram_webhook_secret:
+            out.append("telegram")
+        if self.line_channel_secret or self.line_access_token:
+            out.append("line")
+        return out
+
+
+def check_start(settings: Settings) -> None:
+    """Refuses the dangerous combinations of settings, in one line each (ConfigError)."""
+    real = settings.real_channels()
+    if settings.sandbox and real:
+        raise ConfigError(
+            f"NAMJAI_SANDBOX is on together with a real channel ({', '.join(real)}): the sandbox shows every "
+            "chat, card and photo to anyone without a password, so it never runs beside real data; "
+            "unset NAMJAI_SANDBOX (or set it to false)"
+        )
+    # The privacy notice (bot/locales/messages.yaml, consent.notice) promises these limits: a longer
+    # setting would make it untrue.
+    for name, most, unit in (("inbox_payload_hours", 24, "hours"), ("photo_retention_days", 90, "days"),
+                             ("identity_retention_days", 365, "days")):
+        value = getattr(settings, name)
+        if value > most or value < 0:
+            raise ConfigError(
+                f"NAMJAI_{name.upper()}={value:g}: the privacy notice promises at most {most} {unit}; "
+                "set it between 0 and that, or change the notice (and its version) first"
+            )
+    if settings.max_body_bytes > 20_000_000 or settings.max_body_bytes < 1000:
+        raise ConfigError(f"NAMJAI_MAX_BODY_BYTES={settings.max_body_bytes}: between 1000 and 20000000 (webhook bodies are small; photos come by reference)")

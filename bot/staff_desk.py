@@ -15,7 +15,7 @@ import structlog
 from flows import cards as cardflow
 from flows import routing, staff
 from flows.model import BindChat, Event, InboundEvent, Msg, Reply, StaffAction, TextReceived
-from flows.status import OPEN_STATUSES, ROLE_RANK, Role, Status, Decision, can_start, decide, may_undo
+from flows.status import OPEN_STATUSES, ROLE_RANK, Role, Status, Decision, can_start, decide, effect, may_undo
 from bot.reports import Reports, team_area
 from storage import repo
 from storage.db import Database
@@ -116,41 +116,43 @@ class StaffDesk:
         if action.action == "undo":
             closed = await repo.handling(s, report.id)
             undo_ok = may_undo(closed["closed_by_key"], a.user_key, report.closed_at, now)
-        decision = decide(
-            action.action, Status(report.status), role, arg=action.arg,
-            same_team=target is None or target.id == report.team_id, undo_ok=undo_ok,
+        decision = await self.act(
+            s, report, role, action.action, action.arg, action.comment, actor=a.user_key, actor_name=ev.user_name,
+            target=target, undo_ok=undo_ok,
         )
         if not decision.ok:
-            log.info("staff_refused", report_id=report.id, action=action.action, reason=decision.error)
             await self._send(s, a.platform, a.chat_id, Reply((Msg(decision.error),)), lang, notice_for=ev.event_id)
             if decision.error == "staff.undo_expired":  # the card drops its stale "undo" button
                 team = await repo.team_get(s, report.team_id)
                 await self.reports.post_card_here(s, report, team, await self.reports.view(s, report, team), a.platform, a.chat_id, lang)
             return
-        old_status, old_team_id = report.status, report.team_id
-        detail: dict = {}
         if action.action == "comment":
-            detail["comment"] = action.comment
-        else:
-            report.status = decision.new_status
-            report.updated_at = now
-            report.next_due_at = now  # the scheduler re-plans its deadlines at its next sweep
-            if decision.new_status == Status.ACKNOWLEDGED:
-                report.acknowledged_at = report.acknowledged_at or now
-            elif decision.new_status == Status.ON_SITE:
-                report.on_site_at = report.on_site_at or now
-                report.acknowledged_at = report.acknowledged_at or now
-            elif decision.new_status == Status.CLOSED:
-                report.closed_at, report.outcome = now, action.arg
-                detail["outcome"] = action.arg
-            elif decision.new_status == Status.REOPENED:
-                report.closed_at, report.outcome = None, None
-            if target is not None:
-                report.team_id = target.id
-                detail["from_team"], detail["to_team"] = old_team_id, target.code
+            await self._send(s, a.platform, a.chat_id, Reply((Msg("staff.commented", {"ref": report.ref}),)), lang)
+
+    async def act(
+        self, s, report, role: Role | None, action: str, arg: str = "", comment: str | None = None, *,
+        actor: str, actor_name: str | None, target: Team | None = None, undo_ok: bool = False,
+    ):
+        """One staff action on a (locked) report, from a chat's button or the console: decided by
+        `flows.status`, stored, the cards updated in every chat of the team, the reporter told."""
+        now = self.clock()
+        decision = decide(
+            action, Status(report.status), role, arg=arg, same_team=target is None or target.id == report.team_id, undo_ok=undo_ok,
+        )
+        if not decision.ok:
+            log.info("staff_refused", report_id=report.id, action=action, reason=decision.error)
+            return decision
+        old_status, old_team_id = report.status, report.team_id
+        eff = effect(
+            action, decision.new_status, now, acknowledged_at=report.acknowledged_at, on_site_at=report.on_site_at,
+            arg=arg, comment=comment, team_id=old_team_id,
+            target_team_id=target.id if target is not None else None, target_code=target.code if target is not None else None,
+        )
+        for field_name, value in eff.changes.items():
+            setattr(report, field_name, value)
         await repo.history_add(
-            s, report_id=report.id, at=now, actor=a.user_key, actor_name=ev.user_name, action=action.action,
-            from_status=old_status, to_status=report.status, detail=detail or None,
+            s, report_id=report.id, at=now, actor=actor, actor_name=actor_name, action=action,
+            from_status=old_status, to_status=report.status, detail=eff.detail or None,
         )
         team = await repo.team_get(s, report.team_id)
         view = await self.reports.view(s, report, team)
@@ -158,14 +160,12 @@ class StaffDesk:
             old_team = await repo.team_get(s, old_team_id)
             await self.reports.post_cards(s, report, old_team, view, actionable=False)
         await self.reports.post_cards(s, report, team, view)
-        if action.action == "comment":
-            await self._send(s, a.platform, a.chat_id, Reply((Msg("staff.commented", {"ref": report.ref}),)), lang)
-        elif report.reporter_chat and report.status != old_status:
+        if action != "comment" and report.reporter_chat and report.status != old_status:
             told = cardflow.reporter_update(replace(view, team_name=self.reports.team_name(team, report.reporter_lang)), report.status)
             if told is not None:
                 await self._send(s, report.reporter_platform, report.reporter_chat, told, report.reporter_lang, report_id=report.id)
-        log.info("staff_action", report_id=report.id, action=action.action, status=report.status)
-
+        log.info("staff_action", report_id=report.id, action=action, status=report.status)
+        return decision
 
     async def _picker(self, s, ev: Event, report, role: Role | None, action: StaffAction, lang: str) -> bool:
         """The card's own pickers, shown on the card in the chat that pressed: an outcome to close

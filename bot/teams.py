@@ -6,9 +6,6 @@ import json
 from pathlib import Path
 
 import yaml
-from geothai import district as geo_district
-from geothai import province as geo_province
-from geothai import subdistrict as geo_subdistrict
 
 from storage import repo
 from storage.db import Database
@@ -40,6 +37,10 @@ def read_teams(path: str | Path) -> list[dict]:
         seen.add(t["code"])
         if t["kind"] not in KINDS:
             raise TeamFileError(f"{where}: kind must be one of {KINDS}")
+        from geothai import district as geo_district  # only when a team file is read (about 6 MiB)
+        from geothai import province as geo_province
+        from geothai import subdistrict as geo_subdistrict
+
         provinces = [str(p) for p in t.get("provinces") or []]
         for p in provinces:
             if geo_province(p) is None:

@@ -51,6 +51,8 @@ class ReportView:
     still_there: bool | None = None  # the reporter's answer to the scheduler's follow-up
     still_there_at: datetime | None = None
     photos_purged: bool = False  # its photos were deleted by PDPA retention (reports.photos_purged_at)
+    relayed_from: str = ""  # the team the place belongs to, which has no chat: the report came here
+    unreachable: bool = False  # no chat up the chain could be given the report: the reporter is told
     now: datetime | None = None  # when the view was taken: the card's waiting time counts to it
     accepted_by: str | None = None  # display name of who accepted it (first ack or on-site)
     accepted_at: datetime | None = None
@@ -100,6 +102,8 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
     if view.outcome:
         lines.append(Msg("card.outcome", {"outcome": Msg(f"outcome.{view.outcome}")}))
     lines.append(Msg("card.team", {"team": view.team_name}))
+    if view.relayed_from:
+        lines.append(Msg("card.relayed", {"team": view.relayed_from}))
     if view.now is not None and Status(view.status) in OPEN_STATUSES:
         lines.append(Msg("card.waiting", {"age": duration_msg(view.now - view.created_at)}))
     if view.accepted_at is not None:
@@ -162,6 +166,8 @@ def reporter_update(view: ReportView, status: str) -> Reply | None:
 def submitted(view: ReportView) -> Reply:
     """The reporter's confirmation with the reference number."""
     lines = [Msg("submitted", {"ref": view.ref, "team": view.team_name})]
+    if view.unreachable:  # nobody can be shown it in a chat yet: a person on the phone can
+        lines.append(Msg("submitted.unreachable"))
     if view.urgent:
         lines.append(Msg("urgent.numbers"))
     lines.append(Msg("submitted.after"))

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from flows.model import ChoiceMade, CommandReceived, Event, TextReceived
 
-COMMANDS = ("start", "new", "cancel", "help", "mine", "lang")
+COMMANDS = ("start", "new", "cancel", "help", "mine", "lang", "hotline")
 
 # Typed keywords, compared after trimming and lower-casing. Data, not prose: what people type.
 KEYWORDS: dict[str, str] = {
     "cancel": "cancel", "ยกเลิก": "cancel", "stop": "cancel", "หยุด": "cancel",
-    "help": "help", "ช่วยเหลือ": "help", "วิธีใช้": "help", "?": "help",
+    "help": "help", "ช่วยเหลือ": "help", "ช่วยด้วย": "help", "วิธีใช้": "help", "?": "help",
+    "1300": "hotline", "สายด่วน": "hotline", "hotline": "hotline", "โทร 1300": "hotline",
     "new": "new", "new report": "new", "แจ้งใหม่": "new", "แจ้งเหตุ": "new", "รายงานใหม่": "new",
     "my reports": "mine", "รายงานของฉัน": "mine", "เรื่องของฉัน": "mine", "status": "mine", "สถานะ": "mine",
     "language": "lang", "ภาษา": "lang",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from flows.model import LocationReceived, PhotoReceived, VoiceReceived
 
-NOTICE_VERSION = "2026-11-v1"
+NOTICE_VERSION = "2026-12-v2"  # stored with each consent; shown as NOTICE_LABEL
+NOTICE_LABEL = (2, date(2026, 12, 1))  # shown as "ฉบับที่ 2 (ธ.ค. 2569)" / "version 2 (Dec 2026)"
 MAX_PHOTOS = 4
 MAX_NOTE = 1000
 MAX_TEXT = 2000
@@ -72,6 +73,7 @@ class Draft:
     pending: tuple[float, float, str] | None = None  # a point at sea waiting for confirmation
     who: tuple[str, ...] = ()
     who_done: bool = False
+    who_multi: bool = False  # "who" reopened from the summary: several may be ticked, then Done
     count: str | None = None
     urgency: str | None = None
     note: str | None = None
@@ -98,10 +100,12 @@ class Conversation:
     lang_chosen: bool = False
     consent_version: str | None = None
     consent_at: str | None = None
-    step: str = "idle"  # idle | consent | photo | location | who | count | urgency | note | confirm
+    step: str = "idle"  # idle | consent | photo | location | who | child | confirm
     draft: Draft | None = None
     asked_at: str | None = None  # when the current question was asked (for the nudge of drafts)
     area_hint: str | None = None  # a province code from the QR poster's deep link (`/start p-20`)
+    q: int = 0  # the number of the question last asked: buttons of an older one are stale
+    cancel_asked: bool = False  # "cancel" was asked to be confirmed (the draft has a photo or place)
 
     def to_dict(self) -> dict:
         return asdict(self)

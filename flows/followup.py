@@ -27,10 +27,13 @@ class ReportBrief:
     still_there_at: datetime | None = None
 
 
-def reminder(r: ReportBrief, dues: Sequence[Due], role: str, now: datetime, buttons: tuple = ()) -> Reply:
+def reminder(r: ReportBrief, dues: Sequence[Due], role: str, now: datetime, buttons: tuple = (), chat_role: str | None = None) -> Reply:
     """A reminder (role team) or an escalation (supervisors, director): which report, how old, what
-    is overdue and by how long, with the card's own buttons."""
+    is overdue and by how long, with the card's own buttons. `chat_role`: the role of the chat it
+    is posted in, when lower than `role` (no chat of that role bound): said so."""
     lines = [Msg(LEVEL_KEY.get(role, "remind.team"), {"ref": r.ref, "team": r.team_name})]
+    if chat_role is not None and chat_role != role:
+        lines.append(Msg("remind.no_role_chat", {"role": Msg(f"role.{role}"), "here": Msg(f"role.{chat_role}")}))
     if r.urgent:
         lines.append(Msg("remind.urgent"))
     lines.append(Msg("remind.age", {"age": duration_msg(now - r.created_at), "at": r.created_at}))

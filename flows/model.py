@@ -123,7 +123,11 @@ class Reply:
 
     lines: tuple[Msg, ...]
     buttons: tuple[tuple[Button, ...], ...] = ()
-    ask: str | None = None  # "location" | "photo": show the platform's picker where it has one
+    ask: str | None = None  # "location" | "photo": show the platform's picker where it has one;
+    #                         "located": the location is answered, take the picker away
+    edit: bool = False  # replaces the conversation's last question in place, where the platform can
+    question: bool = False  # a question (its buttons numbered): a later `edit` may replace it
+    notice: bool = False  # a short answer to a button press (an alert on the button, where shown)
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,21 @@ class ListReports:
     """Show the user their recent reports with their status."""
 
 
-Action = Union[Reply, SubmitReport, StaffAction, BindChat, ListReports]
+@dataclass(frozen=True)
+class ForgetVolunteer:
+    """The volunteer declined: forget the conversation, what they sent (the inbox's payloads, a
+    draft's files) and, once the answer is delivered, the messages to them (PDPA)."""
+
+
+@dataclass(frozen=True)
+class DropMedia:
+    """Delete these stored files (a cancelled, declined or expired draft's, a replaced photo's)
+    unless a report or another draft still names them."""
+
+    keys: tuple[str, ...] = ()
+
+
+Action = Union[Reply, SubmitReport, StaffAction, BindChat, ListReports, ForgetVolunteer, DropMedia]
 
 
 @dataclass(frozen=True)

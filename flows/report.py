@@ -23,6 +23,7 @@ from flows.draft import (
     MEDIA,
     NOTICE_VERSION,
     URGENCIES,
+    NOTICE_LABEL,
     URGENT,
     WHO,
     Conversation,
@@ -35,7 +36,9 @@ from flows.model import (
     Button,
     ChoiceMade,
     CommandReceived,
+    DropMedia,
     Event,
+    ForgetVolunteer,
     ListReports,
     LocationReceived,
     Msg,
@@ -46,7 +49,7 @@ from flows.model import (
     UnsupportedReceived,
     VoiceReceived,
 )
-from flows.questions import menu, next_missing, question
+from flows.questions import VERSION_SEP, menu, next_missing, question, urgency_of
 
 Result = tuple[Conversation, list[Action]]
 
@@ -55,14 +58,45 @@ Result = tuple[Conversation, list[Action]]
 
 
 def step(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
-    """Advances a volunteer's private conversation by one event."""
+    """Advances a volunteer's private conversation by one event; media the new state no longer
+    holds (and no report took) is dropped (`DropMedia`)."""
+    new, actions = _step(conv, ev, ctx)
+    dropped = dropped_media(conv, new, actions)
+    return new, [*actions, DropMedia(dropped)] if dropped else actions
+
+
+def draft_media(conv: Conversation | None) -> tuple[str, ...]:
+    """The stored files a conversation's draft names: its photos and voice note."""
+    if conv is None or conv.draft is None:
+        return ()
+    return (*conv.draft.photos, *((conv.draft.voice,) if conv.draft.voice else ()))
+
+
+def dropped_media(old: Conversation, new: Conversation, actions: list[Action]) -> tuple[str, ...]:
+    """Files of the old draft that the new one does not name, unless a report takes the draft."""
+    if any(isinstance(a, SubmitReport) for a in actions):
+        return ()
+    kept = set(draft_media(new))
+    return tuple(k for k in draft_media(old) if k not in kept)
+
+
+def _step(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
     if not conv.lang_chosen and ev.lang_hint:
         conv = replace(conv, lang="en" if ev.lang_hint.lower().startswith("en") else "th")
     if isinstance(ev, TextReceived) and len(ev.text) > MAX_TEXT:
         return conv, [_say(conv, "err.too_long", limit=MAX_NOTE), *_reask(conv, ctx)]
     cmd = command_of(ev)
+    if cmd != "cancel" and conv.cancel_asked:
+        conv = replace(conv, cancel_asked=False)
     if cmd is not None:
         return on_command(conv, cmd, ctx, ev.arg if isinstance(ev, CommandReceived) else "")
+    if isinstance(ev, ChoiceMade) and VERSION_SEP in ev.data:
+        data, _, version = ev.data.rpartition(VERSION_SEP)
+        if version != str(conv.q):  # a button of a question answered before
+            return conv, [Reply((Msg("err.already_done"),), notice=True)]
+        ev = replace(ev, data=data)
+    if isinstance(ev, ChoiceMade) and ev.data.startswith("cancel:"):
+        return on_cancel_answer(conv, ev.data[7:], ctx)
     if isinstance(ev, ChoiceMade) and ev.data.startswith("lang:"):
         return set_language(conv, ev.data.split(":", 1)[1], ctx)
     if conv.consent_version != NOTICE_VERSION:
@@ -75,6 +109,19 @@ def step(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
     return on_draft(conv, ev, ctx)
 
 
+def keeps_media(conv: Conversation | None, ev: Event) -> bool:
+    """Whether the flow will keep this photo or voice note, asked before it is downloaded (PDPA):
+    only a volunteer who consented to the current notice, in a private chat, with room for it.
+    Nothing else is fetched: not before consent, not from a staff group, not a fifth photo."""
+    if not isinstance(ev, (PhotoReceived, VoiceReceived)) or ev.address.is_group:
+        return False
+    if conv is None or conv.consent_version != NOTICE_VERSION:
+        return False
+    if isinstance(ev, PhotoReceived) and conv.draft is not None and len(conv.draft.photos) >= MAX_PHOTOS:
+        return False
+    return True
+
+
 def on_command(conv: Conversation, cmd: str, ctx: Ctx, arg: str = "") -> Result:
     """Handles cancel, help, my reports, new report and language from any step."""
     if cmd == "start":
@@ -83,23 +130,48 @@ def on_command(conv: Conversation, cmd: str, ctx: Ctx, arg: str = "") -> Result:
             conv = replace(conv, area_hint=hint)
     if cmd == "help":
         return conv, [_say(conv, "help.text"), *_reask(conv, ctx)]
+    if cmd == "hotline":
+        return conv, [_say(conv, "hotline.text"), *_reask(conv, ctx)]
     if cmd == "lang":
         buttons = ((Button(Msg("lang.th"), "lang:th"), Button(Msg("lang.en"), "lang:en")),)
         return conv, [Reply((Msg("lang.ask"),), buttons)]
     if cmd == "mine":
         return conv, [ListReports(), *_reask(conv, ctx)]
     if conv.consent_version != NOTICE_VERSION:
+        if cmd == "cancel":  # a location sent before consent goes too: cancel always cancels
+            conv = replace(conv, draft=None)
         return ask_consent(conv, ctx)
     if cmd == "cancel":
         if conv.draft is None:
             return conv, [_say(conv, "cancel.nothing"), menu()]
-        return replace(conv, draft=None, step="idle", asked_at=None), [_say(conv, "cancel.done"), menu()]
+        d = conv.draft
+        if (d.photos or d.has_location or d.pending) and not conv.cancel_asked:  # asked once
+            conv = replace(conv, cancel_asked=True, q=conv.q + 1)
+            buttons = ((Button(Msg("btn.cancel_yes"), f"cancel:yes{VERSION_SEP}{conv.q}"),
+                        Button(Msg("btn.cancel_no"), f"cancel:no{VERSION_SEP}{conv.q}")),)
+            return conv, [Reply((Msg("cancel.ask"),), buttons, question=True)]
+        return _cancelled(conv)
     if cmd == "new":
         return ask_next(replace(conv, draft=Draft(started_at=ctx.now.isoformat())), ctx)
     # start: a welcome and the menu, or the current question of an unfinished draft
     if conv.draft is not None:
         return conv, [_say(conv, "draft.resume"), *_reask(conv, ctx)]
     return conv, [Reply((Msg("welcome"),), menu().buttons)]
+
+
+def _cancelled(conv: Conversation) -> Result:
+    return replace(conv, draft=None, step="idle", asked_at=None, cancel_asked=False), [_say(conv, "cancel.done"), menu()]
+
+
+def on_cancel_answer(conv: Conversation, answer: str, ctx: Ctx) -> Result:
+    """The answer to "cancel this report?": yes drops the draft, no goes back to the question."""
+    if conv.draft is None:
+        return conv, [_say(conv, "cancel.nothing"), menu()]
+    if answer == "yes":
+        return _cancelled(conv)
+    conv = replace(conv, cancel_asked=False)
+    new, actions = ask_next(conv, ctx)
+    return new, [_say(conv, "cancel.kept"), *actions]
 
 
 def set_language(conv: Conversation, lang: str, ctx: Ctx) -> Result:
@@ -121,27 +193,49 @@ def ask_consent(conv: Conversation, ctx: Ctx) -> Result:
         (Button(Msg("consent.yes"), "consent:yes"), Button(Msg("consent.no"), "consent:no")),
         (Button(Msg("lang.other"), "lang:en" if conv.lang == "th" else "lang:th"),),
     )
+    version = Msg("consent.version", {"number": NOTICE_LABEL[0], "date": NOTICE_LABEL[1]})
     return replace(conv, step="consent", asked_at=ctx.now.isoformat()), [
-        Reply((Msg("consent.notice", {"version": NOTICE_VERSION}),), buttons)
+        Reply((Msg("consent.notice", {"version": version}),), buttons)
     ]
 
 
 def on_consent(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
-    """Records consent (or its refusal); keeps a photo or location sent before it in the draft."""
+    """Records consent (or its refusal); keeps a location sent before it in the draft. A photo or
+    voice note before consent is not kept (never downloaded): the volunteer is asked to agree first."""
     if isinstance(ev, ChoiceMade) and ev.data == "consent:yes":
         conv = replace(conv, consent_version=NOTICE_VERSION, consent_at=ctx.now.isoformat())
         draft = conv.draft or Draft(started_at=ctx.now.isoformat())
+        kept = _kept_before_consent(draft, conv, ctx)
         new, actions = ask_next(replace(conv, draft=draft), ctx)
-        return new, [_say(conv, "consent.thanks"), *actions]
+        return new, [_say(conv, "consent.thanks"), *kept, *actions]
     if isinstance(ev, ChoiceMade) and ev.data == "consent:no":
-        return replace(conv, draft=None, step="idle"), [_say(conv, "consent.declined")]
-    if isinstance(ev, MEDIA):
+        return replace(conv, draft=None, step="idle"), [_say(conv, "consent.declined"), ForgetVolunteer()]
+    if isinstance(ev, (PhotoReceived, VoiceReceived)):  # never before consent (PDPA): not downloaded
+        new, actions = ask_consent(conv, ctx)
+        return new, [_say(conv, "consent.media_first"), *actions]
+    if isinstance(ev, LocationReceived):  # kept quietly; acknowledged once the notice is accepted
         draft = conv.draft or Draft(started_at=ctx.now.isoformat())
         draft, notes = absorb(draft, ev, conv, ctx)
         conv = replace(conv, draft=draft)
         new, actions = ask_consent(conv, ctx)
-        return new, [*notes, *actions]
+        errors = [n for n in notes if _is_error(n)]
+        return new, [*errors, *actions]
     return ask_consent(conv, ctx)
+
+
+def _kept_before_consent(draft: Draft, conv: Conversation, ctx: Ctx) -> list[Action]:
+    """What was sent before the notice, told after it: the photos and the place kept."""
+    lines: list[Msg] = []
+    if draft.photos:
+        lines.append(Msg("kept.photos", {"n": len(draft.photos)}))
+    if draft.voice:
+        lines.append(Msg("kept.voice"))
+    if draft.province_code and draft.lat is not None:
+        found = _code_place(ctx, draft.subdistrict_code or draft.district_code or draft.province_code)
+        lines.append(Msg("kept.location", {"place": _place_label(replace(found, province_code=draft.province_code), conv.lang, ctx)}))
+    elif draft.landmark:
+        lines.append(Msg("kept.landmark", {"text": draft.landmark}))
+    return [Reply(tuple(lines))] if lines else []
 
 
 # ---------------------------------------------------------------- reporting
@@ -177,32 +271,38 @@ def on_draft(conv: Conversation, ev: Event, ctx: Ctx) -> Result:
         draft, notes = on_choice(conv, draft, ev.data, ctx)
         if notes and _is_error(notes[-1]):
             return conv, [*notes, *_reask(conv, ctx)]
+    if draft.urgent and not conv.draft.urgent:  # this answer made it urgent: the numbers first
+        notes = [_say(conv, "urgent.numbers"), *notes]
     new, actions = ask_next(replace(conv, draft=draft), ctx)
     if isinstance(ev, (PhotoReceived, VoiceReceived)) and notes and new.step == conv.step:
-        return new, notes  # another photo of a set, or a voice note: acknowledged, the question stands
+        # another photo of a set, or a voice note: acknowledged, the question stands
+        return replace(new, q=conv.q), notes
+    if isinstance(ev, ChoiceMade) and not notes and new.step == conv.step:
+        actions = [replace(a, edit=True) if isinstance(a, Reply) and a.question else a for a in actions]
     return new, [*notes, *actions]
 
 
 def absorb(draft: Draft, ev: Event, conv: Conversation, ctx: Ctx) -> tuple[Draft, list[Action]]:
     """Takes a photo or a location into the draft whatever the current step."""
     if isinstance(ev, PhotoReceived):
+        if ev.key and ev.key in draft.photos:
+            return draft, []
+        if len(draft.photos) >= MAX_PHOTOS:  # not downloaded (`keeps_media`)
+            return draft, [_say(conv, "err.too_many_photos", max=MAX_PHOTOS)]
         if ev.error or not ev.key:
             return draft, [_say(conv, f"err.photo_{ev.error or 'not_image'}")]
-        if ev.key in draft.photos:
-            return draft, []
-        if len(draft.photos) >= MAX_PHOTOS:
-            return draft, [_say(conv, "err.too_many_photos", max=MAX_PHOTOS)]
         photos = (*draft.photos, ev.key)
-        return replace(draft, photos=photos, no_photo=False), [
-            _say(conv, "photo.got", n=len(photos), max=MAX_PHOTOS)
-        ]
+        left = MAX_PHOTOS - len(photos)
+        got = _say(conv, "photo.got_more", n=left) if left else _say(conv, "photo.got_last")
+        return replace(draft, photos=photos, no_photo=False), [got]
     if isinstance(ev, LocationReceived):
         return place(draft, ev.lat, ev.lon, "shared", conv, ctx)
     if isinstance(ev, VoiceReceived):
         if ev.error or not ev.key:
             return draft, [_say(conv, f"err.voice_{ev.error or 'not_audio'}")]
-        done = draft.note_done or (conv.step == "note")
-        return replace(draft, voice=ev.key, note_done=done), [_say(conv, "voice.got")]
+        if conv.step == "photo" and not draft.photos:  # a voice note instead of a photo: go on
+            return replace(draft, voice=ev.key, no_photo=True), [_say(conv, "voice.got")]
+        return replace(draft, voice=ev.key), [_say(conv, "voice.got")]
     return draft, []
 
 
@@ -233,7 +333,7 @@ def place(
         return draft, [_say(conv, "err.outside_thailand")]
     draft = _located(draft, found, lat=round(lat, 6), lon=round(lon, 6), location_source=source, landmark=None)
     got = Msg("location.got", {"province": ctx.province_name(found.province_code, conv.lang), "area": _area(found, conv.lang, ctx)})
-    return draft, [Reply(((Msg("location.swapped"),) if swapped else ()) + (got,))]
+    return draft, [Reply(((Msg("location.swapped"),) if swapped else ()) + (got,), ask="located")]
 
 
 def _located(draft: Draft, found: Located, **fields) -> Draft:
@@ -319,10 +419,10 @@ def landmark(conv: Conversation, draft: Draft, text: str, ctx: Ctx) -> tuple[Dra
     if found is not None:
         draft = _located(draft, found)
         got = Msg("location.landmark_place", {"place": _place_label(found, conv.lang, ctx)})
-        return draft, [Reply((Msg("location.landmark"), got))]
+        return draft, [Reply((Msg("location.landmark"), got), ask="located")]
     draft = replace(draft, province_code=conv.area_hint)
     if not codes:
-        return draft, [_say(conv, "location.landmark")]
+        return draft, [Reply((Msg("location.landmark"),), ask="located")]
     if len(codes) > MAX_PLACE_CHOICES:
         return draft, [Reply((Msg("location.landmark"), Msg("location.many", {"n": len(codes)})))]
     draft = replace(draft, place_choices=tuple(codes))
@@ -350,21 +450,10 @@ def on_text(conv: Conversation, draft: Draft, text: str, ctx: Ctx) -> tuple[Draf
         if len(text) < 3:
             return draft, [_say(conv, "err.landmark_short")]
         return landmark(conv, draft, text, ctx)
-    if conv.step == "note":
+    if conv.step == "confirm":  # the optional note (typed again: replaces it)
         if len(text) > MAX_NOTE:
             return draft, [_say(conv, "err.too_long", limit=MAX_NOTE)]
-        return replace(draft, note=text, note_done=True), []
-    if conv.step == "count":
-        digits = "".join(ch for ch in text if ch.isdigit())
-        if digits:
-            n = int(digits)
-            if 0 < n < 1000:
-                return replace(draft, count=str(n) if n <= 2 else ("3-5" if n <= 5 else "6+")), []
-        return draft, [_say(conv, "err.tap_choice")]
-    if conv.step == "confirm":
-        if len(text) > MAX_NOTE:
-            return draft, [_say(conv, "err.too_long", limit=MAX_NOTE)]
-        return replace(draft, note=text, note_done=True), []
+        return replace(draft, note=text, note_done=True), [_say(conv, "note.got")]
     return draft, [_say(conv, "err.tap_choice")]
 
 
@@ -373,21 +462,21 @@ def on_choice(conv: Conversation, draft: Draft, data: str, ctx: Ctx) -> tuple[Dr
     kind, _, value = data.partition(":")
     if kind == "nophoto":
         return replace(draft, no_photo=True), [_say(conv, "photo.skipped")]
-    if kind == "who" and value in WHO:
+    if kind == "who" and value in WHO and conv.step == "who" and not draft.who_multi:  # one tap: on
+        return _who_done(replace(draft, who=(value,))), []
+    if kind == "who" and value in WHO and draft.who_multi:
         chosen = tuple(w for w in WHO if (w in draft.who) != (w == value))
-        draft = replace(draft, who=chosen)
-        return draft, []
-    if kind == "who" and value == "done":
+        return replace(draft, who=chosen), []
+    if kind == "who" and value == "done" and draft.who_multi:
         if not draft.who:
             return draft, [_say(conv, "err.who_empty")]
-        return replace(draft, who_done=True), []
-    if kind == "count" and value in COUNTS:
+        return _who_done(draft), []
+    if kind == "child" and value in ("alone", "adult") and "child" in draft.who:
+        return replace(draft, urgency="child_alone" if value == "alone" else "normal"), []
+    if kind == "count" and value in COUNTS and draft.who_done:
         return replace(draft, count=value), []
-    if kind == "urg" and value in URGENCIES:
-        draft = replace(draft, urgency=value)
-        return draft, ([_say(conv, "urgent.numbers")] if value in URGENT else [])
-    if kind == "note" and value == "skip":
-        return replace(draft, note_done=True), []
+    if kind == "urg" and value in URGENCIES and draft.who_done:
+        return replace(draft, urgency=value), []
     if kind == "prov" and (value in draft.neighbours or value == draft.province_code):
         others = tuple(c for c in (draft.province_code, *draft.neighbours) if c and c != value)
         if value == draft.province_code:
@@ -419,6 +508,12 @@ def on_choice(conv: Conversation, draft: Draft, data: str, ctx: Ctx) -> tuple[Dr
     return draft, [_say(conv, "err.stale_button")]
 
 
+def _who_done(draft: Draft) -> Draft:
+    """Who is answered: the count defaults to one person, the urgency follows from who."""
+    return replace(draft, who_done=True, who_multi=False, count=draft.count or COUNTS[0],
+                   urgency=urgency_of(draft.who, draft.urgency))
+
+
 def _reopen(draft: Draft, part: str) -> Draft:
     if part == "photo":
         return replace(draft, photos=(), no_photo=False)
@@ -429,7 +524,7 @@ def _reopen(draft: Draft, part: str) -> Draft:
             place_choices=(), pending=None,
         )
     if part == "who":
-        return replace(draft, who_done=False)
+        return replace(draft, who_done=False, who_multi=True)
     if part == "count":
         return replace(draft, count=None)
     if part == "urgency":
@@ -445,7 +540,7 @@ def ask_next(conv: Conversation, ctx: Ctx) -> Result:
     assert conv.draft is not None
     want = next_missing(conv.draft)
     asked_at = conv.asked_at if want == conv.step else ctx.now.isoformat()
-    conv = replace(conv, step=want, asked_at=asked_at)
+    conv = replace(conv, step=want, asked_at=asked_at, q=conv.q + 1)
     return conv, [question(conv, ctx)]
 
 
@@ -464,7 +559,10 @@ def area_of(deep_link: str) -> str | None:
 
 
 def law_track(who: tuple[str, ...] | list[str]) -> str:
-    """Begging goes on the Begging Control Act's track; everything else on the Destitute Persons Act's."""
+    """A child goes on the Child Protection Act's track; begging on the Begging Control Act's;
+    everything else on the Destitute Persons Act's."""
+    if "child" in who:
+        return "child"
     return "begging" if "begging" in who else "destitution"
 
 

@@ -56,6 +56,32 @@ def choose_team(
     return None
 
 
+def reachable_team(teams: Sequence[TeamArea], code: str, bound: set[str], province_code: str | None = None) -> str | None:
+    """The nearest team up the chain from `code` that has a chat to post a report in: the team,
+    its parent centre, the centre of the report's province, then the national fallback; None when
+    none of them has a chat (the volunteer is then given the hotline)."""
+    by_code = {t.code: t for t in teams}
+    chain: list[str] = []
+    seen = set()
+    c: str | None = code
+    while c and c in by_code and c not in seen:  # the team and its parents
+        seen.add(c)
+        chain.append(c)
+        c = by_code[c].parent
+    if province_code:  # the province's centre
+        chain += [t.code for t in teams if not t.has_area and not t.codes and not t.fallback and province_code in t.provinces]
+    chain += [t.code for t in teams if t.fallback]
+    return next((c for c in chain if c in bound), None)
+
+
+def unreachable_teams(teams: Sequence[TeamArea], bound: set[str]) -> dict[str, str | None]:
+    """Each team without a chat of its own: the team its reports go to instead (None: nobody)."""
+    return {
+        t.code: reachable_team(teams, t.code, bound, t.provinces[0] if len(t.provinces) == 1 else None)
+        for t in teams if t.code not in bound
+    }
+
+
 def near_teams(
     teams: Sequence[TeamArea], found: str | None, province_code: str | None,
     near_subdistricts: Mapping[str, float], near_polygons: Mapping[str, float],

@@ -132,3 +132,48 @@ def allowed_actions(status: Status) -> list[str]:
         a for a, (src, _, least) in TRANSITIONS.items()
         if status in src and a not in ("comment", "undo") and least is Role.STAFF
     ]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What an allowed action does to a report: the fields to set and the history's detail."""
+
+    changes: dict
+    detail: dict
+
+
+def effect(
+    action: str,
+    new_status: Status,
+    now,
+    *,
+    acknowledged_at=None,
+    on_site_at=None,
+    arg: str = "",
+    comment: str | None = None,
+    team_id: int | None = None,
+    target_team_id: int | None = None,
+    target_code: str | None = None,
+) -> Effect:
+    """The one rule of what a status change does to a report (timestamps, outcome, team), for the
+    chat's buttons and the console alike. `decide` must have allowed the action first."""
+    if action == "comment":
+        return Effect({}, {"comment": comment})
+    changes: dict = {"status": new_status, "updated_at": now, "next_due_at": now}  # the scheduler re-plans
+    detail: dict = {}
+    if new_status == Status.ACKNOWLEDGED:
+        changes["acknowledged_at"] = acknowledged_at or now
+    elif new_status == Status.ON_SITE:
+        changes["on_site_at"] = on_site_at or now
+        changes["acknowledged_at"] = acknowledged_at or now
+    elif new_status == Status.CLOSED:
+        changes["closed_at"], changes["outcome"] = now, arg
+        detail["outcome"] = arg
+    elif new_status == Status.REOPENED:
+        changes["closed_at"], changes["outcome"] = None, None
+    if target_team_id is not None:
+        changes["team_id"] = target_team_id
+        detail["from_team"], detail["to_team"] = team_id, target_code
+    if comment:
+        detail["comment"] = comment
+    return Effect(changes, detail)

@@ -15,6 +15,9 @@ LINE cannot edit a sent message: a card's update is a new Flex message. The mess
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -24,6 +27,8 @@ from datetime import datetime, timedelta
 import structlog
 from aiohttp import web
 from linebot.v3.exceptions import InvalidSignatureError
+
+from handlers.base import MAX_JSON_DEPTH, _depth_ok, read_body, watch
 from linebot.v3.messaging import (
     ApiException,
     AsyncApiClient,
@@ -285,14 +290,28 @@ class LineBot:
 
     async def webhook(self, request: web.Request) -> web.Response:
         svc = request.app[SERVICES]
-        body = await request.text()
         signature = request.headers.get("X-Line-Signature", "")
+        if not signature:  # refused before the body is read
+            log.warning("line_bad_signature")
+            raise web.HTTPBadRequest(text="bad signature")
+        raw = await read_body(request, self.settings.max_body_bytes)  # 413 before reading a large body
+        expected = base64.b64encode(hmac.new(self.secret_text.encode(), raw, hashlib.sha256).digest())
+        if not hmac.compare_digest(expected, signature.encode("ascii", "replace")):  # on the bytes, before decoding
+            log.warning("line_bad_signature")
+            raise web.HTTPBadRequest(text="bad signature")
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            body = None
+        if body is None or not _depth_ok(body, MAX_JSON_DEPTH):
+            log.warning("line_bad_body")
+            raise web.HTTPBadRequest(text="bad body")
         try:
             events = self.parser.parse(body, signature)
         except InvalidSignatureError:
-            log.warning("line_bad_signature", remote=request.remote)
+            log.warning("line_bad_signature")
             raise web.HTTPBadRequest(text="bad signature")
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             log.warning("line_bad_body")
             raise web.HTTPBadRequest(text="bad body")
         for e in events:
@@ -373,7 +392,7 @@ class LineBot:
 
     @staticmethod
     def _background(svc, coro) -> None:
-        task = asyncio.create_task(coro)
+        task = watch(asyncio.create_task(coro, name="line:background"), "line_background")
         svc.background.add(task)
         task.add_done_callback(svc.background.discard)
 
@@ -439,7 +458,9 @@ def to_event(e, address: Address, now: datetime, user_name: str | None = None) -
         return VoiceReceived(**common, media=m.id)  # kept as the note's attachment
     if isinstance(m, VideoMessageContent):
         return UnsupportedReceived(**common, kind="video")
-    if isinstance(m, FileMessageContent):
+    if isinstance(m, FileMessageContent):  # an iPhone's HEIC sent as a file is a photo
+        if (m.file_name or "").lower().endswith((".heic", ".heif", ".jpg", ".jpeg", ".png")):
+            return PhotoReceived(**common, media=m.id)
         return UnsupportedReceived(**common, kind="file")
     return UnsupportedReceived(**common, kind="unknown")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from handlers.base import SERVICES
+from handlers.base import SERVICES, read_json
 from flows.model import (
     Address,
     ChoiceMade,
@@ -35,6 +35,7 @@ from storage.photos import PhotoDeleted, PhotoError, media_type
 STATIC = Path(__file__).parent / "static"
 PLATFORM = "sandbox"
 MAX_PHOTO_BYTES = 20_000_000
+MAX_UPLOAD_FILE = 18_000_000  # base64 in a JSON body under the app's 25 MB request limit (sandbox.js)
 
 
 def setup(app: web.Application) -> None:
@@ -60,26 +61,31 @@ def _bad(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=message)
 
 
+def _str_or_none(value, limit: int) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
 async def to_event(svc, body: dict):
     """A sandbox request becomes a neutral event (a photo is stored first)."""
-    chat = str(body.get("chat") or "").strip()
+    chat = body.get("chat")
+    chat = chat.strip() if isinstance(chat, str) else ""
     if not chat or len(chat) > 64:
         raise _bad("'chat' is required (at most 64 characters)")
     group = body.get("group", chat.startswith("team-"))
     if not isinstance(group, bool):
         raise _bad("'group' must be true or false")
-    user = str(body.get("user") or chat)
+    user = str(body.get("user") or chat)[:64]
     address = Address(PLATFORM, chat, user, is_group=group)
     common = dict(
         address=address,
-        event_id=str(body.get("event_id") or uuid.uuid4()),
+        event_id=str(body.get("event_id") or uuid.uuid4())[:128],
         at=svc.clock(),
-        lang_hint=body.get("lang"),
-        user_name=body.get("user_name"),
+        lang_hint=_str_or_none(body.get("lang"), 16),
+        user_name=_str_or_none(body.get("user_name"), 200),
     )
     kind = body.get("type")
     if kind == "text":
-        return TextReceived(**common, text=str(body.get("text", "")), reply_to=body.get("reply_to"))
+        return TextReceived(**common, text=str(body.get("text", "")), reply_to=_str_or_none(body.get("reply_to"), 128))
     if kind == "choice":
         return ChoiceMade(**common, data=str(body.get("data", "")))
     if kind == "command":
@@ -87,13 +93,22 @@ async def to_event(svc, body: dict):
     if kind == "location":
         try:
             lat, lon = float(body["lat"]), float(body["lon"])
-        except (KeyError, TypeError, ValueError):
+            if lat != lat or lon != lon or abs(lat) == float("inf") or abs(lon) == float("inf"):
+                raise ValueError("not a finite number")
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise _bad("'lat' and 'lon' must be numbers")
-        return LocationReceived(**common, lat=lat, lon=lon, title=body.get("title"))
+        return LocationReceived(**common, lat=lat, lon=lon, title=_str_or_none(body.get("title"), 300))
+    if kind in ("photo", "voice") and not await svc.engine.keeps_media(
+        (PhotoReceived if kind == "photo" else VoiceReceived)(**common)
+    ):
+        # Not kept by the flow (before consent, in a group): never stored, as on a real channel.
+        return (PhotoReceived if kind == "photo" else VoiceReceived)(**common)
     if kind == "photo":
+        if body.get("oversize"):  # the page does not upload what the server would refuse (HTTP 413)
+            return PhotoReceived(**common, error="too_large")
         try:
             data = base64.b64decode(body.get("photo_base64") or "", validate=True)
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, TypeError):
             return PhotoReceived(**common, error="not_image")
         if len(data) > MAX_PHOTO_BYTES:
             return PhotoReceived(**common, error="too_large")
@@ -105,7 +120,7 @@ async def to_event(svc, body: dict):
     if kind == "voice":
         try:
             data = base64.b64decode(body.get("voice_base64") or "", validate=True)
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, TypeError):
             return VoiceReceived(**common, error="not_audio")
         try:
             return VoiceReceived(**common, key=await svc.photos.put_voice(data))
@@ -118,15 +133,15 @@ async def to_event(svc, body: dict):
 
 async def post_event(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    try:
-        body = await request.json()
-    except ValueError:
-        raise _bad("the body must be JSON")
+    body = await read_json(request, svc.settings.sandbox_max_body_bytes)  # 413 / 400 before any work
     if not isinstance(body, dict):
         raise _bad("the body must be a JSON object")
     ev = await to_event(svc, body)
     fresh = await svc.engine.handle(ev)
-    after = int(body.get("after") or 0)
+    try:
+        after = int(body.get("after") or 0)
+    except (TypeError, ValueError):
+        raise _bad("'after' must be a number")
     return web.json_response({"ok": True, "duplicate": not fresh, "messages": await _messages(svc, ev.address.chat_id, after)})
 
 

@@ -35,7 +35,7 @@ from flows.model import (
     UnsupportedReceived,
     VoiceReceived,
 )
-from handlers.base import STARTERS, STOPPERS
+from handlers.base import STARTERS, STOPPERS, read_json, watch
 from handlers.telegram_channel import PLATFORM, TelegramChannel, _seconds
 from storage import repo, telegram_repo
 
@@ -68,6 +68,15 @@ class Mapped:
     event: InboundEvent | None = None
     migrate: tuple[str, str] | None = None  # (old chat id, new chat id)
     callback_id: str | None = None
+
+
+IMAGE_SUFFIXES = (".heic", ".heif", ".jpg", ".jpeg", ".png", ".webp")
+
+
+def _is_image_document(mime: str | None, name: str | None) -> bool:
+    """An image sent as a file: by its type, or by its name (iPhones' HEIC often comes typed
+    application/octet-stream)."""
+    return (mime or "").lower().startswith("image/") or (name or "").lower().endswith(IMAGE_SUFFIXES)
 
 
 def _attachment_kind(msg: Message) -> str | None:
@@ -152,7 +161,7 @@ def map_update(update: Update, now, username: str | None = None) -> Mapped:
         largest = max(msg.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
         return Mapped("photo", PhotoReceived(**common, media=largest.file_id))
     doc = msg.document
-    if doc is not None and (doc.mime_type or "").lower().startswith("image/"):
+    if doc is not None and _is_image_document(doc.mime_type, doc.file_name):
         if doc.file_size and doc.file_size > MAX_DOWNLOAD:
             return Mapped("image_document", PhotoReceived(**common, error="too_large"))
         return Mapped("image_document", PhotoReceived(**common, media=doc.file_id))
@@ -253,16 +262,19 @@ class Telegram:
             if processing is not None:
                 await asyncio.wait([processing], timeout=CALLBACK_WAIT)
                 if processing.done():
-                    async with self.svc.db.session() as s:
-                        a = ev.address
-                        if await repo.notice_for_event(s, PLATFORM, a.chat_id, ev.event_id):
-                            return  # the refusal's outbox row answers it, as an alert
+                    try:
+                        async with self.svc.db.session() as s:
+                            a = ev.address
+                            if await repo.notice_for_event(s, PLATFORM, a.chat_id, ev.event_id):
+                                return  # the refusal's outbox row answers it, as an alert
+                    except Exception as e:  # the database is away: the spinner is stopped plainly
+                        log.warning("telegram_callback_check_failed", error=type(e).__name__)
             try:
                 await self.bot.answer_callback_query(callback_id)
             except TelegramError as e:  # too old, already answered: nothing to do
                 log.info("telegram_callback_unanswered", error=type(e).__name__)
 
-        task = asyncio.create_task(answer())
+        task = watch(asyncio.create_task(answer(), name="telegram:answer"), "telegram_answer")
         self.svc.background.add(task)  # cancelled on shutdown like the engine's work
         task.add_done_callback(self.svc.background.discard)
 
@@ -340,12 +352,7 @@ async def webhook(request: web.Request) -> web.Response:
         raise web.HTTPForbidden()
     if tg.application is None:
         raise web.HTTPServiceUnavailable()
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
-    try:
-        data = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="JSON expected")
+    data = await read_json(request, min(MAX_BODY, tg.settings.max_body_bytes))  # 413 / 400 before any work
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="an Update object expected")
     await tg.ingest_data(data)  # a storage failure raises: 500, and Telegram delivers it again

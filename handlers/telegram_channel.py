@@ -29,6 +29,7 @@ from telegram import (
     InputMediaPhoto,
     KeyboardButton,
     ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
     ReplyParameters,
 )
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
@@ -59,6 +60,7 @@ def _clip(text: str, limit: int) -> str:
 
 class TelegramChannel:
     platform = PLATFORM
+    edits_questions = True  # a question asked again replaces its last copy (editMessageText)
 
     def __init__(
         self,
@@ -151,6 +153,8 @@ class TelegramChannel:
         if payload.get("ask") == "location" and chat_id > 0:
             button = KeyboardButton(ui(payload, "share_location", "📍"), request_location=True)
             return ReplyKeyboardMarkup([[button]], resize_keyboard=True, one_time_keyboard=True)
+        if payload.get("ask") == "located" and chat_id > 0:  # answered: the location keyboard goes
+            return ReplyKeyboardRemove()
         return None
 
     async def _deliver(self, chat_id: int, payload: dict, card_message_id: str | None) -> int:
@@ -158,6 +162,15 @@ class TelegramChannel:
         text = payload.get("text") or "…"
         if payload.get("card"):
             return await self._card(chat_id, payload, text, markup, card_message_id)
+        if card_message_id and payload.get("edit"):  # the same question, its choices changed
+            message_id = int(card_message_id)
+            try:
+                await self.bot.edit_message_text(_clip(text, MAX_TEXT), chat_id, message_id, reply_markup=markup)
+                return message_id
+            except BadRequest as e:
+                if "not modified" in e.message.lower():
+                    return message_id
+                log.info("telegram_edit_fell_back", error=e.message[:80])  # too old, deleted: send anew
         msg = await self.bot.send_message(
             chat_id, _clip(text, MAX_TEXT), reply_markup=markup, disable_notification=bool(payload.get("notice"))
         )

@@ -37,6 +37,14 @@ class Database:
         # letting them fail with "database is locked". (Several processes need PostgreSQL.)
         self.write_lock = asyncio.Lock() if self.is_sqlite else None
 
+    async def checkpoint(self) -> None:
+        """SQLite: copies the write-ahead log into the file and empties it, so rows deleted with
+        secure_delete leave no old copy in the WAL (PDPA). Nothing to do on PostgreSQL."""
+        if not self.is_sqlite:
+            return
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as s:
@@ -64,6 +72,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA secure_delete=ON")  # PDPA: deleted rows are overwritten, not left in the file
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 

@@ -122,6 +122,9 @@ class Report(SQLModel, table=True):
         # scheduler (issue 6): closed reports whose photos / reporter identity are still kept
         sa.Index("ix_reports_photos_kept", "closed_at", postgresql_where=sa.text("photos_purged_at IS NULL"), sqlite_where=sa.text("photos_purged_at IS NULL")),
         sa.Index("ix_reports_identity_kept", "closed_at", postgresql_where=sa.text("identity_purged_at IS NULL"), sqlite_where=sa.text("identity_purged_at IS NULL")),
+        # the console (issue 13): a team's reports by age, and its open ones
+        sa.Index("ix_reports_team_created", "team_id", "created_at"),
+        sa.Index("ix_reports_team_open", "team_id", "created_at", postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'")),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     ref: str = Field(max_length=20, unique=True)
@@ -303,3 +306,32 @@ class ClusterState(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: Optional[dict] = _json()
     updated_at: Optional[datetime] = _ts(nullable=False)
+
+
+class ConsoleLink(SQLModel, table=True):
+    """A one-time sign-in link to the console (issue 13): only the token's SHA-256 is kept."""
+
+    __tablename__ = "console_links"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    platform: str = Field(max_length=16)
+    user_id: str = Field(max_length=128)
+    user_name: Optional[str] = Field(default=None, max_length=200)
+    scope: Optional[dict] = _json(nullable=False)  # flows.console.Scope.to_dict() + the grants
+    lang: str = Field(default="th", max_length=4)
+    created_at: Optional[datetime] = _ts(nullable=False)
+    expires_at: Optional[datetime] = _ts(nullable=False)
+    used_at: Optional[datetime] = _ts()
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A console session (aiohttp-session's storage): the cookie holds a random key, the row its
+    SHA-256, so any replica can serve it and a stolen database holds no live cookie."""
+
+    __tablename__ = "console_sessions"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    key_hash: str = Field(max_length=64, unique=True)
+    data: Optional[dict] = _json(nullable=False)
+    created_at: Optional[datetime] = _ts(nullable=False)
+    expires_at: Optional[datetime] = _ts(nullable=False, index=True)
+    ended_at: Optional[datetime] = _ts()

@@ -27,6 +27,7 @@ import obstore
 from obstore.store import S3Store
 
 from storage.photos import (
+    KEY_RE,
     PhotoDeleted,
     PhotoMissing,
     PhotoStoreError,
@@ -210,6 +211,19 @@ class S3PhotoStore:
         except Exception as e:
             raise self._error("delete", e) from None
         return existed
+
+    async def stored(self) -> list[tuple[str, datetime]]:
+        """Every object kept (not the deletion markers), with when it was written."""
+        out: list[tuple[str, datetime]] = []
+        try:
+            async for batch in obstore.list(self._store, chunk_size=1000):
+                for meta in batch:
+                    path = str(meta["path"])
+                    if not path.startswith(DELETED) and KEY_RE.fullmatch(path):
+                        out.append((path, meta["last_modified"]))
+        except Exception as e:
+            raise self._error("list", e) from None
+        return out
 
     async def check(self) -> None:
         """Reads a key that is never written: the bucket must answer 'no such key'."""

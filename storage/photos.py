@@ -28,7 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from PIL import Image, ImageOps
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -48,20 +47,31 @@ __all__ = [
 
 DEFAULT_MAX_PIXELS = 50_000_000
 
-# Optional HEIC/HEIF support when the pillow-heif plugin is installed.
-try:  # pragma: no cover - depends on the environment
-    import pillow_heif  # type: ignore[import-not-found]
+# HEIC/HEIF (what iPhones send as files) through pillow-heif, loaded only when such a file
+# arrives: libheif loaded in every process aborted one at exit beside obstore's runtime.
+_HEIF_FORMATS: tuple[str, ...] = ("HEIF",)
+_heif_ready: bool | None = None
 
-    pillow_heif.register_heif_opener()
-    _HEIF_FORMATS: tuple[str, ...] = ("HEIF",)
-except Exception:  # pragma: no cover - pillow-heif missing or broken
-    _HEIF_FORMATS = ()
+
+def _heif_opener() -> bool:
+    """Registers pillow-heif's opener once; False when it is missing or broken."""
+    global _heif_ready
+    if _heif_ready is None:
+        try:  # pragma: no cover - depends on the environment
+            import pillow_heif  # type: ignore[import-not-found]
+
+            pillow_heif.register_heif_opener()
+            _heif_ready = True
+        except Exception:  # pragma: no cover
+            _heif_ready = False
+    return _heif_ready
+
 
 # Pillow format ids accepted on input. "MPO" is how Pillow reports the multi-picture
 # JPEGs that many phones produce.
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", *_HEIF_FORMATS})
 # Plugins Pillow may try when opening (restricting them avoids exotic parsers).
-_OPEN_FORMATS = ["JPEG", "PNG", "WEBP", "GIF", *_HEIF_FORMATS]
+_OPEN_FORMATS = ["JPEG", "PNG", "WEBP", "GIF"]
 
 KEY_RE = re.compile(r"^[0-9a-f]{64}\.(jpg|m4a|ogg|mp3|aac)$")
 MAX_VOICE_BYTES = 10_000_000
@@ -103,8 +113,10 @@ def validate_key(key: str) -> str:
     return key
 
 
-def _flatten_to_rgb(im: Image.Image) -> Image.Image:
+def _flatten_to_rgb(im):
     """Convert to RGB, compositing any transparency onto a white background."""
+    from PIL import Image
+
     if im.has_transparency_data:
         rgba = im.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -134,6 +146,8 @@ def prepare_image(
     ``PhotoError("not_image")`` when Pillow cannot decode it or it is not
     JPEG/PNG/WEBP/GIF (first frame)/HEIC (when pillow-heif is installed).
     """
+    from PIL import Image, ImageOps  # imported when the first photo comes, not at start (about 4 MiB)
+
     if len(data) > max_input_bytes:
         raise PhotoError("too_large")
     if not data:
@@ -143,7 +157,10 @@ def prepare_image(
         # Image.open only reads the header. Pillow itself raises DecompressionBombError
         # above 2 * Image.MAX_IMAGE_PIXELS; our own, stricter limit is checked below
         # before any pixel data is decoded (no global state is changed).
-        im = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
+        formats = _OPEN_FORMATS
+        if data[4:8] == b"ftyp" and _heif_opener():  # an ISO media file: HEIC/HEIF
+            formats = [*_OPEN_FORMATS, *_HEIF_FORMATS]
+        im = Image.open(io.BytesIO(data), formats=formats)
     except Image.DecompressionBombError as exc:
         raise PhotoError("too_large") from exc
     except Exception as exc:
@@ -195,6 +212,8 @@ class PhotoStore(Protocol):
     async def put_voice(self, data: bytes) -> str: ...  # a voice note kept as is; returns its key
 
     async def check(self) -> None: ...  # PhotoStoreError (one line) when the store cannot be used
+
+    async def stored(self) -> list[tuple[str, datetime]]: ...  # every kept file's key and when it was written
 
 
 def open_store(settings: Any) -> PhotoStore:
@@ -276,6 +295,17 @@ class LocalPhotoStore:
     async def exists(self, key: str) -> bool:
         path = self.path_for(key)
         return await asyncio.to_thread(path.is_file)
+
+    async def stored(self) -> list[tuple[str, datetime]]:
+        """Every file kept (not the deletion markers), with when it was written (retention's orphans)."""
+        def scan() -> list[tuple[str, datetime]]:
+            out = []
+            for path in self.root.glob("??/??/*"):
+                if path.is_file() and KEY_RE.fullmatch(path.name):
+                    out.append((path.name, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)))
+            return out
+
+        return await asyncio.to_thread(scan)
 
     async def put_voice(self, data: bytes) -> str:
         """Keeps a voice note unchanged, named by its content hash; PhotoError when it is not audio."""

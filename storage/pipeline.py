@@ -66,19 +66,27 @@ async def inbox_insert_many(s: AsyncSession, rows: Sequence[dict], now: datetime
     ]
     stmt = (
         _insert(s, table)
-        .values(values)
         .on_conflict_do_nothing(index_elements=["platform", "event_id"])
         .returning(table.c.id, table.c.platform, table.c.event_id)
     )
-    return {(p, e): i for i, p, e in (await s.exec(stmt)).all()}
+    # executemany with RETURNING ("insertmanyvalues"): one cached statement whatever the batch's
+    # size, sent as few multi-row INSERTs; `.values(list)` would compile a new one per size.
+    return {(p, e): i for i, p, e in (await s.exec(stmt, params=values)).all()}
 
 
 async def inbox_head(s: AsyncSession, conv_key: str, lock: bool = False) -> InboxEvent | None:
     """The oldest pending event of a conversation (the only one that may be processed now)."""
-    stmt = select(InboxEvent).where(InboxEvent.conv_key == conv_key, InboxEvent.status == "pending").order_by(InboxEvent.id).limit(1)
+    heads = await inbox_heads(s, conv_key, lock, 1)
+    return heads[0] if heads else None
+
+
+async def inbox_heads(s: AsyncSession, conv_key: str, lock: bool = False, n: int = 2) -> list[InboxEvent]:
+    """The `n` oldest pending events of a conversation: the head, and whether another follows it
+    (so that a drainer knows without asking again)."""
+    stmt = select(InboxEvent).where(InboxEvent.conv_key == conv_key, InboxEvent.status == "pending").order_by(InboxEvent.id).limit(n)
     if lock and _pg(s):
         stmt = stmt.with_for_update()
-    return (await s.exec(stmt)).first()
+    return list((await s.exec(stmt)).all())
 
 
 async def inbox_set_payload(s: AsyncSession, inbox_id: int, payload: dict) -> None:
@@ -255,3 +263,51 @@ async def state_all(s: AsyncSession) -> dict[str, dict | None]:
 
 async def outbox_failed_count(s: AsyncSession) -> int:
     return (await s.exec(select(sa.func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "failed"))).one()
+
+
+# --------------------------------------------------------------------------- PDPA: forgetting
+
+
+FORGET = "forget_chat"  # an outbox payload's flag: once delivered, the chat's messages go
+
+
+async def forget_chat(s: AsyncSession, platform: str, chat_id: str, up_to_inbox_id: int | None) -> None:
+    """A volunteer declined: their events up to this one keep only their dedupe key and status (no
+    payload, no conversation key); what was sent to them goes; what is still to be sent to them is
+    flagged so it goes once delivered (`prune_personal`)."""
+    conv_key = f"{platform}:{chat_id}"
+    stmt = sa.update(InboxEvent).where(InboxEvent.conv_key == conv_key)
+    if up_to_inbox_id is not None:
+        stmt = stmt.where(InboxEvent.id <= up_to_inbox_id)
+    await s.exec(stmt.values(payload={}, conv_key="", reply_token=None, error=None))
+    where = (OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id)
+    await s.exec(sa.delete(OutboxMessage).where(*where, OutboxMessage.status != "pending"))
+    for row in (await s.exec(select(OutboxMessage).where(*where, OutboxMessage.status == "pending"))).all():
+        row.payload = {**(row.payload or {}), FORGET: True}
+
+
+async def prune_personal(s: AsyncSession, now: datetime, processed_before: datetime, keep_platforms: Sequence[str] = ("sandbox",)) -> dict[str, int]:
+    """Inbox rows processed before `processed_before` lose their payload (text, coordinates, names,
+    file ids, reply token); delivered outbox rows of real platforms older than that go, and every
+    delivered row of a chat whose volunteer declined goes at once."""
+    done = await s.exec(
+        sa.update(InboxEvent)
+        .where(InboxEvent.status != "pending", InboxEvent.processed_at < processed_before, sa.cast(InboxEvent.payload, sa.Text) != "{}")
+        .values(payload={}, reply_token=None, error=None)
+    )
+    old = await s.exec(
+        sa.delete(OutboxMessage).where(
+            OutboxMessage.status == "sent", OutboxMessage.sent_at < processed_before, col(OutboxMessage.platform).not_in(list(keep_platforms))
+        )
+    )
+    forgotten = 0
+    flagged = select(OutboxMessage.platform, OutboxMessage.chat_id).where(
+        OutboxMessage.status != "pending", sa.cast(OutboxMessage.payload, sa.Text).like(f'%"{FORGET}"%')
+    ).distinct()
+    chats = set((await s.exec(flagged)).all())
+    for platform, chat_id in chats:
+        result = await s.exec(
+            sa.delete(OutboxMessage).where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id, OutboxMessage.status != "pending")
+        )
+        forgotten += result.rowcount or 0
+    return {"inbox": done.rowcount or 0, "outbox": old.rowcount or 0, "declined": forgotten}

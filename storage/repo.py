@@ -98,6 +98,12 @@ async def bindings_for_team(s: AsyncSession, team_id: int, roles: Sequence[str] 
     return list((await s.exec(stmt)).all())
 
 
+async def bound_team_ids(s: AsyncSession, roles: Sequence[str] = ("team",)) -> set[int]:
+    """The teams that have at least one chat bound in these roles."""
+    stmt = select(ChatBinding.team_id).where(col(ChatBinding.role).in_(roles)).distinct()
+    return set((await s.exec(stmt)).all())
+
+
 async def binding_for_chat(s: AsyncSession, platform: str, chat_id: str) -> ChatBinding | None:
     stmt = select(ChatBinding).where(ChatBinding.platform == platform, ChatBinding.chat_id == chat_id)
     return (await s.exec(stmt)).first()
@@ -211,6 +217,13 @@ async def history(s: AsyncSession, report_id: int) -> list[ReportEvent]:
     return list((await s.exec(stmt)).all())
 
 
+async def relayed_from(s: AsyncSession, report_id: int) -> str:
+    """The team a report was meant for when it went to a team up the chain (it had no chat)."""
+    stmt = select(ReportEvent.detail).where(ReportEvent.report_id == report_id, ReportEvent.action == "submit").limit(1)
+    detail = (await s.exec(stmt)).first()
+    return str((detail or {}).get("relayed_from") or "")
+
+
 async def last_comment(s: AsyncSession, report_id: int) -> str | None:
     stmt = (
         select(ReportEvent.detail)
@@ -282,6 +295,18 @@ async def outbox_get(s: AsyncSession, row_id: int) -> OutboxMessage | None:
     return await s.get(OutboxMessage, row_id)
 
 
+async def outbox_last_sent(s: AsyncSession, platform: str, chat_id: str, before_id: int) -> OutboxMessage | None:
+    """The chat's last delivered message before a row (the one the person sees last)."""
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id,
+               OutboxMessage.id < before_id, OutboxMessage.status == "sent")
+        .order_by(col(OutboxMessage.id).desc())
+        .limit(1)
+    )
+    return (await s.exec(stmt)).first()
+
+
 async def outbox_for_chat(s: AsyncSession, platform: str, chat_id: str, after_id: int = 0) -> list[OutboxMessage]:
     stmt = (
         select(OutboxMessage)
@@ -304,3 +329,50 @@ async def notice_for_event(s: AsyncSession, platform: str, chat_id: str, event_i
 async def outbox_counts(s: AsyncSession) -> dict[str, int]:
     stmt = select(OutboxMessage.status, sa.func.count()).group_by(OutboxMessage.status)
     return {status: n for status, n in (await s.exec(stmt)).all()}
+
+
+# --------------------------------------------------------------------------- the sandbox's fence
+
+
+async def platforms_seen(s: AsyncSession) -> set[str]:
+    """Every platform that has a chat, a conversation, an event or a report in this database."""
+    from storage.models import InboxEvent
+
+    out: set[str] = set()
+    for column in (ChatBinding.platform, Conversation.platform, InboxEvent.platform, OutboxMessage.platform, Report.reporter_platform):
+        out |= {p for p in (await s.exec(select(column).distinct())).all() if p}
+    return out
+
+
+async def forget_platform(s: AsyncSession, platform: str) -> tuple[dict[str, int], list[str]]:
+    """Removes a platform's chats for good: bindings, members, invites' uses, conversations, inbox and
+    outbox rows, cards, and the reports its users made (with their history and ledger rows). Returns
+    the counts removed and the photo store keys those reports held (the caller deletes the files)."""
+    from storage.models import InboxEvent, ReminderSent
+
+    counts: dict[str, int] = {}
+    reports = (await s.exec(select(Report).where(Report.reporter_platform == platform))).all()
+    ids = [r.id for r in reports]
+    keys = [k for r in reports for k in (r.photos or [])] + [r.voice for r in reports if r.voice]
+    if ids:
+        for model, column in ((ReportEvent, ReportEvent.report_id), (CardMessage, CardMessage.report_id),
+                              (ReminderSent, ReminderSent.report_id), (AccessLog, AccessLog.report_id),
+                              (OutboxMessage, OutboxMessage.report_id)):
+            await s.exec(sa.delete(model).where(col(column).in_(ids)))
+        await s.exec(sa.delete(Report).where(col(Report.id).in_(ids)))
+    counts["reports"] = len(ids)
+    for name, model in (("bindings", ChatBinding), ("members", Member), ("conversations", Conversation),
+                        ("inbox", InboxEvent), ("outbox", OutboxMessage), ("cards", CardMessage)):
+        result = await s.exec(sa.delete(model).where(model.platform == platform))
+        counts[name] = result.rowcount or 0
+    return counts, keys
+
+
+async def forget_conversation(s: AsyncSession, row: Conversation, conv_key: str) -> None:
+    """A volunteer declined: the conversation row goes (the next message shows the notice again)
+    and their events and messages are forgotten (`pipeline.forget_chat`)."""
+    from storage import pipeline
+
+    event = s.info.get("event")
+    await pipeline.forget_chat(s, row.platform, row.chat_id, event.id if event is not None else None)
+    await s.delete(row)

@@ -28,35 +28,26 @@ def _insert(s: AsyncSession, table):
 # ---------------------------------------------------------------- due reports
 
 
-def claim_query(now: datetime, limit: int):
-    """The claim: due reports nobody holds, earliest first (an index range scan on next_due_at)."""
-    return (
-        select(Report.id)
-        .where(
-            col(Report.next_due_at) <= now,
-            sa.or_(col(Report.sched_claimed_until).is_(None), col(Report.sched_claimed_until) < now),
-        )
-        .order_by(col(Report.next_due_at))
-        .limit(limit)
+async def claim_batch(s: AsyncSession, now: datetime, limit: int, ids: Sequence[int] | None = None) -> list[Report]:
+    """Due reports nobody holds, locked for this transaction (SKIP LOCKED: concurrent sweepers
+    take disjoint rows and handle them before they commit). `ids`: only those (a retried part of a
+    batch that failed)."""
+    stmt = select(Report).where(
+        col(Report.next_due_at) <= now,
+        sa.or_(col(Report.sched_claimed_until).is_(None), col(Report.sched_claimed_until) < now),
     )
-
-
-async def claim_due(s: AsyncSession, now: datetime, until: datetime, limit: int) -> list[int]:
-    """Claims up to `limit` due reports until `until` (SKIP LOCKED: replicas take disjoint rows)."""
-    stmt = claim_query(now, limit)
+    if ids is not None:
+        stmt = stmt.where(col(Report.id).in_(list(ids)))
+    stmt = stmt.order_by(col(Report.next_due_at)).limit(limit)
     if _pg(s):
         stmt = stmt.with_for_update(skip_locked=True)
-    ids = list((await s.exec(stmt)).all())
-    if ids:
-        await s.exec(sa.update(Report).where(col(Report.id).in_(ids)).values(sched_claimed_until=until))
-    return ids
+    return list((await s.exec(stmt)).all())
 
 
-async def report_lock(s: AsyncSession, report_id: int) -> Report | None:
-    stmt = select(Report).where(Report.id == report_id)
-    if _pg(s):
-        stmt = stmt.with_for_update()
-    return (await s.exec(stmt)).first()
+async def lease(s: AsyncSession, report_ids: Sequence[int], until: datetime) -> None:
+    """Holds reports back until `until` (their handling failed: tried again after that)."""
+    if report_ids:
+        await s.exec(sa.update(Report).where(col(Report.id).in_(list(report_ids))).values(sched_claimed_until=until))
 
 
 async def clock_history(s: AsyncSession, report_ids: Sequence[int]) -> dict[int, list[tuple[datetime, str]]]:
@@ -77,9 +68,46 @@ async def clock_history(s: AsyncSession, report_ids: Sequence[int]) -> dict[int,
 # ---------------------------------------------------------------- ledger
 
 
-async def ledger_keys(s: AsyncSession, report_id: int) -> set[tuple[str, str]]:
-    stmt = select(ReminderSent.kind, ReminderSent.step).where(ReminderSent.report_id == report_id)
-    return {(k, st) for k, st in (await s.exec(stmt)).all()}
+async def ledger_keys_many(s: AsyncSession, report_ids: Sequence[int]) -> dict[int, set[tuple[str, str]]]:
+    out: dict[int, set[tuple[str, str]]] = {i: set() for i in report_ids}
+    if report_ids:
+        stmt = select(ReminderSent.report_id, ReminderSent.kind, ReminderSent.step).where(col(ReminderSent.report_id).in_(list(report_ids)))
+        for rid, k, st in (await s.exec(stmt)).all():
+            out[rid].add((k, st))
+    return out
+
+
+async def ledger_add_many(s: AsyncSession, rows: Sequence[dict], now: datetime) -> set[tuple[int, str, str]]:
+    """Records several reminders in one statement (each row: report_id, kind, step, due_at, to,
+    coalesced); returns the (report_id, kind, step) keys recorded now, not before (by anyone)."""
+    if not rows:
+        return set()
+    table = ReminderSent.__table__
+    stmt = (
+        _insert(s, table)
+        .on_conflict_do_nothing(index_elements=["report_id", "kind", "step"])
+        .returning(table.c.report_id, table.c.kind, table.c.step)
+    )
+    # executemany with RETURNING: SQLAlchemy batches the rows into a few INSERTs ("insertmanyvalues")
+    # from one cached statement, instead of compiling a new statement for each number of rows.
+    params = [{"sent_at": now, "due_at": None, "to": None, "coalesced": False, **r} for r in rows]
+    return {(rid, k, st) for rid, k, st in (await s.exec(stmt, params=params)).all()}
+
+
+async def chats_of_teams(s: AsyncSession, team_ids: Sequence[int]) -> dict[tuple[int, str], list[ChatBinding]]:
+    """The bound chats of several teams, by (team id, role), in binding order."""
+    out: dict[tuple[int, str], list[ChatBinding]] = {}
+    if team_ids:
+        stmt = select(ChatBinding).where(col(ChatBinding.team_id).in_(list(team_ids))).order_by(ChatBinding.id)
+        for b in (await s.exec(stmt)).all():
+            out.setdefault((b.team_id, b.role), []).append(b)
+    return out
+
+
+async def teams_get(s: AsyncSession, team_ids: Sequence[int]) -> dict[int, Team]:
+    if not team_ids:
+        return {}
+    return {t.id: t for t in (await s.exec(select(Team).where(col(Team.id).in_(list(team_ids))))).all()}
 
 
 async def ledger_has(s: AsyncSession, report_id: int, kind: str, step: str) -> bool:
@@ -102,11 +130,6 @@ async def ledger_add(
 
 
 # ---------------------------------------------------------------- chats
-
-
-async def chats_of(s: AsyncSession, team_id: int, role: str) -> list[ChatBinding]:
-    stmt = select(ChatBinding).where(ChatBinding.team_id == team_id, ChatBinding.role == role).order_by(ChatBinding.id)
-    return list((await s.exec(stmt)).all())
 
 
 async def teams_with_role(s: AsyncSession, role: str) -> list[tuple[Team, list[ChatBinding]]]:
@@ -237,3 +260,16 @@ async def detach_identity(s: AsyncSession, reports: Sequence[Report], now: datet
         .where(col(ReportEvent.report_id).in_(ids), col(ReportEvent.action).in_(("submit", "still_there")))
         .values(actor=None, actor_name=None)
     )
+
+
+async def media_in_use(s: AsyncSession) -> set[str]:
+    """Every stored file something still needs: a report that keeps its photos, or a draft in a
+    conversation (its photos and voice note)."""
+    from storage.models import Conversation
+
+    keys = await photo_keys_kept(s, [])
+    stmt = select(Conversation.state).where(col(Conversation.state).is_not(None))
+    for state in (await s.exec(stmt)).all():
+        draft = (state or {}).get("draft") or {}
+        keys.update(media_keys(draft.get("photos"), draft.get("voice")))
+    return keys

@@ -34,7 +34,19 @@ class Chat:
         return joined(await self.post("text", text=text, **kw))
 
     async def choose(self, data: str) -> str:
-        return joined(await self.post("choice", data=data))
+        """Presses a button by its data; the question's number (`@N`) is taken from the newest
+        message that has such a button when the test does not give it."""
+        return joined(await self.post("choice", data=await self.current(data)))
+
+    async def current(self, data: str) -> str:
+        if "@" in data:
+            return data
+        for msg in reversed(await self.messages()):
+            for row in msg.get("buttons") or []:
+                for b in row:
+                    if b["data"] == data or b["data"].startswith(data + "@"):
+                        return b["data"]
+        return data
 
     async def command(self, name: str, arg: str = "") -> str:
         return joined(await self.post("command", name=name, arg=arg))

@@ -74,7 +74,7 @@ def pg_database():
     asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-TABLES = "rate_marks, cluster_state, reminders_sent, access_log, card_messages, report_events, reports, outbox, inbox, conversations, invites, members, chat_bindings, teams, counters"
+TABLES = "console_sessions, console_links, rate_marks, cluster_state, reminders_sent, access_log, card_messages, report_events, reports, outbox, inbox, conversations, invites, members, chat_bindings, teams, counters"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -143,10 +143,11 @@ async def line(db_url, tmp_path, clock):
 
     from bot.app import SERVICES, create_app
     from bot.settings import Settings
+    from bot.teams import EXAMPLE
 
     fake = await FakeLine(clock=lambda: clock().timestamp()).start()
     settings = Settings(
-        _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), sandbox=True,
+        _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), teams_file=str(EXAMPLE),
         line_channel_secret=SECRET, line_access_token=fake.access_token, line_api_host=fake.url,
         public_url="https://namjai.example", sweep_seconds=0.2, scheduler=False,
     )

@@ -414,7 +414,18 @@ class LineChat:
         return _joined(await self.act(self.event("text", text=text, **kw)))
 
     async def postback(self, data: str) -> str:
-        return _joined(await self.act(self.event("postback_group", data=data)))
+        """Presses a button: `data` as our buttons carry it, the question's number (`@N`) taken
+        from the newest message of the chat that has such a button when not given."""
+        return _joined(await self.act(self.event("postback_group", data=self.current(data))))
+
+    def current(self, data: str) -> str:
+        if "@" in data:
+            return data
+        for sent in reversed(self.h.fake.to(self.chat)):
+            for d in _postback_data(sent.message):
+                if d == data or d.startswith(data + "@"):
+                    return d
+        return data
 
     async def image(self, data: bytes, message_id: str | None = None) -> str:
         mid = message_id or f"img{next(_ids)}"
@@ -423,6 +434,16 @@ class LineChat:
 
     async def location(self, lat: float, lon: float, title: str = "Walking Street") -> str:
         return _joined(await self.act(self.event("location", latitude=lat, longitude=lon, title=title)))
+
+
+def _postback_data(node) -> list[str]:
+    """Every postback's data in a message (quick replies, Flex buttons), in order."""
+    if isinstance(node, dict):
+        found = [node["data"]] if node.get("type") == "postback" and "data" in node else []
+        return found + [d for v in node.values() for d in _postback_data(v)]
+    if isinstance(node, list):
+        return [d for v in node for d in _postback_data(v)]
+    return []
 
 
 def _joined(sent: list[Sent]) -> str:

@@ -320,7 +320,23 @@ class TelegramHarness:
                     return msg
         raise AssertionError(f"no button {data!r} in chat {chat_id}")
 
+    def current(self, chat_id: int, data: str) -> str:
+        """`data` as the newest button of the chat carries it: with the question's number (`@N`)
+        added when the test did not give it."""
+        if "@" in data:
+            return data
+        for (cid, _), msg in sorted(self.fake.messages.items(), key=lambda kv: kv[0][1], reverse=True):
+            if cid != int(chat_id):
+                continue
+            for row in (msg.get("reply_markup") or {}).get("inline_keyboard", []):
+                for b in row:
+                    d = b.get("callback_data") or ""
+                    if d == data or d.startswith(data + "@"):
+                        return d
+        return data
+
     async def press(self, chat_id: int, user: dict, data: str, message: dict | None = None) -> list[str]:
+        data = self.current(chat_id, data)
         message = message or self.button_message(chat_id, data)
         before = len(self.fake.texts(chat_id))
         q = {"id": f"cbq{next(self._cb_ids)}", "from": user, "chat_instance": "ci", "data": data, "message": message}

@@ -157,7 +157,7 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             vol.get_by_role("button", name="ยินยอม", exact=True).click()
             expect(chat).to_contain_text("ส่งรูปถ่าย")
             vol.locator("#photo-input").set_input_files(str(photo))
-            expect(chat).to_contain_text("ได้รับรูปแล้ว (1/4)")
+            expect(chat).to_contain_text("ส่งเพิ่มได้อีก 3 รูป")
             expect(chat.locator(".msg.own.photo img")).to_be_visible()
 
             # the location from the offline map: zoom in on Pattaya, tap the middle, send the pin
@@ -174,16 +174,14 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             lat, lon = re.search(r"📍 (\d+\.\d+), (\d+\.\d+)", picked.inner_text()).groups()
             assert abs(float(lat) - 12.9277) < 0.001 and abs(float(lon) - 100.8724) < 0.001, (lat, lon)
             vol.get_by_role("button", name="Send / ส่งตำแหน่งนี้", exact=True).click()
-            expect(chat).to_contain_text("ได้รับตำแหน่งแล้ว: จังหวัดชลบุรี")
+            expect(chat).to_contain_text("ได้รับตำแหน่งแล้วค่ะ: จังหวัดชลบุรี")
             expect(chat.locator(".msg.own.location a.loc")).to_have_attribute("href", re.compile(rf"openstreetmap\.org/.*{re.escape(lat)}"))
 
+            # after the photo: the location (two taps above), who (one tap), send (one tap)
             vol.get_by_role("button", name="ไร้บ้าน/นอนข้างทาง", exact=True).click()
-            expect(vol.get_by_role("button", name="✓ ไร้บ้าน/นอนข้างทาง")).to_be_visible()
-            vol.get_by_role("button", name="เสร็จ", exact=True).last.click()
-            vol.get_by_role("button", name="1 คน", exact=True).click()
-            vol.get_by_role("button", name="ไม่เร่งด่วน", exact=True).click()
-            vol.get_by_role("button", name="ข้าม", exact=True).click()
-            vol.get_by_role("button", name="ส่งเรื่อง", exact=True).click()
+            expect(chat).to_contain_text("ตรวจสอบก่อนส่ง")
+            expect(vol.get_by_role("button", name="✓ 1 คน")).to_be_visible()
+            vol.get_by_role("button", name="ส่งเรื่อง", exact=True).last.click()
             confirmation = chat.locator(".msg.bot", has_text=ref_pattern)
             expect(confirmation).to_have_count(1)
             ref = ref_pattern.search(confirmation.inner_text()).group(0)
@@ -209,9 +207,9 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             card.get_by_role("button", name="ลงพื้นที่", exact=True).click()
             expect(card).to_contain_text("ลงพื้นที่แล้ว")
             card.get_by_role("button", name="ปิดเรื่อง", exact=True).click()
-            team.get_by_role("button", name="ช่วยเหลือ ณ จุดเกิดเหตุ", exact=True).click()
+            team.get_by_role("button", name="ช่วยเหลือ ณ จุดที่พบ", exact=True).click()
             expect(card).to_contain_text("ปิดเรื่องแล้ว")
-            expect(card).to_contain_text("ช่วยเหลือ ณ จุดเกิดเหตุ")
+            expect(card).to_contain_text("ช่วยเหลือ ณ จุดที่พบ")
 
             # a comment on the card, as a reply to it
             card.get_by_role("button", name=re.compile(r"^↩ Reply")).click()

@@ -74,7 +74,7 @@ def test_teams_import_list_invite_and_grant(env):
     assert "0 teams created, 81 updated" in r.output
     r = RUN.invoke(app, ["teams", "list"])
     lines = r.output.splitlines()
-    assert lines[0].split() == ["CODE", "KIND", "PROVINCES", "AREA", "CHATS", "NAME"] and len(lines) == 82
+    assert lines[0].split() == ["CODE", "KIND", "PROVINCES", "AREA", "CHATS", "GOES-TO", "NAME"] and len(lines) == 82
     pattaya = next(line for line in lines if line.startswith("pattaya-city "))
     assert "municipality" in pattaya and "200402,200408" in pattaya
     assert "provincial centre" in next(line for line in lines if line.startswith("pcdp-20 "))
@@ -121,6 +121,40 @@ def test_db_upgrade_and_current(env):
     assert RUN.invoke(app, ["db", "current"]).output.strip() == "empty"
     assert RUN.invoke(app, ["db", "upgrade"]).output.strip().endswith(f"schema at {head}")
     assert RUN.invoke(app, ["db", "current"]).output.strip() == head
+
+
+def test_console_link_is_printed_once_usable(env):
+    import asyncio
+    import re
+
+    from storage import console_repo
+    from storage.db import Database
+
+    assert RUN.invoke(app, ["db", "upgrade"]).exit_code == 0
+    assert RUN.invoke(app, ["teams", "import", str(EXAMPLE)]).exit_code == 0
+    r = RUN.invoke(app, ["console", "link", "pattaya-city", "sandbox:alice"])
+    assert r.exit_code == 0, r.output
+    token = re.search(r"http://127\.0\.0\.1:8080/console/login/(\S+)", r.output).group(1)
+    assert RUN.invoke(app, ["console", "link", "nowhere", "sandbox:alice"]).exit_code == 2
+    assert RUN.invoke(app, ["console", "link", "pattaya-city", "alice"]).exit_code == 2
+
+    async def spend():
+        from datetime import datetime, timezone
+
+        db = Database(f"sqlite+aiosqlite:///{env}/cli.db")
+        try:
+            now = datetime.now(timezone.utc)
+            async with db.transaction() as s:
+                first = await console_repo.link_use(s, token, now)
+                scope = dict(first.scope) if first else None
+            async with db.transaction() as s:
+                second = await console_repo.link_use(s, token, now)
+            return scope, second
+        finally:
+            await db.dispose()
+
+    scope, second = asyncio.run(spend())
+    assert scope["role"] == "staff" and len(scope["team_ids"]) == 1 and second is None
 
 
 def test_teams_list_on_a_new_database_says_what_to_do(env):

@@ -27,13 +27,22 @@ async def full_report(v, *, location=PATTAYA, photo=True, who=("homeless",), urg
 
 
 async def answer_and_send(v, *, who=("homeless",), count="1", urgency="normal") -> str:
-    """Answers who, how many, how urgent and skips the note, then sends: the reference number."""
-    for w in who:
-        await v.choose(f"who:{w}")
-    await v.choose("who:done")
-    await v.choose(f"count:{count}")
-    await v.choose(f"urg:{urgency}")
-    await v.choose("note:skip")
+    """Answers who (one tap; more through "change who"), whether a child is alone, changes the
+    count and marks danger when asked to, then sends: the reference number."""
+    if urgency == "injury" and "sick" not in who:  # a sick or injured person is what makes it so
+        who = ("sick", *who)
+    await v.choose(f"who:{who[0]}")
+    if who[0] == "child":
+        await v.choose("child:alone" if urgency == "child_alone" else "child:adult")
+    if who[1:]:
+        await v.choose("edit:who")
+        for w in who[1:]:
+            await v.choose(f"who:{w}")
+        await v.choose("who:done")
+    if count != "1":
+        await v.choose(f"count:{count}")
+    if urgency == "danger":
+        await v.choose("urg:danger")
     return ref_in(await v.choose("confirm:send"))
 
 
@@ -43,14 +52,13 @@ async def test_full_report_to_closed_case_with_reporter_told(sandbox):
     assert "ประกาศความเป็นส่วนตัว" in first
     after_consent = await v.choose("consent:yes")
     assert "ส่งรูปถ่าย" in after_consent
-    assert "ได้รับรูปแล้ว (1/4)" in await v.photo(jpeg())
+    assert "ได้รับรูปแล้วค่ะ ส่งเพิ่มได้อีก 3 รูป" in await v.photo(jpeg())
     got = await v.location(*PATTAYA)
     assert "ชลบุรี" in got and "พบใคร" in got
-    await v.choose("who:homeless")
+    assert "ตรวจสอบก่อนส่ง" in await v.choose("who:homeless")
+    assert "เลือกได้หลายข้อ" in await v.choose("edit:who")
     await v.choose("who:elderly")
-    assert "ประมาณกี่คน" in await v.choose("who:done")
-    assert "เร่งด่วนแค่ไหน" in await v.choose("count:1")
-    assert "เพิ่มเติม" in await v.choose("urg:normal")
+    assert "1 คน" in await v.choose("who:done")
     summary = await v.send("นอนอยู่หน้าร้านสะดวกซื้อ")
     assert "ตรวจสอบก่อนส่ง" in summary and "ผู้สูงอายุ" in summary and "หน้าร้านสะดวกซื้อ" in summary
     done = await v.choose("confirm:send")
@@ -68,7 +76,7 @@ async def test_full_report_to_closed_case_with_reporter_told(sandbox):
     picking = await staff.card(ref)
     assert f"ปิดเรื่อง {ref} ด้วยผลการดำเนินงานใด" in picking["text"] and "⏳ รอมาแล้ว" in picking["text"]
     assert "r:1:card" in [b["data"] for row in picking["buttons"] for b in row]  # and a way back
-    await staff.tap("ช่วยเหลือ ณ จุดเกิดเหตุ")
+    await staff.tap("ช่วยเหลือ ณ จุดที่พบ")
     closed = await staff.card(ref)
     assert "ปิดเรื่องแล้ว" in closed["text"] and "ปิดเรื่องโดย Somchai" in closed["text"]
     assert [[b["data"] for b in row] for row in closed["buttons"]] == [["r:1:undo", "r:1:reopen"]]
@@ -94,9 +102,11 @@ async def test_full_report_to_closed_case_with_reporter_told(sandbox):
 
 async def test_location_before_photo_and_before_anything(sandbox):
     v = sandbox.volunteer("bob")
-    await v.location(*CHONBURI_TOWN)  # before consent: kept, notice shown
+    before = await v.location(*CHONBURI_TOWN)  # before consent: kept, notice shown
+    assert "ประกาศความเป็นส่วนตัว" in before and "ได้รับตำแหน่ง" not in before
     text = await v.choose("consent:yes")
-    assert "ส่งรูปถ่าย" in text  # only the photo is missing now
+    assert "ได้รับตำแหน่งที่ส่งมาก่อนหน้านี้แล้วค่ะ" in text and "ชลบุรี" in text
+    assert "ส่งรูป" in text  # only the photo is missing now
     assert "พบใคร" in await v.photo(jpeg())
     ref = await answer_and_send(v, who=("begging",), count="2")
     card = await sandbox.team("pcdp-20").card(ref)
@@ -111,7 +121,7 @@ async def test_photo_then_location_in_english(sandbox):
     assert "Chon Buri" in await v.location(*PATTAYA)
 
 
-@pytest.mark.parametrize("step", ["consent", "photo", "location", "who", "count", "urgency", "note", "confirm"])
+@pytest.mark.parametrize("step", ["consent", "photo", "location", "who", "confirm"])
 async def test_cancel_from_every_step(sandbox, step):
     v = sandbox.volunteer(f"c-{step}")
     await v.send("hi")
@@ -120,16 +130,15 @@ async def test_cancel_from_every_step(sandbox, step):
         ("photo", lambda: v.photo(jpeg())),
         ("location", lambda: v.location(*PATTAYA)),
         ("who", lambda: v.choose("who:homeless")),
-        ("who", lambda: v.choose("who:done")),
-        ("count", lambda: v.choose("count:1")),
-        ("urgency", lambda: v.choose("urg:normal")),
-        ("note", lambda: v.choose("note:skip")),
     ]
     for name, act in script:
         if name == step:
             break
         await act()
     text = await v.send("ยกเลิก")
+    if step not in ("consent", "photo"):  # a photo in the draft: asked once
+        assert "ยกเลิกเรื่องนี้ใช่ไหมคะ" in text
+        text = await v.send("ยกเลิก")
     if step == "consent":
         assert "ประกาศความเป็นส่วนตัว" in text  # nothing to cancel before consent: asked again
     else:
@@ -163,12 +172,10 @@ async def test_urgent_report_shows_emergency_numbers(sandbox):
     await consent(v)
     await v.choose("nophoto:")
     await v.location(*PATTAYA)
-    await v.choose("who:child")
-    await v.choose("who:done")
-    await v.choose("count:1")
-    text = await v.choose("urg:child_alone")
-    assert "1669" in text and "191" in text and "1300" in text
-    await v.choose("note:skip")
+    assert "อยู่ลำพัง" in await v.choose("who:child")
+    replies = await v.post("choice", data=await v.current("child:alone"))
+    first = replies[0]["text"]
+    assert "1669" in first and "191" in first and "1300" in first, "the numbers in the first reply"
     ref = ref_in(await v.choose("confirm:send"))
     assert "เร่งด่วน" in (await sandbox.team("pattaya-city").card(ref))["text"]
 
@@ -283,6 +290,67 @@ async def test_a_voice_message_is_kept_with_the_report(sandbox):
     assert "ข้อความเสียง" in card["text"] and card["voice"].endswith(".m4a")
     resp = await sandbox.client.get(f"/sandbox/photos/{card['voice']}")
     assert resp.status == 200 and resp.content_type == "audio/mp4" and await resp.read() == m4a
+
+
+# A tap: a button pressed. Sharing a location is two (the location control, then "send"/"share").
+LOCATION_TAPS = 2
+MAX_TAPS_AFTER_PHOTO = 6
+
+
+async def test_fastest_complete_report_takes_at_most_six_taps_after_the_photo(sandbox):
+    v = sandbox.volunteer("fast")
+    await consent(v)
+    await v.photo(jpeg())
+    taps = 0
+    await v.location(*PATTAYA)
+    taps += LOCATION_TAPS
+    await v.tap("ไร้บ้าน")
+    taps += 1
+    done = await v.tap("ส่งเรื่อง")
+    taps += 1
+    ref = ref_in(done)
+    assert taps <= MAX_TAPS_AFTER_PHOTO, taps
+    card = await sandbox.team("pattaya-city").card(ref)
+    # the same facts as before the redesign: who, how many, how urgent, place, photo
+    for fact in ("ไร้บ้าน", "1 คน", "ไม่เร่งด่วน", "ชลบุรี"):
+        assert fact in card["text"], fact
+    assert len(card["photos"]) == 1
+
+
+async def test_urgent_report_numbers_first_and_card_without_a_note(sandbox):
+    v = sandbox.volunteer("fast-urgent")
+    await consent(v)
+    await v.photo(jpeg())
+    await v.location(*PATTAYA)
+    replies = await v.post("choice", data=await v.current("who:sick"))  # the answer that makes it urgent
+    first = replies[0]["text"]
+    assert all(n in first for n in ("1669", "191", "1300")), first
+    ref = ref_in(await v.tap("ส่งเรื่องด่วน"))  # no note asked, none given
+    card = await sandbox.team("pattaya-city").card(ref)
+    assert "เร่งด่วน" in card["text"] and "📝" not in card["text"]
+
+
+async def test_stale_buttons_in_the_sandbox_answer_already_done(sandbox):
+    v = sandbox.volunteer("stale")
+    await consent(v)
+    await v.photo(jpeg())
+    await v.location(*PATTAYA)
+    who = await v.current("who:homeless")
+    await v.choose(who)
+    assert "ตอบไปแล้ว" in await v.choose(who)  # the who question's button again
+    assert "ตอบไปแล้ว" in await v.choose(who.replace("homeless", "child"))
+    async with sandbox.services.db.session() as s:
+        from storage import repo
+
+        conv = await repo.conversation_get(s, "sandbox", v.chat, v.user)
+    assert conv.state["draft"]["who"] == ["homeless"] and conv.step == "confirm"
+
+
+async def test_an_oversized_photo_gets_the_bots_own_answer(sandbox):
+    v = sandbox.volunteer("big")
+    await consent(v)
+    got = joined(await v.post("photo", oversize=30_000_000))  # what the page sends instead of a 413
+    assert "รูปใหญ่เกินไป" in got and "ส่งรูปถ่าย" in got
 
 
 async def test_the_closer_may_undo_within_ten_minutes_then_only_a_supervisor(sandbox):

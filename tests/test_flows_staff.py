@@ -32,6 +32,10 @@ DECISIONS = [
     ("ack", Status.TRANSFERRED, Role.STAFF, "", True, Status.ACKNOWLEDGED, None),
     ("comment", Status.CLOSED, Role.STAFF, "", True, Status.CLOSED, None),
     ("fly", Status.NEW, Role.ADMIN, "", False, None, "staff.unknown_action"),
+    # the pickers' buttons once the report is closed: stale, nothing changes
+    ("close", Status.CLOSED, Role.STAFF, "shelter", False, None, "staff.already_closed"),
+    ("transfer", Status.CLOSED, Role.STAFF, "pcdp-21", False, None, "staff.already_closed"),
+    ("onsite", Status.CLOSED, Role.STAFF, "", False, None, "staff.already_closed"),
 ]
 
 

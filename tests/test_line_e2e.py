@@ -57,14 +57,14 @@ async def test_full_report_through_line_to_a_closed_case(line):
     kinds = {a["type"] for a in quick_replies(fake.to(VOLUNTEER)[-1])}
     assert {"camera", "cameraRoll", "postback"} <= kinds
 
-    assert "ได้รับรูปแล้ว (1/4)" in await v.image(jpeg())
+    assert "ส่งเพิ่มได้อีก 3 รูป" in await v.image(jpeg())
     got = await v.location(*PATTAYA)
     assert "ชลบุรี" in got and "พบใคร" in got
-    await v.postback("who:homeless")
-    assert "ประมาณกี่คน" in await v.postback("who:done")
-    assert "เร่งด่วนแค่ไหน" in await v.postback("count:1")
-    assert "เพิ่มเติม" in await v.postback("urg:normal")
-    assert "ตรวจสอบก่อนส่ง" in await v.postback("note:skip")
+    who = quick_replies(fake.to(VOLUNTEER)[-1])
+    assert len(who) <= 13 and all(len(a["label"]) <= 20 for a in who)
+    assert "ตรวจสอบก่อนส่ง" in await v.postback("who:homeless")
+    summary = quick_replies(fake.to(VOLUNTEER)[-1])
+    assert len(summary) <= 13 and all(len(a["label"]) <= 20 for a in summary)
     done = await v.postback("confirm:send")
     ref = ref_in(done)
 
@@ -99,7 +99,7 @@ async def test_full_report_through_line_to_a_closed_case(line):
     await tap(staff, card, "ปิดเรื่อง")
     outcomes = fake.to(GROUP)[-1]  # LINE cannot edit: the card comes again, asking which outcome
     assert outcomes.message["type"] == "flex" and f"ปิดเรื่อง {ref} ด้วยผล" in outcomes.text
-    await tap(staff, outcomes, "ช่วยเหลือ ณ จุดเกิดเหตุ")
+    await tap(staff, outcomes, "ช่วยเหลือ ณ จุดที่พบ")
     closed = card_of(fake.to(GROUP), ref)
     assert "ปิดเรื่องแล้ว" in closed.text
     assert [label for label, _ in flex_postbacks(closed.message)] == ["↩️ ยกเลิกการปิด", "เปิดอีกครั้ง"]
@@ -143,14 +143,13 @@ async def test_images_of_one_set_make_one_report(line):
     await line.send(*events)  # one webhook, three events: processed concurrently
     got = v.new()
     # the flow answers each photo (and asks for the location again each time): 3 x 2 messages
-    assert sum("ได้รับรูปแล้ว" in s.text for s in got) == 3 and "(3/4)" in "\n".join(s.text for s in got)
+    assert sum("ได้รับรูปแล้ว" in s.text for s in got) == 3 and "ส่งเพิ่มได้อีก 1 รูป" in "\n".join(s.text for s in got)
     async with line.services.db.session() as s:
         conv = await repo.conversation_get(s, "line", VOLUNTEER, VOLUNTEER)
     assert len(conv.state["draft"]["photos"]) == 3
 
     await v.location(*PATTAYA)
-    for data in ("who:homeless", "who:done", "count:1", "urg:normal", "note:skip"):
-        await v.postback(data)
+    await v.postback("who:homeless")
     ref = ref_in(await v.postback("confirm:send"))
     card = card_of(staff.new(), ref)
     photo_links = [b for b in re.findall(r"https://namjai\.example/line/photos/[^\"' ]+", str(card.message))]
@@ -167,10 +166,60 @@ async def test_comment_by_quoting_a_card(line):
     await v.postback("consent:yes")
     await v.postback("nophoto:")
     await v.location(*PATTAYA)
-    for data in ("who:homeless", "who:done", "count:1", "urg:normal", "note:skip"):
-        await v.postback(data)
+    await v.postback("who:homeless")
     ref = ref_in(await v.postback("confirm:send"))
     card = card_of(staff.new(), ref)
     text = await staff.text("ไปดูแล้ว ไม่พบตัว จะกลับไปดูตอนเย็น", quotedMessageId=card.id)
     assert "บันทึกความเห็น" in text
     assert "ตอนเย็น" in card_of(line.fake.to(GROUP), ref).text
+
+
+LOCATION_TAPS = 2  # the quick reply "send location", then "share" on LINE's map
+
+
+async def test_fastest_report_on_line_takes_at_most_six_taps_after_the_photo(line):
+    staff = await bind_group(line)
+    v = line.user(VOLUNTEER)
+    await v.follow()
+    await v.postback("consent:yes")
+    await v.image(jpeg())
+    taps = 0
+    await v.location(*PATTAYA)
+    taps += LOCATION_TAPS
+    await v.postback("who:homeless")
+    taps += 1
+    ref = ref_in(await v.postback("confirm:send"))
+    taps += 1
+    assert taps <= 6, taps
+    card = card_of(staff.new(), ref)
+    for fact in ("ไร้บ้าน", "1 คน", "ไม่เร่งด่วน", "ชลบุรี"):
+        assert fact in card.text, fact
+
+
+async def test_urgent_on_line_numbers_first_and_card_at_once(line):
+    staff = await bind_group(line)
+    v = line.user(VOLUNTEER)
+    await v.follow()
+    await v.postback("consent:yes")
+    await v.postback("nophoto:")
+    await v.location(*PATTAYA)
+    sent = await v.act(v.event("postback_group", data=v.current("who:sick")))
+    assert all(n in sent[0].text for n in ("1669", "191", "1300")), sent[0].text
+    ref = ref_in(await v.postback("confirm:send"))
+    card = card_of(staff.new(), ref)
+    assert "เร่งด่วน" in card.text and "📝" not in card.text
+
+
+async def test_old_quick_replies_on_line_answer_already_done(line):
+    await bind_group(line)
+    v = line.user(VOLUNTEER)
+    await v.follow()
+    await v.postback("consent:yes")
+    await v.postback("nophoto:")
+    await v.location(*PATTAYA)
+    who = v.current("who:homeless")
+    await v.postback(who)
+    assert "ตอบไปแล้ว" in await v.postback(who.replace("homeless", "begging"))
+    async with line.services.db.session() as s:
+        conv = await repo.conversation_get(s, "line", VOLUNTEER, VOLUNTEER)
+    assert conv.state["draft"]["who"] == ["homeless"]

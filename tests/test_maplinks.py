@@ -98,7 +98,7 @@ async def test_a_volunteer_pastes_the_share_button_link(sandbox, short_host):
     await consent(v)
     await v.choose("nophoto:")
     got = await v.send("https://maps.app.goo.gl/abc")
-    assert "ได้รับตำแหน่งแล้ว: จังหวัดชลบุรี" in got and "นาเกลือ" in got
+    assert "ได้รับตำแหน่งแล้วค่ะ: จังหวัดชลบุรี" in got and "นาเกลือ" in got
     ref = await answer_and_send(v)
     card = await sandbox.team("pattaya-city").card(ref)
     assert "นาเกลือ" in card["text"] and "บางละมุง" in card["text"]

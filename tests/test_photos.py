@@ -301,3 +301,17 @@ async def test_malicious_keys_rejected_without_fs_access(
 
     assert victim.read_text() == "keep me"
     assert not (tmp_path / "root").exists()
+
+
+def test_heic_from_an_iphone_is_converted_to_jpeg() -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")  # pinned in pyproject.toml
+    im = Image.new("RGB", (64, 48), (200, 30, 30))
+    heif = pillow_heif.from_pillow(im)
+    buf = io.BytesIO()
+    heif.save(buf, quality=80)
+    data = buf.getvalue()
+    assert data[4:12] in (b"ftypheic", b"ftypmif1", b"ftypheix"), data[:16]
+    out, w, h = prepare_image(data)
+    assert (w, h) == (64, 48) and out[:2] == b"\xff\xd8"
+    again = Image.open(io.BytesIO(out))
+    assert again.format == "JPEG" and again.getpixel((32, 24))[0] > 150

@@ -214,9 +214,9 @@ def test_typed_places(ctx, typed, want_keys, province, sub, team):
 
 
 def test_whole_numbers_are_coordinates_only_where_a_place_is_asked(ctx):
-    conv = replace(CONSENTED, step="count", draft=Draft(photos=("k1",), landmark="x", who=("homeless",), who_done=True))
-    new, actions = step(conv, text("3, 5"), ctx)
-    assert new.draft.count == "6+" and not any(k.startswith("err.") for k in keys(actions))
+    conv = replace(CONSENTED, step="confirm", draft=Draft(photos=("k1",), landmark="x", who=("homeless",), who_done=True, count="1", urgency="normal"))
+    new, actions = step(conv, text("3, 5"), ctx)  # on the summary: a note, not a place
+    assert new.draft.note == "3, 5" and new.draft.landmark == "x" and not any(k.startswith("err.") for k in keys(actions))
     new, actions = step(AT_LOCATION, text("3, 5"), ctx)
     assert keys(actions)[0] == "err.outside_thailand"
 
@@ -248,8 +248,8 @@ def test_the_summary_names_the_team_and_offers_the_neighbour(ctx):
     assert new.step == "confirm"
     summary = actions[-1]
     assert "sum.team" in keys([summary]) and "sum.area_bkk" in keys([summary])
-    assert "team:pcdp-12" in buttons([summary])
-    new, _ = step(new, choice("team:pcdp-12"), ctx)
+    assert f"team:pcdp-12@{new.q}" in buttons([summary])
+    new, _ = step(new, choice(f"team:pcdp-12@{new.q}"), ctx)
     d = new.draft
     assert d.team == "pcdp-12" and d.team_chosen and d.province_code == "12" and d.subdistrict_code is None
     assert "pcdp-10" in d.near_teams

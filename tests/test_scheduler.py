@@ -240,6 +240,54 @@ async def test_three_worker_processes_send_each_reminder_once(pg_db):
     assert sum(1 for r in ledger if not r.coalesced) == 80 and sum(1 for r in ledger if r.coalesced) == 2 * 40 + 0
 
 
+@pytest.mark.postgres
+async def test_two_sweepers_at_once_take_disjoint_batches_and_send_each_once(pg_db, monkeypatch):
+    """Each sweeper claims a batch and handles it in the same transaction: while the first holds
+    its batch, the second skips those rows and takes the others; nothing is sent twice."""
+    import bot.scheduler as sched
+
+    db = pg_db
+    t0 = bkk(2026, 11, 25, 9, 0)
+    async with db.transaction() as s:
+        team = Team(code="t2", name_th="ทีม", name_en="Team", kind="provincial_centre", provinces=["20"])
+        s.add(team)
+        await s.flush()
+        s.add(ChatBinding(platform="sandbox", chat_id="team-chat", team_id=team.id, role="team", lang="en", created_at=t0))
+        for i in range(20):
+            r = Report(ref=f"NJ-2569-{i:06d}", team_id=team.id, status="new", urgent=True, urgency="injury",
+                       created_at=t0, updated_at=t0, next_due_at=t0)
+            s.add(r)
+            await s.flush()
+            s.add(ReportEvent(report_id=r.id, at=t0, action="submit", to_status="new"))
+
+    real = sched.sched_repo.clock_history
+    batches: list[list[int]] = []
+    both = asyncio.Event()
+
+    async def held(s, ids):  # called inside the batch's transaction, after its claim
+        batches.append(list(ids))
+        if len(batches) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), 20)  # the first batch stays locked until the second is claimed
+        return await real(s, ids)
+
+    monkeypatch.setattr(sched.sched_repo, "clock_history", held)
+    other = Database(db.url)
+    now = t0 + timedelta(minutes=16)
+    try:
+        sent = await asyncio.gather(sweep(db, now, batch=10, digests=False), sweep(other, now, batch=10, digests=False))
+    finally:
+        await other.dispose()
+    assert len(batches[0]) == len(batches[1]) == 10 and not set(batches[0]) & set(batches[1])
+    assert sent[0] == sent[1] == 10
+    async with db.session() as s:
+        rows = (await s.exec(OutboxMessage.__table__.select())).all()
+        ledger = (await s.exec(ReminderSent.__table__.select().where(ReminderSent.report_id > 0))).all()
+    assert sorted(r.report_id for r in rows) == sorted(set(r.report_id for r in rows)) and len(rows) == 20
+    assert len(ledger) == 20 and len({(r.report_id, r.kind, r.step) for r in ledger}) == 20
+    assert await sweep(db, now, batch=10, digests=False) == 0
+
+
 async def test_reporter_follow_up_answer_is_stored_and_on_the_card(sandbox):
     team = sandbox.team("pattaya-city")
     v = sandbox.volunteer("fu")
@@ -288,7 +336,7 @@ async def test_abandoned_draft_nudged_once_then_dropped(sandbox):
     assert await run(sandbox, minutes=30) == 0
     assert await run(sandbox, hours=24) == 1
     (dropped,) = await new_texts(v)
-    assert "ถูกยกเลิก" in dropped
+    assert "ระบบยกเลิก" in dropped
     async with sandbox.services.db.session() as s:
         conv = await repo.conversation_get(s, "sandbox", v.chat, v.user)
     assert conv.step == "idle" and conv.state["draft"] is None

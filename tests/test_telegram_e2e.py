@@ -23,10 +23,11 @@ async def tg(db_url, tmp_path, clock):
 
     from bot.app import SERVICES, create_app
     from bot.settings import Settings
+    from bot.teams import EXAMPLE
 
     async with FakeTelegram() as fake:
         settings = Settings(
-            _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), sandbox=True,
+            _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), teams_file=str(EXAMPLE),
             telegram_token="123:ABC", telegram_webhook_secret="s3cret", telegram_api_base=fake.url, sweep_seconds=0.2, scheduler=False,
         )
         app = create_app(settings, clock=clock)
@@ -48,13 +49,12 @@ async def report(tg: TelegramHarness, photo: bool = True) -> str:
         tg.fake.add_file("AgADphoto1", jpeg())
         sizes = [{"file_id": "AgADsmall", "file_unique_id": "a", "width": 90, "height": 67},
                  {"file_id": "AgADphoto1", "file_unique_id": "b", "width": 1280, "height": 960}]
-        assert "ได้รับรูปแล้ว (1/4)" in "".join(await tg.send(v, VOLUNTEER, photo=sizes))
+        assert "ส่งเพิ่มได้อีก 3 รูป" in "".join(await tg.send(v, VOLUNTEER, photo=sizes))
     else:
         await tg.press(v, VOLUNTEER, "nophoto:")
     got = "".join(await tg.send(v, VOLUNTEER, location={"latitude": PATTAYA[0], "longitude": PATTAYA[1]}))
     assert "พบใคร" in got
-    for data in ("who:homeless", "who:done", "count:1", "urg:normal", "note:skip"):
-        await tg.press(v, VOLUNTEER, data)
+    await tg.press(v, VOLUNTEER, "who:homeless")
     return ref_in("".join(await tg.press(v, VOLUNTEER, "confirm:send")))
 
 
@@ -121,7 +121,7 @@ async def test_report_through_telegram_to_closed_case(tg):
     assert "รับเรื่องแล้ว" in told[0] and ref in told[0]
     assert "ลงพื้นที่แล้ว" in told[1]
     assert "ปิดแล้ว" in told[2]
-    presses = 7 + 1 + 4  # the volunteer's choices, the outsider's, staff's (ack, onsite, close, outcome)
+    presses = 3 + 1 + 4  # the volunteer's choices, the outsider's, staff's (ack, onsite, close, outcome)
     assert len(tg.fake.sent("answerCallbackQuery")) == presses
 
     # staff comment by replying to the card
@@ -174,3 +174,105 @@ async def test_refused_staff_action_is_an_alert_on_the_button(tg):
     assert len(tg.fake.sent("answerCallbackQuery")) == answered + 1  # answered once: by the alert
     alert = tg.fake.sent("answerCallbackQuery")[-1].params
     assert alert.get("show_alert") in (True, "true", "True") and "ปิดไปแล้ว" in alert["text"]
+
+
+LOCATION_TAPS = 2  # the attachment button, then "send my location" (or the keyboard's button, then confirm)
+
+
+async def test_fastest_report_on_telegram_takes_at_most_six_taps_after_the_photo(tg):
+    await bind_group(tg)
+    v = VOLUNTEER_CHAT
+    await tg.send(v, VOLUNTEER, text="สวัสดี")
+    await tg.press(v, VOLUNTEER, "consent:yes")
+    tg.fake.add_file("AgADfast", jpeg())
+    await tg.send(v, VOLUNTEER, photo=[{"file_id": "AgADfast", "file_unique_id": "f", "width": 800, "height": 600}])
+    taps = 0
+    got = await tg.send(v, VOLUNTEER, location={"latitude": PATTAYA[0], "longitude": PATTAYA[1]})
+    taps += LOCATION_TAPS
+    removed = [c for c in tg.fake.sent("sendMessage") if (c.params.get("reply_markup") or {}).get("remove_keyboard")]
+    assert removed and "ได้รับตำแหน่ง" in removed[-1].params["text"], "the location keyboard goes once answered"
+    assert "พบใคร" in "".join(got)
+    await tg.press(v, VOLUNTEER, "who:homeless")
+    taps += 1
+    ref = ref_in("".join(await tg.press(v, VOLUNTEER, "confirm:send")))
+    taps += 1
+    assert taps <= 6, taps
+    text = card_text(card_of(tg, ref))
+    for fact in ("ไร้บ้าน", "1 คน", "ไม่เร่งด่วน", "ชลบุรี"):
+        assert fact in text, fact
+
+
+async def test_urgent_on_telegram_numbers_first_and_card_at_once(tg):
+    await bind_group(tg)
+    v = VOLUNTEER_CHAT
+    await tg.send(v, VOLUNTEER, text="สวัสดี")
+    await tg.press(v, VOLUNTEER, "consent:yes")
+    await tg.press(v, VOLUNTEER, "nophoto:")
+    await tg.send(v, VOLUNTEER, location={"latitude": PATTAYA[0], "longitude": PATTAYA[1]})
+    await tg.press(v, VOLUNTEER, "who:child")
+    got = await tg.press(v, VOLUNTEER, "child:alone")
+    assert all(n in got[0] for n in ("1669", "191", "1300")), got
+    ref = ref_in("".join(await tg.press(v, VOLUNTEER, "confirm:send")))
+    text = card_text(card_of(tg, ref))
+    assert "เร่งด่วน" in text and "📝" not in text and "คุ้มครองเด็ก พ.ศ. 2546" in text
+
+
+async def test_summary_changes_are_edits_in_place_and_old_buttons_are_stale(tg):
+    await bind_group(tg)
+    v = VOLUNTEER_CHAT
+    await tg.send(v, VOLUNTEER, text="สวัสดี")
+    await tg.press(v, VOLUNTEER, "consent:yes")
+    await tg.press(v, VOLUNTEER, "nophoto:")
+    await tg.send(v, VOLUNTEER, location={"latitude": PATTAYA[0], "longitude": PATTAYA[1]})
+    who = tg.current(v, "who:homeless")
+    who_message = tg.button_message(v, who)
+    await tg.press(v, VOLUNTEER, who)
+    summary = tg.button_message(v, tg.current(v, "count:2"))
+    sent_before = len(tg.fake.texts(v))
+    assert await tg.press(v, VOLUNTEER, "count:2") == [], "no new message"
+    edits = [c for c in tg.fake.sent("editMessageText") if str(c.params["chat_id"]) == str(v)]
+    assert edits and int(edits[-1].params["message_id"]) == summary["message_id"]
+    assert "✓ 2 คน" in str(tg.fake.messages[(v, summary["message_id"])]["reply_markup"])
+    # the who question's button, pressed again: an alert, nothing changed
+    await tg.press(v, VOLUNTEER, who, message=who_message)
+    alert = tg.fake.sent("answerCallbackQuery")[-1].params
+    assert "ตอบไปแล้ว" in alert.get("text", "") and len(tg.fake.texts(v)) == sent_before
+    async with tg.services.db.session() as s:
+        from storage import repo
+
+        conv = await repo.conversation_get(s, "telegram", str(v), str(VOLUNTEER["id"]))
+    assert conv.step == "confirm" and conv.state["draft"]["count"] == "2"
+
+
+async def unbind_sandbox(tg) -> None:
+    """The harness runs the sandbox too, which binds every team a chat: not here."""
+    import sqlalchemy as sa
+
+    from storage.models import ChatBinding
+
+    async with tg.services.db.transaction() as s:
+        await s.exec(sa.delete(ChatBinding).where(ChatBinding.platform == "sandbox"))
+
+
+async def test_a_team_without_a_chat_hands_the_report_up_the_chain(tg):
+    await unbind_sandbox(tg)
+    code = await tg.services.engine.create_invite("pcdp-20")  # the centre is bound; Pattaya City is not
+    await tg.send(GROUP, STAFF, text=f"/bind {code}", entities=[{"offset": 0, "length": 5, "type": "bot_command"}])
+    ref = await report(tg, photo=False)
+    text = card_text(card_of(tg, ref))
+    assert "ศูนย์คุ้มครองคนไร้ที่พึ่งจังหวัดชลบุรี" in text and "เมืองพัทยา ยังไม่มีกลุ่มแชต" in text
+    health = await (await tg.client.get("/healthz")).json()
+    assert health["unreachable_teams"]["pattaya-city"] == "pcdp-20"
+    assert health["unreachable_teams"]["dsdw-national"] == "pcdp-20" or health["unreachable_teams"]["dsdw-national"] is None
+
+
+async def test_a_report_nobody_can_see_in_a_chat_gives_the_reporter_the_hotline(tg):
+    await unbind_sandbox(tg)
+    v = VOLUNTEER_CHAT  # no group bound at all
+    await tg.send(v, VOLUNTEER, text="สวัสดี")
+    await tg.press(v, VOLUNTEER, "consent:yes")
+    await tg.press(v, VOLUNTEER, "nophoto:")
+    await tg.send(v, VOLUNTEER, text="หน้าวัดแห่งหนึ่ง")  # a landmark naming no place: the national desk
+    await tg.press(v, VOLUNTEER, "who:homeless")
+    done = "".join(await tg.press(v, VOLUNTEER, "confirm:send"))
+    assert ref_in(done) and "ยังไม่มีทีมที่รับเรื่องทางแชตได้" in done and "1300" in done

@@ -38,6 +38,7 @@ def mapped(name: str):
         ("private_command", "CommandReceived", {"name": "start", "arg": "ref-poster-42"}),
         ("photo_sizes", "PhotoReceived", {"media": "AgAD-large", "key": None}),
         ("image_document", "PhotoReceived", {"media": "BQAD-doc"}),
+        ("heic_document", "PhotoReceived", {"media": "BQAD-heic"}),  # an iPhone's HEIC as a file
         ("pdf_document", "UnsupportedReceived", {"kind": "file"}),
         ("location", "LocationReceived", {"lat": 12.9277, "lon": 100.8724, "live": False}),
         ("live_location", "LocationReceived", {"lat": 12.9277, "live": True}),
@@ -92,10 +93,11 @@ async def tg(db_url, tmp_path, clock):
 
     from bot.app import SERVICES, create_app
     from bot.settings import Settings
+    from bot.teams import EXAMPLE
 
     async with FakeTelegram() as fake:
         settings = Settings(
-            _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), sandbox=True,
+            _env_file=None, database_url=db_url, photo_dir=str(tmp_path / "photos"), teams_file=str(EXAMPLE),
             telegram_token="123:ABC", telegram_webhook_secret="s3cret", telegram_api_base=fake.url, sweep_seconds=0.2,
         )
         app = create_app(settings, clock=clock)

@@ -6,6 +6,7 @@
  */
 (function () {
   "use strict";
+  var MAX_UPLOAD_FILE = 18000000;  // handlers/sandbox.py MAX_UPLOAD_FILE: base64 stays under the 25 MB request limit
 
   var POLL_MS = 1500;
   var PRESETS = [
@@ -305,7 +306,8 @@
 
   function hhmm(at) {
     var d = parseAt(at);
-    return d ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+    // Bangkok time, as the bot's own messages tell it, whatever the browser's zone
+    return d ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false, timeZone: "Asia/Bangkok" }) : "";
   }
 
   function osmLink(lat, lon) {
@@ -552,6 +554,9 @@
     closePanels();
     files.reduce(function (chain, file) {
       return chain.then(function () {
+        if (file.size > MAX_UPLOAD_FILE) {  // the bot answers "too large" in the chat's language
+          return post({ type: "photo", oversize: file.size }, { kind: "photo", text: file.name });
+        }
         return Promise.all([base64Of(file), thumbnail(file)]).then(function (r) {
           return post({ type: "photo", photo_base64: r[0] }, { kind: "photo", thumb: r[1], text: file.name });
         });
