@@ -155,7 +155,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         photos = open_store(settings)
         await photos.check()
         await guard_sandbox(db, settings, photos, clock())
-        engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos)
+        engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos,
+                        inbox_concurrency=settings.inbox_concurrency)
         engine.console.public_url = settings.public_url.rstrip("/")
         channels = {}
         if settings.sandbox:
@@ -175,8 +176,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         svc = app.get(SERVICES)
         if svc is None:
             return
-        for stop in app[STOPPERS]:
-            await stop(app, svc)
+        # The loops first, then the channels: a delivery still running must not find its
+        # platform client closed (found by tests/test_replicas.py's rolling restart).
         tasks = [*svc.tasks, *svc.background]
         tasks += svc.engine.inbox.tasks()
         for task in tasks:
@@ -185,6 +186,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             _, stuck = await asyncio.wait(tasks, timeout=10)
             if stuck:
                 log.error("tasks_did_not_stop", tasks=sorted(t.get_name() for t in stuck))
+        for stop in app[STOPPERS]:
+            await stop(app, svc)
         await svc.db.dispose()
 
     app.on_startup.append(startup)

@@ -80,6 +80,7 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         default_lang: str = "th",
         photos: PhotoStore | None = None,
+        inbox_concurrency: int = 3,
     ):
         self.db = db
         self.photos = photos
@@ -92,7 +93,7 @@ class Engine:
         self.desk = StaffDesk(db, self.reports, clock, default_lang)
         self.console = Console(db, self.reports, self.desk, clock, default_lang=default_lang)
         self.map_links: MapLinkResolver | None = MapLinkResolver()  # short map links in typed text
-        self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up, self.needs_prepare)
+        self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up, self.needs_prepare, concurrency=inbox_concurrency)
 
     # ------------------------------------------------------------ the inbox's interface
 

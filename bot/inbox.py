@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
 import structlog
+from sqlalchemy import exc as sa_exc
 
 from bot import metrics
 from flows.codec import event_from_dict, event_to_dict
@@ -26,7 +27,12 @@ from storage.db import Database
 
 log = structlog.get_logger("namjai.inbox")
 
+# Errors of the database's availability, not of the event: the step is left to the sweeper and is
+# not counted as an attempt (else a busy pool would give events up and lose reports).
+TRANSIENT = (sa_exc.TimeoutError, sa_exc.DisconnectionError, sa_exc.InterfaceError, sa_exc.OperationalError, ConnectionError, OSError)
+
 MAX_ATTEMPTS = 5
+CONCURRENCY = 4  # conversations this process works on at once (each holds a connection while it does)
 MAX_BATCH = 500  # events in one group commit
 MAX_STEPS = 200  # events one drainer processes before it yields to the others
 RETRY_BASE = 1.0  # seconds; doubled per failed attempt
@@ -98,9 +104,10 @@ GiveUp = Callable[[object, InboundEvent], Awaitable[None]]
 class Inbox:
     def __init__(
         self, db: Database, clock: Callable[[], datetime], dispatch: Dispatch, prepare: Prepare, give_up: GiveUp,
-        needs_prepare: Callable[[InboundEvent], bool] = lambda ev: True,
+        needs_prepare: Callable[[InboundEvent], bool] = lambda ev: True, concurrency: int = CONCURRENCY,
     ):
         self.db = db
+        self._gate = asyncio.Semaphore(concurrency)
         self.needs_prepare = needs_prepare
         self.clock = clock
         self.dispatch = dispatch
@@ -144,23 +151,27 @@ class Inbox:
         asyncio.get_running_loop().call_soon(self.kick, conv_key)
 
     async def step(self, conv_key: str) -> bool:
-        """Processes the oldest pending event of the conversation, if it is due; True when there
-        may be more to do now (another event waits, or someone else processed this one), False
-        when nothing more is due.
+        """Processes the oldest pending event of the conversation, if it is due; True when it did
+        something (processed, or found someone else had), False when nothing was due or another
+        worker is on the conversation (that worker reads the head again after its event, so it
+        goes on to the newer events itself).
 
         Most events need nothing from the network: one transaction takes the conversation's lock,
         reads its head and processes it. An event with media to fetch or a short map link to
         follow is prepared outside any transaction (no lock held over the network), then
-        processed in a second one."""
+        processed in a second one. At most `concurrency` steps of this process hold a database
+        connection at once, so the webhooks' writes and the outbox always get one; a step never
+        waits for a conversation's lock while holding one (try-lock)."""
         now = self.clock()
         head = ev = None
         hid = attempts = None  # read in the transaction: its objects are gone after a rollback
         after: list[Callable[[], Awaitable[None]]] = []  # what dispatch asks to do once it is committed
         try:
             with metrics.PROCESS_SECONDS.time():
-                async with self.db.transaction() as s:
+                async with self._gate, self.db.transaction() as s:
                     s.info["after_commit"] = after
-                    await pipeline.advisory_lock(s, "conv:" + conv_key)
+                    if not await pipeline.try_advisory_lock(s, "conv:" + conv_key):
+                        return False
                     heads = await pipeline.inbox_heads(s, conv_key, lock=True)
                     head = heads[0] if heads else None
                     if head is None or (head.next_attempt_at is not None and head.next_attempt_at > now):
@@ -174,32 +185,41 @@ class Inbox:
                     await pipeline.inbox_done(s, hid, self.clock())
         except _Prepare as p:
             return await self._prepared_step(conv_key, p.inbox_id, p.attempts, p.ev)
+        except TRANSIENT as exc:  # no connection in time, the database away: not the event's fault
+            log.warning("inbox_step_deferred", error=type(exc).__name__)
+            return False
         except Exception as exc:
-            if hid is None or ev is None:  # the database is away, or the row unreadable: the drainer logs it
+            if hid is None or ev is None:  # the row unreadable: the drainer logs it
                 raise
             await self._failed(hid, attempts, ev, exc)
             return False
         await self._after_commit(after)
         self._notify(wrote)
-        return len(heads) > 1  # another event waits: go on (a new one arriving meanwhile kicks again)
+        # Look again even when no other event was pending: one may have been stored meanwhile by a
+        # replica whose try-lock failed while this one held the conversation (it left it to us).
+        return True
 
     async def _prepared_step(self, conv_key: str, inbox_id: int, attempts: int, ev: InboundEvent) -> bool:
         ready = await self.prepare(ev)  # media is fetched outside the transaction: no lock over the network
         if ready is not ev:
-            async with self.db.transaction() as s:
+            async with self._gate, self.db.transaction() as s:
                 await pipeline.inbox_set_payload(s, inbox_id, event_to_dict(ready))
         after: list[Callable[[], Awaitable[None]]] = []  # what dispatch asks to do once it is committed
         try:
             with metrics.PROCESS_SECONDS.time():
-                async with self.db.transaction() as s:
+                async with self._gate, self.db.transaction() as s:
                     s.info["after_commit"] = after
-                    await pipeline.advisory_lock(s, "conv:" + conv_key)
+                    if not await pipeline.try_advisory_lock(s, "conv:" + conv_key):
+                        return False  # another worker holds the conversation: it goes on with it
                     current = await pipeline.inbox_head(s, conv_key, lock=True)
                     if current is None or current.id != inbox_id:
                         return True  # another worker processed it meanwhile: look again
                     s.info["event"] = current
                     wrote = await self.dispatch(s, ready, current)
                     await pipeline.inbox_done(s, inbox_id, self.clock())
+        except TRANSIENT as exc:  # no connection in time, the database away: not the event's fault
+            log.warning("inbox_step_deferred", error=type(exc).__name__)
+            return False
         except Exception as exc:
             await self._failed(inbox_id, attempts, ready, exc)
             return False

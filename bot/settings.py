@@ -71,8 +71,10 @@ class Settings(BaseSettings):
     scheduler_lease_seconds: float = 120.0  # how long a claimed report is held before others may take it
     retention_at: str = "02:30"  # Bangkok time of the daily PDPA retention run
     outbox_batch: int = 50  # chats whose next message one delivery round claims
-    outbox_concurrency: int = 8  # chats delivered at once by one replica
-    # Connections per replica: pool + overflow. All replicas, the CLI and migrations share
+    outbox_concurrency: int = 4  # chats delivered at once by one replica (each holds a connection)
+    inbox_concurrency: int = 3  # conversations processed at once by one replica (each holds a connection)
+    # Connections per replica: pool + overflow, at least inbox_concurrency + outbox_concurrency + 3
+    # (webhook writes, /healthz, the scheduler). All replicas, the CLI and migrations share
     # PostgreSQL's max_connections (100 by default): see deploy/README.md.
     db_pool_size: int = 5
     db_max_overflow: int = 5

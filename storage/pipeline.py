@@ -44,6 +44,14 @@ async def advisory_lock(s: AsyncSession, name: str) -> None:
         await s.exec(sa.select(sa.func.pg_advisory_xact_lock(lock_key(name))))
 
 
+async def try_advisory_lock(s: AsyncSession, name: str) -> bool:
+    """The same lock without waiting for it: False when another transaction holds it (PostgreSQL);
+    SQLite's single writer: always True."""
+    if _pg(s):
+        return bool((await s.exec(sa.select(sa.func.pg_try_advisory_xact_lock(lock_key(name))))).one()[0])
+    return True
+
+
 # ---------------------------------------------------------------- inbox
 
 

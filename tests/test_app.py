@@ -73,3 +73,28 @@ async def test_a_failing_event_is_kept_retried_and_finally_answered_with_the_hot
     monkeypatch.setattr(engine.inbox, "dispatch", real)  # a healthy engine processes a new event normally
     assert await engine.handle(TextReceived(me, "f2", sandbox.clock(), text="hi"))
     assert "ประกาศความเป็นส่วนตัว" in (await sandbox.volunteer("fail").messages())[-1]["text"]
+
+
+async def test_shutdown_stops_the_loops_before_it_closes_the_channels(tmp_path, clock):
+    """Found by tests/test_replicas.py's rolling restart: the LINE client was closed while the
+    outbox was still delivering ("Session is closed"). The loops stop first now."""
+    from aiohttp.test_utils import TestServer
+
+    from bot.app import create_app
+    from bot.settings import Settings
+    from handlers.base import SERVICES, STOPPERS
+
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path}/n.db", photo_dir=str(tmp_path / "p"),
+                        sandbox=True, scheduler=False)
+    app = create_app(settings, clock=clock)
+    seen: list[bool] = []
+
+    async def stop(app, svc):
+        seen.append(all(t.done() for t in svc.tasks))
+
+    app[STOPPERS].append(stop)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    assert app[SERVICES].tasks and not any(t.done() for t in app[SERVICES].tasks)
+    await server.close()
+    assert seen == [True]

@@ -298,3 +298,70 @@ async def test_an_ambiguous_reply_is_retried_not_pushed(line, late):
     duplicates = len(delivered) - len({s.text for s in delivered})
     assert duplicates == (2 if late else 0)
     assert [s.via for s in delivered] == (["reply", "reply", "push", "push"] if late else ["reply", "reply"])
+
+
+async def test_a_busy_database_is_no_attempt_of_the_event(db, clock):
+    """Found by tests/test_replicas.py: with three replicas under load, steps timed out waiting for a
+    pooled connection, were counted as the event's failed attempts, and after five the event was
+    given up — a report lost. Such an error is the database's, not the event's: no attempt."""
+    from sqlalchemy import exc as sa_exc
+
+    rec = Recording()
+    busy = {"left": 2}
+
+    async def dispatch(s, ev, row):
+        if busy["left"]:
+            busy["left"] -= 1
+            raise sa_exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached, connection timed out")
+        return await rec.dispatch(s, ev, row)
+
+    inbox = Inbox(db, clock, dispatch, _prepare, _give_up)
+    await inbox.ingest(text("a", 1, clock))
+    assert await inbox.step("test:a") is False
+    async with db.session() as s:
+        head = await pipeline.inbox_head(s, "test:a")
+    assert head.attempts == 0 and head.status == "pending" and head.next_attempt_at is None
+    assert await inbox.step("test:a") is False
+    assert await inbox.step("test:a") is True
+    assert rec.ran == [("a", 1)]
+
+
+@pytest.mark.postgres
+async def test_a_conversation_another_worker_holds_is_left_to_it_without_waiting(pg_db, clock):
+    """Found by tests/test_replicas.py: the events of one conversation arrive at several replicas;
+    each replica's drainer waited for the conversation's lock holding a pooled connection, until the
+    pools ran dry. Now a step that finds the lock taken returns at once (the holder reads the head
+    again after its event, so it takes this one); the event is processed once the lock is free."""
+    rec = Recording()
+    inbox = inbox_of(pg_db, clock, rec)
+    await inbox.ingest(text("a", 1, clock))
+    async with pg_db.transaction() as other:  # another replica, in the middle of this conversation
+        await pipeline.advisory_lock(other, "conv:test:a")
+        assert await asyncio.wait_for(inbox.step("test:a"), 5) is False
+        assert rec.ran == []
+    assert await inbox.step("test:a") is True
+    assert rec.ran == [("a", 1)]
+
+
+@pytest.mark.postgres
+async def test_steps_of_one_process_are_bounded(pg_db, clock):
+    """At most `concurrency` conversations hold a connection in one process at once (PostgreSQL:
+    SQLite's single writer runs one at a time anyway)."""
+    db = pg_db
+    running, peak = 0, 0
+
+    async def dispatch(s, ev, row):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+        return False
+
+    inbox = Inbox(db, clock, dispatch, _prepare, _give_up, concurrency=2)
+    for c in "abcdef":
+        await inbox.ingest(text(c, 1, clock))
+    await asyncio.gather(*(inbox.kick(f"test:{c}") for c in "abcdef"))
+    assert peak == 2
+    async with db.session() as s:
+        assert all([await pipeline.inbox_head(s, f"test:{c}") is None for c in "abcdef"])

@@ -1,0 +1,205 @@
+"""End to end with real processes: webhook in (through haproxy) → processed → delivered to the fake
+platform, for 1, 2 and 3 `namjai serve` replicas on one PostgreSQL; then 50 volunteers typing at
+once on ONE replica (each waits for the bot's answer before the next step).
+
+    .venv/bin/python bench/bench_replicas.py [--volunteers 60] [--typing 50]
+
+Prints, per replica count: completed reports/s (first webhook to the last receipt at the fake
+platform), the p99 from a volunteer's "send" to its receipt arriving, and the ratio to one replica;
+for the typing run, the p50/p99 from each event to the bot's first answer arriving. It checks that
+it measured what it prints: every report made (count in the database) and every receipt/answer
+counted. The processes are tests/cluster.py's (no pytest): the fake Telegram and LINE platforms in
+a process of their own, haproxy, the replicas. Telegram's shared 30 messages/s is raised for the
+throughput runs (else that limit is all it measures: about 11 messages a report); no group is
+bound, so no card is sent. Photos: moto's S3 server when installed (test extras), else one folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.cluster import HAPROXY, Cluster, Sender, pg_available  # noqa: E402
+from tests.workload import REF, SCRIPTS, Volunteer, plan_teams, report, tg_user  # noqa: E402
+
+KINDS = [(p, s) for p in ("telegram", "line") for s in SCRIPTS]
+
+
+def p99(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+
+
+class Watch:
+    """Reads the fakes' messages; first arrival time per chat after a point in the lists."""
+
+    def __init__(self, cluster: Cluster):
+        self.cluster, self.tg, self.line = cluster, [], []
+
+    def poll(self) -> None:
+        self.tg += self.cluster.telegram_calls(len(self.tg))
+        self.line += self.cluster.line_sent(len(self.line))
+
+    def arrivals(self) -> list[tuple[str, float, str]]:
+        out = [(c["chat"], c["t"], c["text"]) for c in self.tg if c["ok"] and c["method"] in ("sendMessage", "sendPhoto")]
+        return out + [(m["to"], m["t"], m["text"]) for m in self.line]
+
+
+async def throughput(cluster: Cluster, teams, volunteers: int, first: int) -> dict:
+    pts = [(t, p) for t in teams for p in t.points]
+    vols = [Volunteer(first + i, *KINDS[i % 4], pts[i % len(pts)][0], pts[i % len(pts)][1]) for i in range(volunteers)]
+    before = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"]
+    watch = Watch(cluster)
+    watch.poll()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
+        sender = Sender(cluster, http)
+        t0 = time.time()
+        lasts = await asyncio.gather(*(report(sender, v) for v in vols))
+        sent_confirm = {v.chat: t for v, t in zip(vols, lasts)}
+        chats = {v.chat for v in vols}
+        deadline = time.monotonic() + 600
+        while True:
+            watch.poll()
+            receipts = {}
+            for chat, t, text in watch.arrivals():
+                if chat in chats and REF.search(text):
+                    receipts.setdefault(chat, t)
+            if len(receipts) == len(vols) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    made = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"] - before
+    assert made == len(vols), f"{made} reports made of {len(vols)}"
+    assert len(receipts) == len(vols), f"{len(receipts)} receipts of {len(vols)}"
+    lat = [receipts[c] - sent_confirm[c] for c in receipts]
+    assert len(lat) == len(vols), "every receipt's latency measured"
+    end = max(receipts.values())
+    return {"reports": made, "seconds": end - t0, "rate": made / (end - t0), "p99": p99(lat), "p50": statistics.median(lat)}
+
+
+async def typing(cluster: Cluster, teams, n: int, first: int) -> dict:
+    """n volunteers at once on one replica, each waiting for the bot's answer before its next step."""
+    url = cluster.nodes[0].url
+    pts = [(t, p) for t in teams for p in t.points]
+    watch = Watch(cluster)
+    watch.poll()
+    seen = {"tg": len(watch.tg), "line": len(watch.line)}
+    latencies: list[float] = []
+    arrived: dict[str, list[float]] = {}
+    stop = asyncio.Event()
+
+    async def poller():
+        while not stop.is_set():
+            old_tg, old_line = len(watch.tg), len(watch.line)
+            watch.poll()
+            for c in watch.tg[max(old_tg, seen["tg"]):]:
+                if c["ok"] and c["method"] in ("sendMessage", "sendPhoto"):
+                    arrived.setdefault(c["chat"], []).append(c["t"])
+            for m in watch.line[max(old_line, seen["line"]):]:
+                arrived.setdefault(m["to"], []).append(m["t"])
+            await asyncio.sleep(0.02)
+
+    async def one(i: int, sender: Sender):
+        team, point = pts[i % len(pts)]
+        v = Volunteer(first + i, *KINDS[i % 4], team, point)
+        steps = ["สวัสดี", "consent:yes", "nophoto:", "loc", "who:homeless", "who:done", "count:1", "urg:normal", "note:skip", "confirm:send"]
+        for step in steps:
+            have = len(arrived.get(v.chat, []))
+            if v.platform == "telegram":
+                chat, user = int(v.chat), tg_user(v.chat)
+                if step == "สวัสดี":
+                    upd = sender.tg_message(chat, user, text=step)
+                elif step == "loc":
+                    upd = sender.tg_message(chat, user, location={"latitude": point[0], "longitude": point[1]})
+                else:
+                    upd = sender.tg_press(chat, user, step)
+                t = time.time()
+                await sender.telegram(upd, url)
+            else:
+                if step == "สวัสดี":
+                    ev = sender.line_event("text", user=v.chat, text=step)
+                elif step == "loc":
+                    ev = sender.line_event("location", user=v.chat, latitude=point[0], longitude=point[1], title="")
+                else:
+                    ev = sender.line_event("postback_group", user=v.chat, data=step)
+                t = time.time()
+                await sender.line(ev, url=url)
+            deadline = time.monotonic() + 60
+            while len(arrived.get(v.chat, [])) <= have:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no answer to {step} in {v.chat}")
+                await asyncio.sleep(0.01)
+            latencies.append(arrived[v.chat][have] - t)
+            await asyncio.sleep(0.3)  # the volunteer reads, then taps the next button
+        return v
+
+    before = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
+        sender = Sender(cluster, http)
+        poll = asyncio.create_task(poller())
+        t0 = time.time()
+        await asyncio.gather(*(one(i, sender) for i in range(n)))
+        seconds = time.time() - t0
+        stop.set()
+        await poll
+    made = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"] - before
+    assert made == n, f"{made} reports made of {n}"
+    assert len(latencies) == n * 10, "an answer to every step measured"
+    return {"reports": made, "answers": len(latencies), "seconds": seconds, "p50": statistics.median(latencies), "p99": p99(latencies)}
+
+
+def set_replicas(cluster: Cluster, n: int) -> None:
+    for node in cluster.nodes:
+        running = node.proc is not None and node.proc.poll() is None
+        if node.index < n and not running:
+            cluster.start_replica(node.index)
+            cluster.wait_healthy(node.index)
+            cluster.wait_lb_sees(node.index)
+        elif node.index >= n and running:
+            cluster.kill(node.index, signal.SIGTERM)
+    time.sleep(4)  # haproxy's checks take the stopped ones out (3 × 1 s)
+
+
+async def main(args) -> None:
+    problem = pg_available()
+    if problem or HAPROXY is None:
+        sys.exit(f"needs PostgreSQL at 127.0.0.1 and haproxy: {problem or 'haproxy missing'}")
+    cluster = Cluster(replicas=3, s3=importlib.util.find_spec("moto") is not None,
+                      env_extra={"NAMJAI_TELEGRAM_RATE_PER_SECOND": "1000", "NAMJAI_SCHEDULER": "false"})
+    try:
+        await asyncio.to_thread(cluster.start, 1)
+        teams = await plan_teams(cluster, 4, 40, 0)
+        results = {}
+        first = 1
+        for n in args.replicas:
+            await asyncio.to_thread(set_replicas, cluster, n)
+            results[n] = await throughput(cluster, teams, args.volunteers, first)
+            first += args.volunteers
+            r = results[n]
+            print(f"{n} replica(s): {r['reports']} reports in {r['seconds']:.1f} s = {r['rate']:.2f} reports/s, "
+                  f"send→receipt p50 {r['p50'] * 1000:.0f} ms p99 {r['p99'] * 1000:.0f} ms, "
+                  f"× {r['rate'] / results[args.replicas[0]]['rate']:.2f} of {args.replicas[0]}", flush=True)
+        if args.typing:
+            await asyncio.to_thread(set_replicas, cluster, 1)
+            t = await typing(cluster, teams, args.typing, first)
+            print(f"{args.typing} volunteers typing on 1 replica: {t['answers']} answers, event→first answer "
+                  f"p50 {t['p50'] * 1000:.0f} ms p99 {t['p99'] * 1000:.0f} ms (aim < 200 ms)", flush=True)
+    finally:
+        cluster.close()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--volunteers", type=int, default=60)
+    ap.add_argument("--typing", type=int, default=50)
+    ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
+    asyncio.run(main(ap.parse_args()))
