@@ -105,7 +105,7 @@ def map_update(update: Update, now, username: str | None = None) -> Mapped:
     if update.callback_query is not None:
         q = update.callback_query
         msg = q.message
-        if msg is None or q.data is None:  # an inline-mode message, or a game: not ours
+        if msg is None or q.data is None or q.from_user is None or msg.chat is None:  # inline mode, a game: not ours
             return Mapped("callback_foreign", callback_id=q.id)
         chat = msg.chat
         address = Address(PLATFORM, str(chat.id), str(q.from_user.id), is_group=chat.type in GROUP_TYPES)
@@ -118,8 +118,8 @@ def map_update(update: Update, now, username: str | None = None) -> Mapped:
         return Mapped("edited_live_location" if update.edited_message.location else "edited_message")
     if update.my_chat_member is not None:
         m = update.my_chat_member
-        status = m.new_chat_member.status
-        if status in ("member", "administrator") and m.chat.type in GROUP_TYPES:
+        status = getattr(m.new_chat_member, "status", None) or "unknown"
+        if status in ("member", "administrator") and m.chat is not None and m.from_user is not None and m.chat.type in GROUP_TYPES:
             address = Address(PLATFORM, str(m.chat.id), str(m.from_user.id), is_group=True)
             ev = CommandReceived(address=address, event_id=str(update.update_id), at=now, name="joined")
             return Mapped(f"my_chat_member_{status}", ev)

@@ -70,6 +70,8 @@ async def test_cancelled_draft_takes_its_photo_with_it(sandbox):
     await consent(v)
     await v.photo(jpeg((1, 2, 3)))
     assert len(await svc.photos.stored()) == 1
+    await v.command("cancel")  # a draft with a photo: asked once to confirm, nothing dropped yet
+    assert len(await svc.photos.stored()) == 1
     await v.command("cancel")
     assert await svc.photos.stored() == []
 
