@@ -82,37 +82,9 @@ def may_undo(closed_by: str | None, actor: str | None, closed_at, now) -> bool:
     return bool(closed_by and actor and closed_by == actor and closed_at and now - closed_at <= UNDO_WINDOW)
 
 
-def decide(
-    action: str, status: Status, role: Role | None, *, arg: str = "", same_team: bool = True, undo_ok: bool = False
-) -> Decision:
-    """Whether `action` is allowed on a report in `status` by someone with `role`.
-    `undo_ok`: the actor closed the report within UNDO_WINDOW (see `may_undo`)."""
-    if role is None:
-        return Decision(False, error="staff.not_member")
-    rule = TRANSITIONS.get(action)
-    if rule is None:
-        return Decision(False, error="staff.unknown_action")
-    sources, target, least = rule
-    if ROLE_RANK[role] < ROLE_RANK[least]:
-        return Decision(False, error="staff.not_allowed")
-    if status not in sources:
-        key = "staff.already_closed" if status is Status.CLOSED else "staff.not_now"
-        return Decision(False, error=key)
-    if action == "close":
-        try:
-            Outcome(arg)
-        except ValueError:
-            return Decision(False, error="staff.need_outcome")
-    if action == "undo" and not undo_ok:
-        return Decision(False, error="staff.undo_expired")
-    if action == "transfer" and (not arg or same_team):
-        return Decision(False, error="staff.need_team")
-    return Decision(True, new_status=target if target is not None else status)
-
-
 def can_start(action: str, status: Status, role: Role | None) -> Decision:
     """Whether someone with `role` may begin `action` (open its picker) on a report in `status`:
-    the same rules as `decide`, before the outcome or the team is chosen."""
+    the rules of `decide` that come before the outcome or the team is chosen."""
     if role is None:
         return Decision(False, error="staff.not_member")
     rule = TRANSITIONS.get(action)
@@ -124,6 +96,26 @@ def can_start(action: str, status: Status, role: Role | None) -> Decision:
     if status not in sources:
         return Decision(False, error="staff.already_closed" if status is Status.CLOSED else "staff.not_now")
     return Decision(True, new_status=target)
+
+
+def decide(
+    action: str, status: Status, role: Role | None, *, arg: str = "", same_team: bool = True, undo_ok: bool = False
+) -> Decision:
+    """Whether `action` is allowed on a report in `status` by someone with `role`.
+    `undo_ok`: the actor closed the report within UNDO_WINDOW (see `may_undo`)."""
+    start = can_start(action, status, role)
+    if not start.ok:
+        return start
+    if action == "close":
+        try:
+            Outcome(arg)
+        except ValueError:
+            return Decision(False, error="staff.need_outcome")
+    if action == "undo" and not undo_ok:
+        return Decision(False, error="staff.undo_expired")
+    if action == "transfer" and (not arg or same_team):
+        return Decision(False, error="staff.need_team")
+    return Decision(True, new_status=start.new_status if start.new_status is not None else status)
 
 
 def allowed_actions(status: Status) -> list[str]:
