@@ -95,6 +95,8 @@ async def prepare_database(db: Database, settings: Settings) -> None:
             log.info("teams_imported", file=str(source), created=created)
 
 
+OUTBOX_STOP_SECONDS = 20.0  # a graceful stop waits this long for the sends in flight
+
 REAL_DATA = "real_channels"  # cluster_state: a real channel has run on this database
 
 
@@ -177,7 +179,15 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if svc is None:
             return
         # The loops first, then the channels: a delivery still running must not find its
-        # platform client closed (found by tests/test_replicas.py's rolling restart).
+        # platform client closed (found by tests/test_replicas.py's rolling restart). The outbox
+        # is stopped, not cancelled: a send cancelled in flight may have reached the platform
+        # without being recorded, and would be sent again by another replica (a duplicate).
+        svc.outbox.stop()
+        delivering = [t for t in svc.tasks if t.get_name() == "outbox"]
+        if delivering:
+            _, late = await asyncio.wait(delivering, timeout=OUTBOX_STOP_SECONDS)
+            if late:
+                log.warning("outbox_stop_timed_out", seconds=OUTBOX_STOP_SECONDS)
         tasks = [*svc.tasks, *svc.background]
         tasks += svc.engine.inbox.tasks()
         for task in tasks:

@@ -59,8 +59,16 @@ class OutboxWorker:
         self.concurrency = concurrency
         self._wake = asyncio.Event()
         self._soonest: float | None = None  # seconds until the earliest row deferred in this round
+        self._stopping = False
 
     def kick(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """A graceful stop: the sends in flight finish and are recorded, nothing new starts, and the
+        rows this worker claimed but did not start are released for the other replicas. (A send
+        cancelled mid-flight may have reached the platform unrecorded: it would go again.)"""
+        self._stopping = True
         self._wake.set()
 
     async def deliver_due(self) -> int:
@@ -74,11 +82,20 @@ class OutboxWorker:
             return 0
         gate = asyncio.Semaphore(self.concurrency)
 
+        unstarted: list[tuple[int, datetime]] = []
+
         async def one(row_id: int, claim: datetime) -> int:
             async with gate:
+                if self._stopping:
+                    unstarted.append((row_id, claim))
+                    return 0
                 return await self._deliver_chat(row_id, claim)
 
-        return sum(await asyncio.gather(*(one(i, c) for i, c in claims)))
+        settled = sum(await asyncio.gather(*(one(i, c) for i, c in claims)))
+        if unstarted:
+            async with self.db.transaction() as s:
+                await pipeline.outbox_release(s, unstarted)
+        return settled
 
     async def _deliver_chat(self, row_id: int, claim: datetime) -> int:
         """Delivers a chat's head, then its next rows while they are due (one in flight at a time)."""
@@ -90,7 +107,7 @@ class OutboxWorker:
                 log.exception("outbox_deliver_error", outbox_id=row_id)
                 return settled
             settled += done
-            if not done or chat is None:
+            if not done or chat is None or self._stopping:
                 return settled
             async with self.db.transaction() as s:
                 nxt = await pipeline.outbox_claim_heads(s, (), self.clock(), LEASE, 1, chat=chat)
@@ -223,8 +240,8 @@ class OutboxWorker:
             return 0
 
     async def run(self, interval: float = 2.0) -> None:
-        """Delivers whenever kicked, and every `interval` seconds regardless."""
-        while True:
+        """Delivers whenever kicked, and every `interval` seconds regardless, until `stop`."""
+        while not self._stopping:
             pause = interval if self._soonest is None else min(interval, max(self._soonest, 0.005))
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
@@ -236,7 +253,7 @@ class OutboxWorker:
             self._wake.clear()
             self._soonest = None
             try:
-                while await self.deliver_due():
+                while not self._stopping and await self.deliver_due():
                     pass
             except Exception:
                 log.exception("outbox_loop_error")

@@ -188,6 +188,14 @@ async def outbox_reply_followers(s: AsyncSession, head: OutboxMessage, now: date
     return out
 
 
+async def outbox_release(s: AsyncSession, claims: Sequence[tuple[int, datetime]]) -> None:
+    """Gives claimed rows back (a worker stopping before it started them), each only if the
+    claim is still the one given (id, claimed_until)."""
+    o = OutboxMessage.__table__
+    for row_id, claim in claims:
+        await s.exec(sa.update(o).where(o.c.id == row_id, o.c.claimed_until == claim).values(claimed_until=None))
+
+
 async def outbox_get_many(s: AsyncSession, ids: Sequence[int]) -> list[OutboxMessage]:
     rows = (await s.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(list(ids))))).all()
     by_id = {r.id: r for r in rows}

@@ -391,6 +391,31 @@ async def test_a_row_that_waited_past_its_lease_is_not_sent_by_a_second_worker(d
         await other_db.dispose()
 
 
+async def test_a_graceful_stop_lets_the_send_in_flight_finish_and_releases_the_rest(db, clock):
+    """Found by tests/test_replicas.py's rolling restart: cancelling the delivery loop cut sends in
+    flight, which the platform had taken but the outbox had not recorded; another replica sent them
+    again after the lease. A stop lets them finish, starts nothing new and gives back the rest."""
+    ch = GatedChannel(clock, gated=[("c", 1)])
+    worker = OutboxWorker(db, {"fake": ch}, clock=clock, concurrency=1)
+    first = await queue(db, clock, "c", 1)
+    later = await queue(db, clock, "c", 2)
+    other = await queue(db, clock, "d", 1)
+    running = asyncio.create_task(worker.run(interval=0.01))
+    try:
+        await until(lambda: ch.waiting == [("c", 1)], "c's first row in flight")
+        worker.stop()
+        ch.gates[("c", 1)].set()
+        await asyncio.wait_for(running, 10)
+    finally:
+        ch.gates[("c", 1)].set()
+        running.cancel()
+    assert ch.received == [("c", 1)]
+    async with db.session() as s:
+        rows = {r.id: r for r in await pipeline.outbox_get_many(s, [first, later, other])}
+    assert rows[first].status == "sent"
+    assert [(rows[i].status, rows[i].claimed_until) for i in (later, other)] == [("pending", None)] * 2
+
+
 async def test_failed_rows_are_listed_and_put_back_by_the_operator(db, clock):
     ch = SlowChannel(answers=[SendResult(False, permanent=True, error="403 blocked")])
     worker = OutboxWorker(db, {"fake": ch}, clock=clock)
