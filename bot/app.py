@@ -113,7 +113,7 @@ async def guard_sandbox(db: Database, settings: Settings, photos: PhotoStore, no
             counts, keys = await repo.forget_platform(s, "sandbox")
         for key in keys:
             try:
-                await photos.delete(key)
+                await photos.delete(key, mark=False)
             except Exception:  # a missing file is already gone
                 log.warning("sandbox_photo_not_deleted")
         if any(counts.values()):
