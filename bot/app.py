@@ -24,6 +24,7 @@ from storage.migrate import current, upgrade
 from storage.photos import PhotoStore, open_store
 
 log = structlog.get_logger("namjai.app")
+SHUTDOWN_GRACE = 10.0  # seconds the loops have to end their round at shutdown, then to end once cancelled
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Services:
     clock: Callable[[], datetime]
     tasks: list[asyncio.Task] = field(default_factory=list)
     background: set[asyncio.Task] = field(default_factory=set)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # shutdown has begun
 
     @property
     def console(self):
@@ -95,8 +97,6 @@ async def prepare_database(db: Database, settings: Settings) -> None:
             log.info("teams_imported", file=str(source), created=created)
 
 
-OUTBOX_STOP_SECONDS = 20.0  # a graceful stop waits this long for the sends in flight
-
 REAL_DATA = "real_channels"  # cluster_state: a real channel has run on this database
 
 
@@ -113,7 +113,7 @@ async def guard_sandbox(db: Database, settings: Settings, photos: PhotoStore, no
             counts, keys = await repo.forget_platform(s, "sandbox")
         for key in keys:
             try:
-                await photos.delete(key)
+                await photos.delete(key, mark=False)
             except Exception:  # a missing file is already gone
                 log.warning("sandbox_photo_not_deleted")
         if any(counts.values()):
@@ -179,26 +179,29 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if svc is None:
             return
         # The loops first, then the channels: a delivery still running must not find its
-        # platform client closed (found by tests/test_replicas.py's rolling restart). The outbox
-        # is stopped, not cancelled: a send cancelled in flight may have reached the platform
-        # without being recorded, and would be sent again by another replica (a duplicate).
+        # platform client closed (found by tests/test_replicas.py's rolling restart). The loops are
+        # asked to end after the round in hand, and cancelled only if they do not: a task cancelled
+        # in the middle of a transaction leaves its connection half rolled back, and SQLite's
+        # driver could then hang the pool's disposal for ever (seen once in CI).
+        svc.stopping.set()
         svc.outbox.stop()
-        delivering = [t for t in svc.tasks if t.get_name() == "outbox"]
-        if delivering:
-            _, late = await asyncio.wait(delivering, timeout=OUTBOX_STOP_SECONDS)
-            if late:
-                log.warning("outbox_stop_timed_out", seconds=OUTBOX_STOP_SECONDS)
-        tasks = [*svc.tasks, *svc.background]
-        tasks += svc.engine.inbox.tasks()
-        for task in tasks:
-            task.cancel()
+        svc.engine.inbox.stopping = True
+        tasks = [t for t in (*svc.tasks, *svc.background, *svc.engine.inbox.tasks()) if not t.done()]
         if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=10)
-            if stuck:
-                log.error("tasks_did_not_stop", tasks=sorted(t.get_name() for t in stuck))
+            _, left = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+            for task in left:
+                task.cancel()
+            if left:
+                _, stuck = await asyncio.wait(left, timeout=SHUTDOWN_GRACE)
+                if stuck:
+                    log.error("tasks_did_not_stop", tasks=sorted(t.get_name() for t in stuck))
         for stop in app[STOPPERS]:
             await stop(app, svc)
-        await svc.db.dispose()
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                await svc.db.dispose()
+        except TimeoutError:
+            log.error("database_did_not_close")  # the process ends anyway; the database keeps nothing half done
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
@@ -247,8 +250,13 @@ async def _inbox_sweeper(svc: Services, interval: float) -> None:
     200 and the work, on this replica or another) and retries that fell due. Also forgets the
     platform limits' old marks."""
     rounds = 0
-    while True:
-        await asyncio.sleep(interval)
+    while not svc.stopping.is_set():
+        try:
+            async with asyncio.timeout(interval):
+                await svc.stopping.wait()
+            return
+        except TimeoutError:
+            pass
         rounds += 1
         try:
             await svc.engine.process_pending(older_than=timedelta(seconds=interval * 5))

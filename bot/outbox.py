@@ -58,16 +58,17 @@ class OutboxWorker:
         self.batch = batch
         self.concurrency = concurrency
         self._wake = asyncio.Event()
-        self._soonest: float | None = None  # seconds until the earliest row deferred in this round
         self._stopping = False
+        self._soonest: float | None = None  # seconds until the earliest row deferred in this round
 
     def kick(self) -> None:
         self._wake.set()
 
     def stop(self) -> None:
-        """A graceful stop: the sends in flight finish and are recorded, nothing new starts, and the
-        rows this worker claimed but did not start are released for the other replicas. (A send
-        cancelled mid-flight may have reached the platform unrecorded: it would go again.)"""
+        """Shutdown: the sends in flight finish and are recorded, nothing new starts (no chat goes on
+        to its next row), the rows this worker claimed but did not start are released for the other
+        replicas, and the loop ends. Cancelling instead could leave a connection half rolled back,
+        and a send cut in flight may have reached the platform unrecorded: it would go again."""
         self._stopping = True
         self._wake.set()
 
@@ -252,6 +253,8 @@ class OutboxWorker:
                 pass
             self._wake.clear()
             self._soonest = None
+            if self._stopping:
+                return
             try:
                 while not self._stopping and await self.deliver_due():
                     pass
