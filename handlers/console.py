@@ -17,6 +17,7 @@ import secrets
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -41,6 +42,7 @@ COOKIE = "namjai_console"
 WHO = ("homeless", "begging", "child", "elderly", "disabled", "sick", "mental", "foreign", "other")
 BANGKOK = timezone(timedelta(hours=7))
 ACTIONS = ("ack", "onsite", "close", "transfer", "reopen", "comment")
+PAGE_SIZE = 50  # the list's page
 EXPORT_COLUMNS = ("ref", "received", "status", "urgent", "team", "province", "district", "subdistrict",
                   "who", "count", "urgency", "law_track", "outcome", "acknowledged", "on_site", "closed", "reporter")
 
@@ -198,7 +200,13 @@ def _filter(c: Ctx, q, teams) -> crepo.ListFilter:
         since=_date(q.get("since")),
         until=until + timedelta(days=1) if until else None,
         area=q.get("area") if (q.get("area") or "").isdigit() else None,
+        limit=PAGE_SIZE,
+        offset=(_page(q.get("page")) - 1) * PAGE_SIZE,
     )
+
+
+def _page(text: str | None) -> int:
+    return int(text) if text and text.isdigit() and 0 < int(text) < 100_000 else 1
 
 
 def _close_deadline() -> timedelta:
@@ -280,7 +288,7 @@ async def reports_page(request: web.Request) -> web.Response:
     teams = await _teams(c)
     f = _filter(c, request.query, teams)
     async with c.svc.db.session() as s:
-        rows, total, counts = await crepo.reports_list(s, c.team_ids, f)
+        rows, total, counts = await crepo.reports_page(s, c.team_ids, f)
     by_id = {t.id: t for t in teams}
     now = c.svc.clock()
     items = [
@@ -288,8 +296,12 @@ async def reports_page(request: web.Request) -> web.Response:
          "age": int((now - r.created_at).total_seconds() // 3600)}
         for r in rows
     ]
+    page = f.offset // f.limit + 1
+    pages = max(1, -(-total // f.limit))
+    others = "&".join(f"{k}={v}" for k, v in ((k, quote(v)) for k, v in request.query.items() if k != "page"))
     return c.render("list.html", items=items, total=total, counts=counts, teams=teams, q=request.query,
-                    statuses=[s.value for s in Status], who=WHO, query=request.query_string)
+                    statuses=[s.value for s in Status], who=WHO, query=request.query_string,
+                    page=page, pages=pages, others=others)
 
 
 # ---------------------------------------------------------------- a report
@@ -376,14 +388,6 @@ async def act(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- figures
 
 
-def _cases(rows) -> list[fig.Case]:
-    return [
-        fig.Case(team_id=t, created_at=cr, urgent=bool(u), status=st, acknowledged_at=ack, on_site_at=on, closed_at=cl,
-                 outcome=o, who=tuple(w or ()), repeat=bool(rep))
-        for t, cr, u, st, ack, on, cl, o, w, rep in rows
-    ]
-
-
 async def figures_page(request: web.Request) -> web.Response:
     c = await _ctx(request)
     now = c.svc.clock()
@@ -394,11 +398,8 @@ async def figures_page(request: web.Request) -> web.Response:
     teams = await _teams(c)
     team = next((t for t in teams if t.code == request.query.get("team")), None)
     ids = [team.id] if team else c.team_ids
-    start, end = fig.fiscal_bounds(fy)
     async with c.svc.db.session() as s:
-        cases = _cases(await crepo.figure_rows(s, ids, start, end))
-    policy = load_policy()
-    by_team = fig.figures_by(cases, fy, now, policy, lambda x: x.team_id)
+        by_team = await crepo.figures_by_team(s, ids, fy, now, load_policy())
     total = by_team[None]
     per_team = [(t, by_team[t.id]) for t in (teams if team is None else [team]) if t.id in by_team]
     labels = [str(m) for m in fig.MONTHS_FY]
@@ -419,7 +420,12 @@ async def map_data(request: web.Request) -> web.Response:
     f = _filter(c, request.query, teams)
     async with c.svc.db.session() as s:
         pts = await crepo.map_points(s, c.team_ids, f)
-    return web.json_response({"points": [{"id": i, "ref": ref, "lat": la, "lon": lo, "status": st, "urgent": bool(u)} for i, ref, la, lo, st, u in pts]})
+    # compact: one array per point (a dict each would double the bytes of 5,000 points)
+    return web.json_response({
+        "fields": ["id", "ref", "lat", "lon", "status", "urgent"],
+        "points": [[i, ref, round(la, 5), round(lo, 5), st, 1 if u else 0] for i, ref, la, lo, st, u in pts],
+        "limit": crepo.MAP_LIMIT, "truncated": len(pts) >= crepo.MAP_LIMIT,
+    })
 
 
 async def provinces(request: web.Request) -> web.FileResponse:
@@ -453,7 +459,7 @@ async def export(request: web.Request) -> web.Response:
     c = await _ctx(request)
     teams = await _teams(c)
     f = _filter(c, request.query, teams)
-    f = crepo.ListFilter(**{**f.__dict__, "limit": 50_000})
+    f = crepo.ListFilter(**{**f.__dict__, "limit": 50_000, "offset": 0})
     async with c.svc.db.session() as s:
         rows, total, _ = await crepo.reports_list(s, c.team_ids, f)
     data = export_rows(c, rows, {t.id: t for t in teams})
