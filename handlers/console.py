@@ -28,6 +28,7 @@ from flows import cards as cardflow
 from flows import console as rules
 from flows import figures as fig
 from flows.deadlines import load_policy
+from flows.followup import RATINGS
 from flows.model import Msg
 from flows.status import OPEN_STATUSES, Outcome, Status, allowed_actions
 from handlers.base import SERVICES
@@ -330,7 +331,8 @@ async def report_page(request: web.Request) -> web.Response:
     rows = []
     for e in history:
         detail = e.detail or {}
-        extra = detail.get("comment") or (c.t(f"outcome.{detail['outcome']}") if detail.get("outcome") else "") or detail.get("to_team", "")
+        extra = (detail.get("comment") or (c.t(f"outcome.{detail['outcome']}") if detail.get("outcome") else "")
+                 or (c.t(f"rating.{detail['rating']}") if detail.get("rating") in RATINGS else "") or detail.get("to_team", ""))
         rows.append({"at": c.when(e.at), "who": e.actor_name or e.actor or "", "action": e.action,
                      "status": c.t(f"status.{e.to_status}") if e.to_status else "", "extra": extra})
     actions = allowed_actions(Status(r.status))
@@ -408,7 +410,7 @@ async def figures_page(request: web.Request) -> web.Response:
         labels, c.t("console.monthly"),
     )
     return c.render("figures.html", fy=fy, be=fig.be(fy), total=total, per_team=per_team, chart=chart, teams=teams,
-                    team=team, who=WHO, milestones=fig.MILESTONES)
+                    team=team, who=WHO, milestones=fig.MILESTONES, ratings=RATINGS)
 
 
 # ---------------------------------------------------------------- map

@@ -129,7 +129,8 @@ async def test_sign_in_from_the_team_chat_list_open_close_and_the_chat_is_told(s
     card = await staff.card(ref)
     assert "ปิดเรื่องแล้ว" in card["text"]
     told = [m["text"] for m in await v.messages()]
-    assert "ปิดแล้ว" in told[-1] and "ให้ความช่วยเหลือ ณ จุดที่พบ" in told[-1]
+    assert "ปิดแล้ว" in told[-2] and "ให้ความช่วยเหลือ ณ จุดที่พบ" in told[-2]
+    assert "พอใจกับการดูแลเรื่องนี้แค่ไหนคะ" in told[-1]  # then, once, how well it was handled
     async with sandbox.services.db.session() as s:
         from storage import repo
 
