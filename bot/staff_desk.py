@@ -194,7 +194,7 @@ class StaffDesk:
         lang = conv.lang if conv else self.default_lang
         parsed = followup.parse_rating(ev.data)
         report = await repo.report_get(s, parsed[0], for_update=True) if parsed else None
-        if report is None or report.reporter_platform != a.platform or report.reporter_user != a.user_id:
+        if report is None or not followup.may_answer(report.reporter_platform, report.reporter_user, a.platform, a.user_id):
             await self._send(s, a.platform, a.chat_id, Reply((Msg("err.stale_button"),)), lang)
             return True
         counted = followup.rating_accepted(report.rating_asked_at, report.rating)

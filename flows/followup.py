@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Sequence
 
-from flows.deadlines import AGE_BUCKETS, Due, Facts, Policy, after_quiet_hours, age_bucket, duration_msg, overdue
+from flows.deadlines import AGE_BUCKETS, Due, Facts, Policy, age_bucket, duration_msg, overdue, volunteer_send_at
 from flows.model import Button, Msg, Reply
 
 STILL_DATA = re.compile(r"^still:(\d+):(yes|no)$")
@@ -50,6 +50,12 @@ def followup_question(r: ReportBrief) -> Reply:
     return Reply((Msg("followup.ask", {"ref": r.ref}),), (row,))
 
 
+def may_answer(reporter_platform: str | None, reporter_user: str | None, platform: str, user_id: str | None) -> bool:
+    """Who may answer a question put to a report's reporter (still there? how well handled?):
+    that reporter, on the platform they reported from; nobody once their identity was purged."""
+    return bool(reporter_platform and reporter_user) and reporter_platform == platform and reporter_user == user_id
+
+
 def parse_still(data: str) -> tuple[int, bool] | None:
     """`still:<report_id>:yes|no` → (report_id, still there?)."""
     m = STILL_DATA.match(data)
@@ -74,7 +80,7 @@ def rating_due(status: str, told: bool, asked_at: datetime | None, reporter_chat
     None: not to ask."""
     if status != "closed" or not told or asked_at is not None or not reporter_chat:
         return None
-    return after_quiet_hours(now, policy)
+    return volunteer_send_at(now, policy, urgent=False)  # never urgent: it waits for the morning
 
 
 def rating_question(report_id: int, ref: str) -> Reply:
