@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -177,6 +177,26 @@ async def map_points(s: AsyncSession, team_ids: Sequence[int] | None, f: ListFil
     return [tuple(r) for r in (await s.exec(stmt)).all()]
 
 
+async def map_points_json(s: AsyncSession, team_ids: Sequence[int] | None, f: ListFilter, limit: int = MAP_LIMIT) -> tuple[str, int]:
+    """The map's points as a JSON array text ([[id, ref, lat, lon, status, urgent 0/1], …],
+    coordinates to 5 decimals: a metre) and how many: on PostgreSQL built by the database in one
+    value (no row reaches Python), elsewhere from `map_points`."""
+    if s.bind.dialect.name != "postgresql":
+        pts = await map_points(s, team_ids, f, limit)
+        return json.dumps([[i, ref, round(la, 5), round(lo, 5), st, 1 if u else 0] for i, ref, la, lo, st, u in pts],
+                          separators=(",", ":")), len(pts)
+    inner = _where(select(Report.id, Report.ref, Report.lat, Report.lon, Report.status, Report.urgent, Report.created_at), team_ids, f, "postgresql")
+    inner = inner.where(col(Report.lat).is_not(None)).order_by(Report.created_at, Report.id).limit(limit).subquery()
+    point = sa.func.json_build_array(
+        inner.c.id, inner.c.ref, sa.func.round(sa.cast(inner.c.lat, sa.Numeric), 5), sa.func.round(sa.cast(inner.c.lon, sa.Numeric), 5),
+        inner.c.status, sa.case((inner.c.urgent, 1), else_=0),
+    )
+    ordered = sa.func.json_agg(aggregate_order_by(point, inner.c.created_at, inner.c.id))
+    stmt = sa.select(sa.func.coalesce(sa.cast(ordered, sa.Text), "[]"), sa.func.count()).select_from(inner)
+    text, n = (await s.exec(stmt)).one()
+    return text, n
+
+
 async def report_in_scope(s: AsyncSession, report_id: int, team_ids: Sequence[int] | None, for_update: bool = False) -> Report | None:
     stmt = select(Report).where(Report.id == report_id)
     if team_ids is not None:
@@ -294,46 +314,73 @@ async def _figures_pg(s: AsyncSession, team_ids, fy: int, now: datetime, policy,
     w_params = {"work": work, "tz": plan.tz, "L": plan.day_seconds, "first": days[0], "first_n": first_n,
                 **{f"o{k}": opens[k] for k in range(plan.columns)}}
     w_types += [sa.bindparam("first", type_=sa.Date), sa.bindparam("first_n", type_=sa.Integer)]
-    looked_up = ", ".join(f"(CAST(:o{k} AS timestamptz[]))[di] AS o{k}" for k in range(plan.columns))
-    fields = "team_id, created_at, urgent, status, repeat_of, acknowledged_at, on_site_at, closed_at"
+    # only the reports of a track with a working-clock step need the day table
+    working = {u for u in (False, True) if any(v and v[0] == "working" for (uu, _), v in plan.steps.items() if uu == u)}
+    need = {frozenset(): "FALSE", frozenset({False}): "NOT urgent", frozenset({True}): "urgent"}.get(frozenset(working), "TRUE")
+    looked_up = ", ".join(f"CASE WHEN {need} THEN (CAST(:o{k} AS timestamptz[]))[di] END AS o{k}" for k in range(plan.columns))
+    fields = "team_id, created_at, urgent, status, acknowledged_at, on_site_at, closed_at"
     dues = ", ".join(
         f"(CASE WHEN urgent THEN {_due_sql(plan, True, m)} ELSE {_due_sql(plan, False, m)} END) AS d_{m}, {_reached_sql(m)} AS r_{m}"
         for m in fig.MILESTONES
     )
+    year = f"{scope} AND created_at >= :start AND created_at < :end"
+
+    # 1. the year's times: medians and 90th percentiles per team and for all (no deadline needed)
     aggs = []
     for m in fig.MILESTONES:
-        h = f"CAST(EXTRACT(EPOCH FROM (r_{m} - created_at)) AS float8) / 3600"
+        h = f"CAST(EXTRACT(EPOCH FROM ({_reached_sql(m)} - created_at)) AS float8) / 3600"
         aggs += [
-            f"count(*) FILTER (WHERE in_year AND r_{m} IS NOT NULL) AS n_{m}",
-            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {h}) FILTER (WHERE in_year AND r_{m} IS NOT NULL) AS med_{m}",
-            f"percentile_disc(0.9) WITHIN GROUP (ORDER BY {h}) FILTER (WHERE in_year AND r_{m} IS NOT NULL) AS p90_{m}",
+            f"count({_reached_sql(m)}) AS n_{m}",
+            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {h}) AS med_{m}",
+            f"percentile_disc(0.9) WITHIN GROUP (ORDER BY {h}) AS p90_{m}",
+        ]
+    times_sql = f"""
+        SELECT CASE WHEN GROUPING(team_id) = 1 THEN NULL ELSE team_id END AS team_id,
+               count(*) AS received, count(*) FILTER (WHERE urgent) AS urgent,
+               count(*) FILTER (WHERE CASE WHEN json_typeof(repeat_of) = 'array' THEN json_array_length(repeat_of) > 0 ELSE FALSE END) AS repeats,
+               {", ".join(aggs)}
+        FROM reports WHERE {year} GROUP BY GROUPING SETS ((team_id), ())"""
+    rows = {r.team_id: dict(r._mapping) for r in (await run(times_sql)).all()}
+
+    # 2. the deadlines: met and counted (the year's), open and overdue now (all open), per team
+    counts = []
+    for m in fig.MILESTONES:
+        counts += [
             f"count(*) FILTER (WHERE in_year AND d_{m} IS NOT NULL AND r_{m} <= d_{m}) AS met_{m}",
             f"count(*) FILTER (WHERE in_year AND d_{m} IS NOT NULL AND (r_{m} IS NOT NULL OR d_{m} <= :now)) AS counted_{m}",
         ]
     overdue = " OR ".join(f"(r_{m} IS NULL AND d_{m} <= :now)" for m in fig.MILESTONES)
-    main_sql = f"""
+    deadlines_sql = f"""
         WITH src AS (
-            SELECT {fields}, TRUE AS in_year FROM reports WHERE {scope} AND created_at >= :start AND created_at < :end
+            SELECT {fields}, TRUE AS in_year FROM reports WHERE {year}
             UNION ALL
             SELECT {fields}, FALSE FROM reports WHERE {scope} AND status <> 'closed' AND (created_at < :start OR created_at >= :end)
         ),
         -- each layer is fenced (OFFSET 0) so that its columns are computed once per report, not
         -- once per mention in the layers above
-        w AS (SELECT src.*, {looked_up}, (CAST(:work AS boolean[]))[di] AS work
-              FROM (SELECT src.*, {day_index} AS di FROM src) AS src OFFSET 0),
+        w AS (SELECT src.*, {looked_up}, CASE WHEN {need} THEN (CAST(:work AS boolean[]))[di] END AS work
+              FROM (SELECT src.*, CASE WHEN {need} THEN {day_index} END AS di FROM src) AS src OFFSET 0),
         a AS (SELECT w.*, CASE WHEN sh THEN 0 ELSE greatest(CAST(EXTRACT(EPOCH FROM (created_at - o0)) AS float8), 0) END AS inn
               FROM (SELECT w.*, coalesce(work AND created_at >= o0 + make_interval(secs => :L), FALSE) AS sh FROM w) AS w OFFSET 0),
         c AS (SELECT a.*, {dues} FROM a OFFSET 0)
-        SELECT CASE WHEN GROUPING(team_id) = 1 THEN NULL ELSE team_id END AS team_id,
-               count(*) FILTER (WHERE in_year) AS received,
-               count(*) FILTER (WHERE in_year AND urgent) AS urgent,
-               count(*) FILTER (WHERE in_year AND (CASE WHEN json_typeof(repeat_of) = 'array' THEN json_array_length(repeat_of) > 0 ELSE FALSE END)) AS repeats,
-               count(*) FILTER (WHERE status <> 'closed') AS open_now,
+        SELECT team_id, count(*) FILTER (WHERE status <> 'closed') AS open_now,
                count(*) FILTER (WHERE status <> 'closed' AND ({overdue})) AS overdue_now,
-               {", ".join(aggs)}
-        FROM c GROUP BY GROUPING SETS ((team_id), ())
-    """
-    main = [dict(r._mapping) for r in (await run(main_sql, w_types, **w_params)).all()]
+               {", ".join(counts)}
+        FROM c GROUP BY team_id"""
+    zero = {"received": 0, "urgent": 0, "repeats": 0, **{f"{k}_{m}": None for m in fig.MILESTONES for k in ("med", "p90")},
+            **{f"n_{m}": 0 for m in fig.MILESTONES}}
+    total = rows.setdefault(None, {"team_id": None, **zero})
+    for r in (await run(deadlines_sql, w_types, **w_params)).all():
+        d = dict(r._mapping)
+        team = rows.setdefault(d["team_id"], {"team_id": d["team_id"], **zero})
+        for k, v in d.items():
+            if k != "team_id":
+                team[k] = v
+                total[k] = total.get(k, 0) + v
+    for k in ("open_now", "overdue_now", *[f"{x}_{m}" for m in fig.MILESTONES for x in ("met", "counted")]):
+        for r in rows.values():
+            r.setdefault(k, 0)
+    main = list(rows.values())
     # the year's reports by month, outcome, rating and categories: one grouped scan (categories
     # grouped by the stored list, then counted out here: a few distinct lists, not a row each)
     month = "(CAST(EXTRACT(MONTH FROM ({0} AT TIME ZONE 'UTC') + interval '7 hours') AS int) + 2) % 12"
