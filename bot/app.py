@@ -25,6 +25,7 @@ from storage.migrate import current, upgrade
 from storage.photos import PhotoStore, open_store
 
 log = structlog.get_logger("namjai.app")
+SHUTDOWN_GRACE = 10.0  # seconds the loops have to end their round at shutdown, then to end once cancelled
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Services:
     clock: Callable[[], datetime]
     tasks: list[asyncio.Task] = field(default_factory=list)
     background: set[asyncio.Task] = field(default_factory=set)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # shutdown has begun
 
     @property
     def console(self):
@@ -112,7 +114,7 @@ async def guard_sandbox(db: Database, settings: Settings, photos: PhotoStore, no
             counts, keys = await repo.forget_platform(s, "sandbox")
         for key in keys:
             try:
-                await photos.delete(key)
+                await photos.delete(key, mark=False)
             except Exception:  # a missing file is already gone
                 log.warning("sandbox_photo_not_deleted")
         if any(counts.values()):
@@ -178,18 +180,29 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if svc is None:
             return
         # The loops first, then the channels: a delivery still running must not find its
-        # platform client closed (found by tests/test_replicas.py's rolling restart).
-        tasks = [*svc.tasks, *svc.background]
-        tasks += svc.engine.inbox.tasks()
-        for task in tasks:
-            task.cancel()
+        # platform client closed (found by tests/test_replicas.py's rolling restart). The loops are
+        # asked to end after the round in hand, and cancelled only if they do not: a task cancelled
+        # in the middle of a transaction leaves its connection half rolled back, and SQLite's
+        # driver could then hang the pool's disposal for ever (seen once in CI).
+        svc.stopping.set()
+        svc.outbox.stop()
+        svc.engine.inbox.stopping = True
+        tasks = [t for t in (*svc.tasks, *svc.background, *svc.engine.inbox.tasks()) if not t.done()]
         if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=10)
-            if stuck:
-                log.error("tasks_did_not_stop", tasks=sorted(t.get_name() for t in stuck))
+            _, left = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+            for task in left:
+                task.cancel()
+            if left:
+                _, stuck = await asyncio.wait(left, timeout=SHUTDOWN_GRACE)
+                if stuck:
+                    log.error("tasks_did_not_stop", tasks=sorted(t.get_name() for t in stuck))
         for stop in app[STOPPERS]:
             await stop(app, svc)
-        await svc.db.dispose()
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                await svc.db.dispose()
+        except TimeoutError:
+            log.error("database_did_not_close")  # the process ends anyway; the database keeps nothing half done
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
@@ -238,8 +251,13 @@ async def _inbox_sweeper(svc: Services, interval: float) -> None:
     200 and the work, on this replica or another) and retries that fell due. Also forgets the
     platform limits' old marks."""
     rounds = 0
-    while True:
-        await asyncio.sleep(interval)
+    while not svc.stopping.is_set():
+        try:
+            async with asyncio.timeout(interval):
+                await svc.stopping.wait()
+            return
+        except TimeoutError:
+            pass
         rounds += 1
         try:
             await svc.engine.process_pending(older_than=timedelta(seconds=interval * 5))

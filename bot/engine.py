@@ -64,7 +64,7 @@ async def drop_unused_media(db: Database, photos: PhotoStore | None, keys) -> in
     gone = 0
     for key in sorted(set(keys) - used):
         try:
-            await photos.delete(key)
+            await photos.delete(key, mark=False)  # nothing names it: not even its key stays
             gone += 1
         except ValueError:  # not a key of the store
             pass

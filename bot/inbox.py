@@ -117,6 +117,7 @@ class Inbox:
         self.on_outbox: list[Callable[[], None]] = []
         self._drainers: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()
+        self.stopping = False  # shutdown: finish the step in hand, start no other (the events wait in the database)
 
     async def ingest(self, ev: InboundEvent, reply: ReplyToken | None = None) -> int | None:
         inbox_id = await self.ingestor.put(ev, reply)
@@ -137,6 +138,8 @@ class Inbox:
 
     async def _drain(self, conv_key: str) -> None:
         for _ in range(MAX_STEPS):
+            if self.stopping:
+                return
             self._again.discard(conv_key)
             try:
                 progressed = await self.step(conv_key)

@@ -54,9 +54,16 @@ class OutboxWorker:
         self.batch = batch
         self.concurrency = concurrency
         self._wake = asyncio.Event()
+        self._stopping = False
         self._soonest: float | None = None  # seconds until the earliest row deferred in this round
 
     def kick(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Shutdown: the loop finishes the round in hand and ends (cancelling it in the middle of a
+        transaction could leave a connection half rolled back)."""
+        self._stopping = True
         self._wake.set()
 
     async def deliver_due(self) -> int:
@@ -205,7 +212,7 @@ class OutboxWorker:
 
     async def run(self, interval: float = 2.0) -> None:
         """Delivers whenever kicked, and every `interval` seconds regardless."""
-        while True:
+        while not self._stopping:
             pause = interval if self._soonest is None else min(interval, max(self._soonest, 0.005))
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
@@ -216,8 +223,10 @@ class OutboxWorker:
                 pass
             self._wake.clear()
             self._soonest = None
+            if self._stopping:
+                return
             try:
-                while await self.deliver_due():
+                while not self._stopping and await self.deliver_due():
                     pass
             except Exception:
                 log.exception("outbox_loop_error")

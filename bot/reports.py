@@ -163,6 +163,17 @@ class Reports:
             await self._outbox(s, b.platform, b.chat_id, render_card(c, b.lang), report_id=report.id, card_edit=True)
         return len(bindings)
 
+    async def refresh_cards(self, s, report: Report, now: datetime | None = None) -> int:
+        """The report's cards edited in place in each of its team's chats, with their waiting time
+        as of `now` (a reminder going out: the card says how long it has waited)."""
+        team = await repo.team_get(s, report.team_id)
+        if team is None:
+            return 0
+        view = await self.view(s, report, team)
+        if now is not None:
+            view = replace(view, now=now)
+        return await self.post_cards(s, report, team, view)
+
     async def post_card_here(
         self, s, report: Report, team: Team, view: cardflow.ReportView, platform: str, chat_id: str, lang: str,
         make=None, fresh: bool = False,

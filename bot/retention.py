@@ -50,7 +50,7 @@ async def delete_orphans(db: Database, photos, now: datetime, *, dry_run: bool =
     orphans = sorted(k for k, at in files if k not in used and at <= now - ORPHAN_GRACE)
     if not dry_run:
         for key in orphans:
-            await photos.delete(key)
+            await photos.delete(key, mark=False)  # nothing names an orphan
     return len(orphans)
 
 

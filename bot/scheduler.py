@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -90,7 +90,8 @@ async def sweep(
     policy = policy or _policy(settings)
     batch = batch or (settings.scheduler_batch if settings else 200)
     lease = lease or (timedelta(seconds=settings.scheduler_lease_seconds) if settings else DEFAULT_LEASE)
-    sent = await sweep_reports(db, now, policy, batch=batch, lease=lease)
+    cards = svc.engine.reports.refresh_cards if svc is not None else None
+    sent = await sweep_reports(db, now, policy, batch=batch, lease=lease, cards=cards)
     try:
         sent += await sweep_drafts(db, now, policy, batch=batch, photos=svc.photos if svc is not None else None)
     except Exception:  # rolled back: tried again at the next sweep
@@ -107,18 +108,27 @@ async def sweep(
     return sent
 
 
-async def sweep_reports(db: Database, now: datetime, policy: Policy, *, batch: int = 200, lease: timedelta = DEFAULT_LEASE) -> int:
-    """Works off the due reports in batches: each batch is claimed and handled in one transaction."""
+# (session, report, now): edits the report's cards so they show how long it has waited
+RefreshCards = Callable[[Any, Report, datetime], Awaitable[int]]
+
+
+async def sweep_reports(
+    db: Database, now: datetime, policy: Policy, *, batch: int = 200, lease: timedelta = DEFAULT_LEASE, cards: RefreshCards | None = None,
+) -> int:
+    """Works off the due reports in batches: each batch is claimed and handled in one transaction.
+    `cards`: when a reminder goes to the team, the report's cards are edited too (their waiting time)."""
     sent = 0
     for _ in range(MAX_ROUNDS):
-        n, claimed = await _batch(db, now, policy, batch, lease)
+        n, claimed = await _batch(db, now, policy, batch, lease, cards=cards)
         sent += n
         if claimed < batch:
             break
     return sent
 
 
-async def _batch(db: Database, now: datetime, policy: Policy, limit: int, lease: timedelta, ids: list[int] | None = None) -> tuple[int, int]:
+async def _batch(
+    db: Database, now: datetime, policy: Policy, limit: int, lease: timedelta, ids: list[int] | None = None, cards: RefreshCards | None = None,
+) -> tuple[int, int]:
     """Claims up to `limit` due reports (`ids`: only those) and handles them in one transaction:
     (messages queued, reports claimed). When the transaction fails, its halves are tried apart, so
     that one bad report holds back only itself: it is leased and tried again after `lease`."""
@@ -127,7 +137,7 @@ async def _batch(db: Database, now: datetime, policy: Policy, limit: int, lease:
         async with db.transaction() as s:
             reports = await sched_repo.claim_batch(s, now, limit, ids)
             claimed = [r.id for r in reports]
-            return await _handle(s, reports, now, policy), len(claimed)
+            return await _handle(s, reports, now, policy, cards), len(claimed)
     except Exception:
         if not claimed:
             raise
@@ -137,12 +147,12 @@ async def _batch(db: Database, now: datetime, policy: Policy, limit: int, lease:
                 await sched_repo.lease(s, claimed, now + lease)
             return 0, 1
         half = len(claimed) // 2
-        a = await _batch(db, now, policy, half, lease, claimed[:half])
-        b = await _batch(db, now, policy, len(claimed) - half, lease, claimed[half:])
+        a = await _batch(db, now, policy, half, lease, claimed[:half], cards)
+        b = await _batch(db, now, policy, len(claimed) - half, lease, claimed[half:], cards)
         return a[0] + b[0], len(claimed)
 
 
-async def _handle(s, reports: list[Report], now: datetime, policy: Policy) -> int:
+async def _handle(s, reports: list[Report], now: datetime, policy: Policy, cards: RefreshCards | None = None) -> int:
     """Plans every claimed report, records the ledger rows of the batch in one statement, then
     queues the messages whose ledger key was free (someone else's key means already sent)."""
     if not reports:
@@ -169,6 +179,8 @@ async def _handle(s, reports: list[Report], now: datetime, policy: Policy) -> in
     for r in reports:
         if fresh[r.id]:
             sent += await _emit(s, r, fresh[r.id], now, policy, teams.get(r.team_id), chats)
+            if cards is not None and any(d.to != "reporter" for d in fresh[r.id]):
+                await cards(s, r, now)  # the card's "waited N minutes" as the reminder says it
         r.next_due_at, r.sched_claimed_until = plans[r.id].next_due_at, None
     return sent
 

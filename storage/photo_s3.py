@@ -199,11 +199,13 @@ class S3PhotoStore:
     async def exists(self, key: str) -> bool:
         return await self._exists(validate_key(key))
 
-    async def delete(self, key: str) -> bool:
-        """Deletes on purpose: the marker first, then the object (never a photo gone unexplained)."""
+    async def delete(self, key: str, *, mark: bool = True) -> bool:
+        """Deletes on purpose: the marker first (when `mark`: a report still names the photo), then
+        the object (never a photo a report names gone unexplained)."""
         validate_key(key)
         existed = await self._exists(key)
-        await self._put(DELETED + key, datetime.now(timezone.utc).isoformat().encode(), "text/plain")
+        if mark:
+            await self._put(DELETED + key, datetime.now(timezone.utc).isoformat().encode(), "text/plain")
         try:
             await obstore.delete_async(self._store, key)
         except FileNotFoundError:

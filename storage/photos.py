@@ -10,8 +10,9 @@ Two stores behind one interface (`PhotoStore`), chosen by `open_store(settings)`
   that several replicas on several hosts share.
 
 A key that is not there is one of two things, and `get` tells them apart: `PhotoDeleted` when it
-was deleted through the store on purpose (only PDPA retention deletes: the store keeps a small
-marker naming the key, never the photo), `PhotoMissing` otherwise (never stored here, lost, or a
+was deleted through the store on purpose by retention, of a report that still names it (the store
+keeps a small marker naming the key, never the photo), `PhotoMissing` otherwise (a photo nothing
+names any more is deleted without a marker: a forgotten draft leaves not even its key) (never stored here, lost, or a
 replica with a store of its own). Both are `KeyError`s.
 """
 
@@ -205,7 +206,9 @@ class PhotoStore(Protocol):
 
     async def get(self, key: str) -> bytes: ...  # PhotoDeleted / PhotoMissing (KeyErrors) when not there
 
-    async def delete(self, key: str) -> bool: ...  # on purpose: a later get raises PhotoDeleted
+    # On purpose. `mark`: a later get raises PhotoDeleted (a report still names the photo: retention);
+    # without it nothing of the photo stays, its key included (a forgotten draft, an orphan).
+    async def delete(self, key: str, *, mark: bool = True) -> bool: ...
 
     async def exists(self, key: str) -> bool: ...
 
@@ -281,10 +284,11 @@ class LocalPhotoStore:
         path = self.path_for(key)
         return await asyncio.to_thread(self._get_sync, path, key, self._marker_for(key))
 
-    async def delete(self, key: str) -> bool:
-        """Deletes on purpose: the marker first, then the file (never a photo gone unexplained)."""
+    async def delete(self, key: str, *, mark: bool = True) -> bool:
+        """Deletes on purpose: the marker first (when `mark`), then the file (never a photo a report
+        names gone unexplained)."""
         path = self.path_for(key)
-        return await asyncio.to_thread(self._delete_sync, path, self._marker_for(key))
+        return await asyncio.to_thread(self._delete_sync, path, self._marker_for(key) if mark else None)
 
     async def check(self) -> None:
         try:
@@ -348,8 +352,9 @@ class LocalPhotoStore:
             raise (PhotoDeleted(key) if marker.is_file() else PhotoMissing(key)) from None
 
     @classmethod
-    def _delete_sync(cls, path: Path, marker: Path) -> bool:
-        cls._write_once(marker, datetime.now(timezone.utc).isoformat().encode())  # keeps the first time
+    def _delete_sync(cls, path: Path, marker: Path | None) -> bool:
+        if marker is not None:
+            cls._write_once(marker, datetime.now(timezone.utc).isoformat().encode())  # keeps the first time
         try:
             path.unlink()
         except FileNotFoundError:

@@ -98,3 +98,49 @@ async def test_shutdown_stops_the_loops_before_it_closes_the_channels(tmp_path, 
     assert app[SERVICES].tasks and not any(t.done() for t in app[SERVICES].tasks)
     await server.close()
     assert seen == [True]
+
+
+async def test_shutdown_lets_the_delivery_in_hand_finish_instead_of_cancelling_it(tmp_path, clock, monkeypatch):
+    """Seen once in CI: a loop cancelled in the middle of a transaction left an aiosqlite connection
+    half rolled back, and disposing of the pool then hung until the test timed out. The loops are
+    now asked to end after their round, so the message being sent is settled, not cut off."""
+    import asyncio
+
+    from aiohttp.test_utils import TestServer
+
+    from bot.app import create_app
+    from bot.outbox import SandboxChannel
+    from bot.settings import Settings
+    from handlers.base import SERVICES
+    from storage import repo
+
+    sending, original = asyncio.Event(), SandboxChannel.send
+
+    async def slow(self, row, card_message_id):
+        sending.set()
+        await asyncio.sleep(0.5)
+        return await original(self, row, card_message_id)
+
+    monkeypatch.setattr(SandboxChannel, "send", slow)
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path}/n.db", photo_dir=str(tmp_path / "p"),
+                        sandbox=True, scheduler=False, sweep_seconds=0.05)
+    app = create_app(settings, clock=clock)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    svc = app[SERVICES]
+    async with svc.db.transaction() as s:
+        row = await repo.outbox_add(s, platform="sandbox", chat_id="u-x", payload={"kind": "text", "text": "x"},
+                                    next_attempt_at=clock(), created_at=clock())
+    svc.outbox.kick()
+    await asyncio.wait_for(sending.wait(), 10)
+    tasks = list(svc.tasks)
+    await server.close()
+    assert all(t.done() and not t.cancelled() for t in tasks)  # ended on their own
+    from storage.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            assert (await repo.outbox_get(s, row.id)).status == "sent"
+    finally:
+        await db.dispose()

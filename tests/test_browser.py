@@ -149,6 +149,10 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             vol = watch(context.new_page(), "volunteer")
             vol.goto(f"{server}/sandbox/#volunteer=alice")
             expect(vol.locator("#chat-id")).to_have_text("u-alice")
+            # icons that need an emoji font (none here) say what they are in words too
+            for button, words in (("#menu-btn", "เมนู"), ("#photo-btn", "รูป"), ("#loc-btn", "พิกัด")):
+                expect(vol.locator(f"{button} .lbl")).to_have_text(words)
+                expect(vol.locator(f"{button} .lbl")).to_be_visible()
             chat = vol.locator("#transcript")
             vol.locator("#text").fill("สวัสดี")
             vol.locator("#send-btn").click()
@@ -190,6 +194,10 @@ def test_report_and_close_in_the_browser(server, tmp_path):
             team = watch(context.new_page(), "team")
             team.goto(f"{server}/sandbox/#team=pattaya-city&as=somchai")
             expect(team.locator("#chat-id")).to_have_text("team-pattaya-city")
+            # on a phone the team's name fits its selector, inside the screen
+            expect(team.locator("#team-select option:checked")).to_have_text("เมืองพัทยา")
+            box = team.locator("#team-select").bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
             card = team.locator("article.card", has_text=ref)
             expect(card).to_be_visible()
             expect(card).to_contain_text("ไร้บ้าน/นอนข้างทาง")

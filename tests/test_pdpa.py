@@ -29,7 +29,9 @@ async def _all_rows(db) -> str:
 
 
 def _store_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and not p.relative_to(root).parts[0] == "deleted"]
+    """Every file under the store's folder, deletion markers included: a forgotten photo leaves
+    not even its key."""
+    return [p for p in root.rglob("*") if p.is_file()]
 
 
 async def test_a_volunteer_who_declines_leaves_nothing_behind(sandbox):
@@ -74,6 +76,7 @@ async def test_cancelled_draft_takes_its_photo_with_it(sandbox):
     assert len(await svc.photos.stored()) == 1
     await v.command("cancel")
     assert await svc.photos.stored() == []
+    assert _store_files(Path(svc.settings.photo_dir)) == []  # not even a marker naming its key
 
 
 async def test_replaced_photo_goes_but_one_a_report_keeps_stays(sandbox):
@@ -101,6 +104,7 @@ async def test_expired_draft_takes_its_photo_with_it(sandbox):
     assert len(await svc.photos.stored()) == 1
     await sweep(svc, sandbox.clock() + timedelta(days=3), digests=False)
     assert await svc.photos.stored() == []
+    assert _store_files(Path(svc.settings.photo_dir)) == []
 
 
 async def test_retention_deletes_files_no_report_or_draft_names(sandbox):

@@ -124,6 +124,19 @@ async def test_s3_missing_is_not_deleted(s3_server, bucket):
     assert (await store.put(jpeg())).key == photo.key and sha(await store.get(photo.key)) == photo.key[:-4]
 
 
+async def test_s3_forgetting_leaves_no_marker(s3_server, bucket):
+    """A photo nothing names any more (a forgotten draft, an orphan) goes without a trace: no
+    object, no marker naming its key."""
+    store = s3_store(s3_server, bucket)
+    photo = await store.put(jpeg((3, 1, 4)))
+    assert await store.delete(photo.key, mark=False) is True
+    with pytest.raises(PhotoMissing):
+        await store.get(photo.key)
+    for path in (f"photos/{photo.key}", f"photos/deleted/{photo.key}"):
+        status, _, _ = s3_server.raw_get(bucket, path)
+        assert status == 404, path
+
+
 async def test_s3_prefixes_keep_stores_apart(s3_server, bucket):
     one, other = s3_store(s3_server, bucket, "city-a"), s3_store(s3_server, bucket, "city-b/photos")
     photo = await one.put(jpeg())
@@ -277,6 +290,15 @@ async def test_local_store_tells_deleted_from_missing(tmp_path):
     assert (tmp_path / "photos" / "deleted" / photo.key[:2] / photo.key[2:4] / photo.key).is_file()
     await store.put(jpeg())
     assert sha(await store.get(photo.key)) == photo.key[:-4]
+
+
+async def test_local_store_forgets_without_a_marker(tmp_path):
+    store = LocalPhotoStore(tmp_path / "photos")
+    photo = await store.put(jpeg((3, 1, 4)))
+    assert await store.delete(photo.key, mark=False) is True
+    with pytest.raises(PhotoMissing):
+        await store.get(photo.key)
+    assert [p for p in (tmp_path / "photos").rglob("*") if p.is_file()] == []
 
 
 async def test_retention_then_the_sandbox_link_says_deleted_not_missing(sandbox):

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import SERVICES, create_app
 from bot.settings import ConfigError, Settings
 from storage import repo
-from storage.photos import PhotoDeleted
+from storage.photos import PhotoMissing
 from tests.fake_line import SECRET, FakeLine
 from tests.test_e2e_sandbox import full_report
 
@@ -132,8 +132,9 @@ async def test_turning_the_sandbox_off_removes_its_chats_reports_and_photos(sand
             async with svc2.db.session() as s:
                 assert "sandbox" not in await repo.platforms_seen(s)
                 assert await repo.report_by_ref(s, ref) is None
-            with pytest.raises(PhotoDeleted):
+            with pytest.raises(PhotoMissing):  # gone without a trace: nothing names it any more
                 await svc2.photos.get(key)
+            assert [p for p in (tmp_path / "photos").rglob("*") if p.is_file()] == []
         finally:
             await server.close()
     finally:

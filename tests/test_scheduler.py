@@ -445,3 +445,24 @@ async def test_the_app_runs_its_own_scheduler(sandbox):
     digest = next(j for j in sched.get_jobs() if j.id == "digest")
     fire = digest.trigger.get_next_fire_time(None, datetime(2026, 11, 27, 10, 0, tzinfo=BKK))  # Friday
     assert fire == datetime(2026, 11, 30, 8, 30, tzinfo=BKK)
+
+
+async def test_a_reminder_refreshes_the_cards_waiting_time(sandbox):
+    from bot import i18n
+    from flows.deadlines import duration_msg
+
+    team = sandbox.team("pattaya-city")
+    start = sandbox.clock()
+    ref = await full_report(sandbox.volunteer("waits"))
+    before = (await team.card(ref))["text"]
+    await new_texts(team)
+    reminded = []
+    for _ in range(48):  # half-hour sweeps until the team is reminded (the policy's first deadline)
+        await run(sandbox, minutes=30)
+        reminded = await new_texts(team)
+        if reminded:
+            break
+    assert reminded and ref in reminded[0], "the team was not reminded within a day"
+    waited = i18n.text(duration_msg(sandbox.clock() - start), "th")
+    after = (await team.card(ref))["text"]
+    assert f"⏳ รอมาแล้ว {waited}" in after and after != before

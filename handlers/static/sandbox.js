@@ -124,8 +124,10 @@
     el.replyChip.hidden = !state.replyTo;
   }
 
+  var narrow = window.matchMedia("(max-width: 699px)");
   function teamLabel(t) {
-    return t.name_th + " · " + t.name_en + " (" + t.code + ")";
+    // a phone's closed select shows what fits: the Thai name (the code is on the chat line below)
+    return narrow.matches ? t.name_th : t.name_th + " · " + t.name_en + " (" + t.code + ")";
   }
 
   function fillTeams() {
@@ -141,6 +143,7 @@
       var o = document.createElement("option");
       o.value = t.code;
       o.textContent = teamLabel(t);
+      o.title = t.name_th + " · " + t.name_en + " (" + t.code + ")";
       o.selected = t.code === state.team;
       el.teamSelect.appendChild(o);
     });
@@ -391,7 +394,7 @@
         state.replyTo = { reportId: m.card_of, title: (m.card && m.card.title) || "#" + m.card_of };
         el.replyRef.textContent = state.replyTo.title;
         el.replyChip.hidden = false;
-        el.text.placeholder = "Comment / ความเห็น…";
+        el.text.placeholder = "ความเห็น…";
         el.text.focus();
       });
       meta.appendChild(rep);
@@ -501,7 +504,7 @@
   function clearReply() {
     state.replyTo = null;
     el.replyChip.hidden = true;
-    el.text.placeholder = "Message / พิมพ์ข้อความ";
+    el.text.placeholder = "พิมพ์ข้อความ…";
   }
 
   el.sendForm.addEventListener("submit", function (e) {
