@@ -401,8 +401,8 @@ async def figures_page(request: web.Request) -> web.Response:
     teams = await _teams(c)
     team = next((t for t in teams if t.code == request.query.get("team")), None)
     ids = [team.id] if team else c.team_ids
-    async with c.svc.db.session() as s:
-        by_team = await crepo.figures_by_team(s, ids, fy, now, load_policy())
+    async with c.svc.db.session() as s, c.svc.db.session() as other:  # two connections: two scans at once
+        by_team = await crepo.figures_by_team(s, ids, fy, now, load_policy(), other=None if c.svc.db.is_sqlite else other)
     total = by_team[None]
     per_team = [(t, by_team[t.id]) for t in (teams if team is None else [team]) if t.id in by_team]
     labels = [str(m) for m in fig.MONTHS_FY]

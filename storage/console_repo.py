@@ -242,7 +242,8 @@ async def figure_cases(s: AsyncSession, team_ids: Sequence[int] | None, start: d
     return cases(await figure_rows(s, team_ids, start, end))
 
 
-async def figures_by_team(s: AsyncSession, team_ids: Sequence[int] | None, fy: int, now: datetime, policy) -> dict:
+async def figures_by_team(s: AsyncSession, team_ids: Sequence[int] | None, fy: int, now: datetime, policy,
+                          other: AsyncSession | None = None) -> dict:
     """The fiscal year's figures of the teams (None: all) together (under None) and of each team
     (under its id). On PostgreSQL aggregated in SQL (a few grouped index scans, no report loaded);
     elsewhere (SQLite) the rows are fetched and `flows.figures.figures_by` counts them. Both give
@@ -252,7 +253,7 @@ async def figures_by_team(s: AsyncSession, team_ids: Sequence[int] | None, fy: i
     start, end = fig.fiscal_bounds(fy)
     if s.bind.dialect.name != "postgresql":
         return fig.figures_by(await figure_cases(s, team_ids, start, end), fy, now, policy, lambda c: c.team_id)
-    return await _figures_pg(s, team_ids, fy, now, fig.fast_policy(policy, fy), start, end)
+    return await _figures_pg(s, team_ids, fy, now, fig.fast_policy(policy, fy), start, end, other)
 
 
 def _due_sql(plan, urgent: bool, milestone: str) -> str:
@@ -273,7 +274,11 @@ def _reached_sql(milestone: str) -> str:
     return {"ack": "coalesce(acknowledged_at, on_site_at)", "onsite": "on_site_at", "close": "(CASE WHEN status = 'closed' THEN closed_at END)"}[milestone]
 
 
-async def _figures_pg(s: AsyncSession, team_ids, fy: int, now: datetime, policy, start: datetime, end: datetime) -> dict:
+async def _figures_pg(s: AsyncSession, team_ids, fy: int, now: datetime, policy, start: datetime, end: datetime,
+                      other: AsyncSession | None = None) -> dict:
+    """`other`: a second session: the year's grouped scans run on it while `s` counts the
+    deadlines (two connections, two backends: the page waits for the longer, not the sum)."""
+    import asyncio
     from datetime import timedelta
 
     from flows import figures as fig
@@ -287,10 +292,10 @@ async def _figures_pg(s: AsyncSession, team_ids, fy: int, now: datetime, policy,
         params["ids"] = list(team_ids) or [-1]
         types.append(sa.bindparam("ids", type_=ARRAY(sa.Integer)))
 
-    def run(sql: str, extra_types=(), **more):
+    def run(sql: str, extra_types=(), session: AsyncSession | None = None, **more):
         used = [b for b in (*types, *extra_types) if re.search(rf":{b.key}\b", sql)]
         values = {k: v for k, v in {**params, **more}.items() if re.search(rf":{k}\b", sql)}
-        return s.exec(sa.text(sql).bindparams(*used), params=values)
+        return (session or s).exec(sa.text(sql).bindparams(*used), params=values)
 
     # the calendar days the deadlines need: the year's, and those of the reports open now
     lo, hi = (await run(f"SELECT min(created_at), max(created_at) FROM reports WHERE {scope} AND status <> 'closed'")).one()
@@ -340,7 +345,6 @@ async def _figures_pg(s: AsyncSession, team_ids, fy: int, now: datetime, policy,
                count(*) FILTER (WHERE CASE WHEN json_typeof(repeat_of) = 'array' THEN json_array_length(repeat_of) > 0 ELSE FALSE END) AS repeats,
                {", ".join(aggs)}
         FROM reports WHERE {year} GROUP BY GROUPING SETS ((team_id), ())"""
-    rows = {r.team_id: dict(r._mapping) for r in (await run(times_sql)).all()}
 
     # 2. the deadlines: met and counted (the year's), open and overdue now (all open), per team
     counts = []
@@ -367,10 +371,37 @@ async def _figures_pg(s: AsyncSession, team_ids, fy: int, now: datetime, policy,
                count(*) FILTER (WHERE status <> 'closed' AND ({overdue})) AS overdue_now,
                {", ".join(counts)}
         FROM c GROUP BY team_id"""
+    # 3. the year's reports by month, outcome, rating and categories: one grouped scan (categories
+    # grouped by the stored list, then counted out here: a few distinct lists, not a row each);
+    # 4. the closings by month
+    month = "(CAST(EXTRACT(MONTH FROM ({0} AT TIME ZONE 'UTC') + interval '7 hours') AS int) + 2) % 12"
+    sets_sql = f"""
+        SELECT team_id, {month.format('created_at')} AS m, CASE WHEN status = 'closed' THEN outcome END AS o, rating,
+               CASE WHEN json_typeof(who) = 'array' THEN CAST(who AS text) END AS who_, count(*) AS n,
+               GROUPING({month.format('created_at')}) AS gm, GROUPING(CASE WHEN status = 'closed' THEN outcome END) AS go,
+               GROUPING(rating) AS gr
+        FROM reports WHERE {year}
+        GROUP BY GROUPING SETS ((team_id, m), (team_id, o), (team_id, rating), (team_id, who_))"""
+    closed_sql = (f"SELECT team_id, {month.format('closed_at')}, count(*) FROM reports WHERE {scope} AND status = 'closed' "
+                  "AND closed_at >= :start AND closed_at < :end GROUP BY 1, 2")
+
+    async def side(o: AsyncSession):
+        return [(await run(sql, session=o)).all() for sql in (times_sql, sets_sql, closed_sql)]
+
+    task = asyncio.ensure_future(side(other)) if other is not None else None
+    try:
+        deadline_rows = (await run(deadlines_sql, w_types, **w_params)).all()
+    except BaseException:
+        if task is not None:
+            task.cancel()
+        raise
+    times, sets, closed = await task if task is not None else await side(s)
+
+    rows = {r.team_id: dict(r._mapping) for r in times}
     zero = {"received": 0, "urgent": 0, "repeats": 0, **{f"{k}_{m}": None for m in fig.MILESTONES for k in ("med", "p90")},
             **{f"n_{m}": 0 for m in fig.MILESTONES}}
     total = rows.setdefault(None, {"team_id": None, **zero})
-    for r in (await run(deadlines_sql, w_types, **w_params)).all():
+    for r in deadline_rows:
         d = dict(r._mapping)
         team = rows.setdefault(d["team_id"], {"team_id": d["team_id"], **zero})
         for k, v in d.items():
@@ -381,16 +412,6 @@ async def _figures_pg(s: AsyncSession, team_ids, fy: int, now: datetime, policy,
         for r in rows.values():
             r.setdefault(k, 0)
     main = list(rows.values())
-    # the year's reports by month, outcome, rating and categories: one grouped scan (categories
-    # grouped by the stored list, then counted out here: a few distinct lists, not a row each)
-    month = "(CAST(EXTRACT(MONTH FROM ({0} AT TIME ZONE 'UTC') + interval '7 hours') AS int) + 2) % 12"
-    sets = (await run(f"""
-        SELECT team_id, {month.format('created_at')} AS m, CASE WHEN status = 'closed' THEN outcome END AS o, rating,
-               CASE WHEN json_typeof(who) = 'array' THEN CAST(who AS text) END AS who_, count(*) AS n,
-               GROUPING({month.format('created_at')}) AS gm, GROUPING(CASE WHEN status = 'closed' THEN outcome END) AS go,
-               GROUPING(rating) AS gr
-        FROM reports WHERE {scope} AND created_at >= :start AND created_at < :end
-        GROUP BY GROUPING SETS ((team_id, m), (team_id, o), (team_id, rating), (team_id, who_))""")).all()
     monthly, outcomes, ratings, categories = [], [], [], []
     for team, m, o, rating, who_, n, gm, go, gr in sets:
         if not gm:
@@ -403,8 +424,6 @@ async def _figures_pg(s: AsyncSession, team_ids, fy: int, now: datetime, policy,
                 ratings.append((team, rating, n))
         elif who_ is not None:
             categories += [(team, str(x), n) for x in json.loads(who_)]
-    closed = (await run(f"SELECT team_id, {month.format('closed_at')}, count(*) FROM reports WHERE {scope} AND status = 'closed' "
-                        "AND closed_at >= :start AND closed_at < :end GROUP BY 1, 2")).all()
     return fig.assemble(fy, main, monthly, closed, outcomes, categories, ratings)
 
 
