@@ -5,16 +5,23 @@ fiscal-year page of one province (Chonburi, as its centre's supervisor sees it) 
 Creates a PostgreSQL database of its own (dropped at the end), imports the shipped teams, fills in
 N reports over two fiscal years (a third of them Chonburi's), runs the real app on loopback, signs
 in with a console link and times each page R times inside the server (a middleware around the
-handler: server-side time, without the client). Then prints EXPLAIN (ANALYZE) of the queries.
+handler: server-side time, without the client). Checks that what it timed is what it says (the
+list's total, the map's points and the year's "received" against counts of its own), then records
+the SQL each page really sends (an engine event on one more request of each) and prints EXPLAIN
+(ANALYZE) of each statement that reads `reports`, with the indexes the plan uses. Exits 1 when a
+p95 is above the aim or a plan scans `reports` without an index.
 
-Usage: .venv/bin/python bench/bench_console.py [N] [R]
+Usage: .venv/bin/python bench/bench_console.py [N] [R] [--plans] [--keep]   (--help)
 Server: NAMJAI_TEST_PG (default postgresql://postgres@127.0.0.1:5432/test). Skips without one.
+Needs only the app's own dependencies (no test extras).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import re
 import statistics
 import sys
 import time
@@ -26,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PG = os.environ.get("NAMJAI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 AIM_MS = 300.0
+MAP_LIMIT = 5000  # storage.console_repo.MAP_LIMIT: the map shows at most this many points
 
 
 async def fill(conn, team_ids: list[int], local_ids: list[int], n: int, now: datetime) -> None:
@@ -64,7 +72,7 @@ def pct(values: list[float], q: float) -> float:
     return v[max(0, int(round(q * len(v) + 0.5)) - 1)]
 
 
-async def main(n: int, rounds: int) -> int:
+async def main(n: int, rounds: int, show_plans: bool = False, keep: bool = False) -> int:
     import asyncpg
     from aiohttp import ClientSession, CookieJar, web
     from aiohttp.test_utils import TestServer
@@ -108,6 +116,8 @@ async def main(n: int, rounds: int) -> int:
         settings = Settings(_env_file=None, database_url=url, sandbox=False, scheduler=False, photo_dir=f"/tmp/{name}-photos")
         app = create_app(settings)
         timings: dict[str, list[float]] = {}
+        seen: dict[str, int] = {}
+        statements: dict[str, list] = {}
 
         @web.middleware
         async def timer(request, handler):
@@ -115,7 +125,7 @@ async def main(n: int, rounds: int) -> int:
             try:
                 return await handler(request)
             finally:
-                timings.setdefault(request.path, []).append((time.perf_counter() - start) * 1000)
+                timings.setdefault(request.path_qs, []).append((time.perf_counter() - start) * 1000)
 
         app.middlewares.insert(0, timer)
         async with TestServer(app, host="127.0.0.1") as server:
@@ -125,7 +135,12 @@ async def main(n: int, rounds: int) -> int:
             async with ClientSession(base_url=str(server.make_url("/")), cookie_jar=CookieJar(unsafe=True)) as http:
                 r = await http.post(f"/console/login/{token}")
                 assert r.status == 200, r.status
-                pages = {"/console/": "list (open, province)", "/console/map.json": "map data (open, province)", "/console/figures": "fiscal-year page (province)"}
+                from flows import figures as fig
+
+                fy_now = fig.fiscal_year(now)
+                pages = {"/console/": "list (open, province)", "/console/map.json": "map data (open, province)",
+                         "/console/figures": f"year page {fig.be(fy_now)} (so far)",
+                         f"/console/figures?fy={fig.be(fy_now - 1)}": f"year page {fig.be(fy_now - 1)} (whole)"}
                 sizes = {}
                 for _ in range(2):  # warm-up
                     for p in pages:
@@ -137,7 +152,26 @@ async def main(n: int, rounds: int) -> int:
                         body = await resp.read()
                         assert resp.status == 200, (p, resp.status)
                         sizes[p] = len(body)
-                points = len((await (await http.get("/console/map.json")).json())["points"])
+                seen["points"] = len((await (await http.get("/console/map.json")).json())["points"])
+                html = await (await http.get("/console/")).text()
+                seen["total"] = int(re.search(r'id="total"[^>]*>\D*(\d+)', html).group(1))
+                for fy in (fy_now, fy_now - 1):
+                    html = await (await http.get(f"/console/figures?fy={fig.be(fy)}")).text()
+                    seen[f"received {fy}"] = int(re.search(r'class="received">(\d+)<', html).group(1))
+                # the SQL each page really sends, with its parameters
+                from sqlalchemy import event
+
+                current: list = []
+
+                def record(conn_, cursor, statement, parameters, context, executemany):
+                    current.append((statement, list(parameters or ())))
+
+                event.listen(svc.db.engine.sync_engine, "before_cursor_execute", record)
+                for p in pages:
+                    current.clear()
+                    await (await http.get(p)).read()
+                    statements[p] = list(current)
+                event.remove(svc.db.engine.sync_engine, "before_cursor_execute", record)
         failed = 0
         print(f"\nserver-side time over {rounds} requests each (ms):")
         for p, label in pages.items():
@@ -148,34 +182,52 @@ async def main(n: int, rounds: int) -> int:
             ok = p95 < AIM_MS
             failed += not ok
             print(f"  {label:32} p50 {statistics.median(t):7.1f}  p95 {p95:7.1f}  max {max(t):7.1f}  ({sizes[p]} bytes)  {'OK' if ok else 'ABOVE AIM'} (< {AIM_MS:.0f})")
-        print(f"  map points returned: {points}")
 
+        # what was timed is what is printed: the pages' counts against the database's own
         ids = local
-        from flows import figures as fig
+        open_n = await conn.fetchval("SELECT count(*) FROM reports WHERE team_id = ANY($1::int[]) AND status <> 'closed'", ids)
+        located = await conn.fetchval("SELECT count(*) FROM reports WHERE team_id = ANY($1::int[]) AND status <> 'closed' AND lat IS NOT NULL", ids)
+        assert seen["total"] == open_n, (seen["total"], open_n)
+        assert seen["points"] == min(located, MAP_LIMIT), (seen["points"], located)
+        print(f"  checked: list total {seen['total']} = open reports of the province; map points {seen['points']} "
+              f"(of {located} located, limit {MAP_LIMIT})")
+        for fy in (fy_now, fy_now - 1):
+            start, end = fig.fiscal_bounds(fy)
+            year_n = await conn.fetchval("SELECT count(*) FROM reports WHERE team_id = ANY($1::int[]) AND created_at >= $2 AND created_at < $3", ids, start, end)
+            assert seen[f"received {fy}"] == year_n, (fy, seen[f"received {fy}"], year_n)
+            print(f"  checked: fiscal year {fig.be(fy)} received {year_n} (the page's figure)")
 
-        start, end = fig.fiscal_bounds(fig.fiscal_year(now))
-        plans = {
-            "list page": ("SELECT * FROM reports WHERE team_id = ANY($1::int[]) AND status <> 'closed' ORDER BY created_at, id LIMIT 200", [ids]),
-            "list counts": ("SELECT status, count(*) FROM reports WHERE team_id = ANY($1::int[]) AND status <> 'closed' GROUP BY status", [ids]),
-            "map data": ("SELECT id, ref, lat, lon, status, urgent FROM reports WHERE team_id = ANY($1::int[]) AND status <> 'closed' AND lat IS NOT NULL ORDER BY created_at LIMIT 5000", [ids]),
-            "figures: the year": ("SELECT team_id, created_at, status FROM reports WHERE team_id = ANY($1::int[]) AND created_at >= $2 AND created_at < $3", [ids, start, end]),
-            "figures: open outside the year": ("SELECT team_id, created_at, status FROM reports WHERE team_id = ANY($1::int[]) AND status <> 'closed' AND (created_at < $2 OR created_at >= $3)", [ids, start, end]),
-        }
-        print("\nquery plans (EXPLAIN ANALYZE):")
-        for label, (sql, args) in plans.items():
-            rows = await conn.fetch("EXPLAIN ANALYZE " + sql, *args)
-            text = "\n".join("    " + r[0] for r in rows)
-            uses = "Index" in text
-            failed += not uses
-            print(f"  {label}: {'uses an index' if uses else 'NO INDEX USED'}\n{text}")
+        print("\nquery plans of the statements each page sends (EXPLAIN ANALYZE):")
+        for p, label in pages.items():
+            for sql, args in statements.get(p, []):
+                if not re.search(r"\bFROM reports\b", sql):
+                    continue
+                rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+                text = "\n".join("      " + r[0] for r in rows)
+                indexes = sorted(set(re.findall(r"(?:Index|Index Only|Bitmap Index) Scan (?:Backward )?(?:using|on) (\w+)", text)))
+                seq = re.search(r"Seq Scan on reports\b", text) is not None
+                failed += seq or not indexes
+                took = re.search(r"Execution Time: ([\d.]+) ms", text)
+                head = " ".join(sql.split())[:90]
+                print(f"  {label}: {took.group(1) if took else '?'} ms, indexes {', '.join(indexes) or 'NONE'}"
+                      f"{'  SEQUENTIAL SCAN OF reports' if seq else ''}\n    {head}…")
+                if show_plans:
+                    print(text)
         await conn.close()
         return 1 if failed else 0
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if keep:
+            print(f"kept database {name}")
+        else:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
 if __name__ == "__main__":
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    r = int(sys.argv[2]) if len(sys.argv) > 2 else 30
-    sys.exit(asyncio.run(main(n, r)))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("n", nargs="?", type=int, default=100_000, help="reports to fill in (default 100000)")
+    ap.add_argument("rounds", nargs="?", type=int, default=30, help="timed requests of each page (default 30)")
+    ap.add_argument("--plans", action="store_true", help="print each plan in full")
+    ap.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
+    a = ap.parse_args()
+    sys.exit(asyncio.run(main(a.n, a.rounds, a.plans, a.keep)))

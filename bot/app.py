@@ -16,6 +16,7 @@ from bot.engine import Engine
 from bot.outbox import OutboxWorker, SandboxChannel
 from bot.settings import ConfigError, Settings, check_start
 from bot.teams import EXAMPLE, import_teams
+from flows.deadlines import load_policy
 from handlers.base import SERVICES, STARTERS, STOPPERS, ReplyToken, watch
 from storage import pipeline, repo
 from storage.boundaries import Boundaries
@@ -158,7 +159,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         await photos.check()
         await guard_sandbox(db, settings, photos, clock())
         engine = Engine(db, boundaries=boundaries or Boundaries.default(), clock=clock, default_lang=settings.default_lang, photos=photos,
-                        inbox_concurrency=settings.inbox_concurrency)
+                        inbox_concurrency=settings.inbox_concurrency, policy=load_policy(settings.scheduler_policy_file))
         engine.console.public_url = settings.public_url.rstrip("/")
         channels = {}
         if settings.sandbox:

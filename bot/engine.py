@@ -81,6 +81,7 @@ class Engine:
         default_lang: str = "th",
         photos: PhotoStore | None = None,
         inbox_concurrency: int = 3,
+        policy=None,
     ):
         self.db = db
         self.photos = photos
@@ -90,7 +91,7 @@ class Engine:
         self.clock = clock
         self.default_lang = default_lang
         self.reports = Reports(self.boundaries, clock)
-        self.desk = StaffDesk(db, self.reports, clock, default_lang)
+        self.desk = StaffDesk(db, self.reports, clock, default_lang, policy=policy)
         self.console = Console(db, self.reports, self.desk, clock, default_lang=default_lang)
         self.map_links: MapLinkResolver | None = MapLinkResolver()  # short map links in typed text
         self.inbox = Inbox(db, clock, self.dispatch, self.prepare, self._give_up, self.needs_prepare, concurrency=inbox_concurrency)
@@ -189,6 +190,8 @@ class Engine:
     async def _private(self, s, ev: InboundEvent) -> bool:
         a = ev.address
         now = self.clock()
+        if isinstance(ev, ChoiceMade) and ev.data.startswith("rate:"):  # the reporter's rating of a closed report
+            return await self.desk.rating_answer(s, ev)
         if isinstance(ev, ChoiceMade) and ev.data.startswith("still:"):  # scheduler's follow-up answer
             from bot.scheduler import still_there_answer
 

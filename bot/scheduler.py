@@ -37,7 +37,7 @@ from flows.deadlines import (
     Due,
     Facts,
     Policy,
-    after_quiet_hours,
+    chain_fallback,
     daily_slot,
     draft_action,
     due_steps,
@@ -45,6 +45,7 @@ from flows.deadlines import (
     load_policy,
     overdue,
     plan,
+    volunteer_send_at,
     weekly_slot,
 )
 from flows.model import Msg, Reply
@@ -185,14 +186,9 @@ async def _handle(s, reports: list[Report], now: datetime, policy: Policy, cards
 
 
 def _chain_chats(chats: dict, team_id: int, role: str, chain: tuple[str, ...]):
-    """The chats of `role`, else of the role below it in the chain (no director chat bound: the
-    supervisors hear it; no supervisors: the team)."""
-    i = chain.index(role) if role in chain else 0
-    for j in range(i, -1, -1):
-        found = chats.get((team_id, chain[j]))
-        if found:
-            return found
-    return []
+    """The chats that hear a step meant for `role` (`flows.deadlines.chain_fallback`)."""
+    heard_by = chain_fallback(role, chain, lambda r: bool(chats.get((team_id, r))))
+    return chats[(team_id, heard_by)] if heard_by else []
 
 
 def _team_name(team: Team | None, lang: str) -> str:
@@ -214,9 +210,11 @@ async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy, te
         if d.to == "reporter":
             if not r.reporter_chat:
                 continue
-            at = now if r.urgent else after_quiet_hours(now, policy)
+            at = volunteer_send_at(now, policy, r.urgent)
             payload = render_reply(fu.followup_question(_brief(r, team, r.reporter_lang)), r.reporter_lang)
-            await repo.outbox_add(s, platform=r.reporter_platform, chat_id=r.reporter_chat, payload=payload, report_id=r.id, next_attempt_at=at, created_at=now)
+            # held rows join the chat's queue at `not_before`: they do not hold its other messages
+            await repo.outbox_add(s, platform=r.reporter_platform, chat_id=r.reporter_chat, payload=payload, report_id=r.id,
+                                  next_attempt_at=at, not_before=at if at > now else None, created_at=now)
             n += 1
             continue
         found = _chain_chats(chats, r.team_id, d.to, policy.chain)
@@ -352,7 +350,7 @@ async def still_there_answer(engine, s, ev) -> bool:
     lang = conv.lang if conv else engine.default_lang
     parsed = fu.parse_still(ev.data)
     report = await repo.report_get(s, parsed[0], for_update=True) if parsed else None
-    if report is None or report.reporter_platform != a.platform or report.reporter_user != a.user_id:
+    if report is None or not fu.may_answer(report.reporter_platform, report.reporter_user, a.platform, a.user_id):
         await engine.reports.send(s, a.platform, a.chat_id, Reply((Msg("err.stale_button"),)), lang)
         return True
     yes = parsed[1]

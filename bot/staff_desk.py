@@ -13,9 +13,11 @@ from datetime import timedelta
 import structlog
 
 from flows import cards as cardflow
-from flows import routing, staff
+from flows import followup, routing, staff
+from flows.deadlines import Policy, load_policy
 from flows.model import BindChat, Event, InboundEvent, Msg, Reply, StaffAction, TextReceived
 from flows.status import OPEN_STATUSES, ROLE_RANK, Role, Status, Decision, can_start, decide, effect, may_undo
+from bot.render import render_reply
 from bot.reports import Reports, team_area
 from storage import repo
 from storage.db import Database
@@ -33,11 +35,12 @@ def new_bind_code() -> str:
 
 
 class StaffDesk:
-    def __init__(self, db: Database, reports: Reports, clock, default_lang: str = "th"):
+    def __init__(self, db: Database, reports: Reports, clock, default_lang: str = "th", policy: Policy | None = None):
         self.db = db
         self.reports = reports
         self.clock = clock
         self.default_lang = default_lang
+        self.policy = policy or load_policy()
 
     async def _send(self, s, *args, **kw) -> None:
         await self.reports.send(s, *args, **kw)
@@ -164,8 +167,46 @@ class StaffDesk:
             told = cardflow.reporter_update(replace(view, team_name=self.reports.team_name(team, report.reporter_lang)), report.status)
             if told is not None:
                 await self._send(s, report.reporter_platform, report.reporter_chat, told, report.reporter_lang, report_id=report.id)
+            await self._ask_rating(s, report, told is not None, now)
         log.info("staff_action", report_id=report.id, action=action, status=report.status)
         return decision
+
+    async def _ask_rating(self, s, report, told: bool, now) -> None:
+        """Once closed and the reporter told: how well was it handled (three faces), asked once,
+        held to the end of the quiet hours (`not_before`: it does not hold the chat's queue)."""
+        at = followup.rating_due(report.status, told, report.rating_asked_at, report.reporter_chat, now, self.policy)
+        if at is None:
+            return
+        report.rating_asked_at = now
+        payload = render_reply(followup.rating_question(report.id, report.ref), report.reporter_lang)
+        await repo.outbox_add(
+            s, platform=report.reporter_platform, chat_id=report.reporter_chat, payload=payload, report_id=report.id,
+            next_attempt_at=at, not_before=at if at > now else None, created_at=now,
+        )
+        log.info("rating_asked", report_id=report.id, at=at.isoformat())
+
+    async def rating_answer(self, s, ev) -> bool:
+        """`rate:<report_id>:<face>` from the reporter's private chat: the first answer goes on the
+        report (its history, the figures); only the reporter of that report may answer."""
+        a = ev.address
+        now = self.clock()
+        conv = await repo.conversation_get(s, a.platform, a.chat_id, a.user_id or "")
+        lang = conv.lang if conv else self.default_lang
+        parsed = followup.parse_rating(ev.data)
+        report = await repo.report_get(s, parsed[0], for_update=True) if parsed else None
+        if report is None or not followup.may_answer(report.reporter_platform, report.reporter_user, a.platform, a.user_id):
+            await self._send(s, a.platform, a.chat_id, Reply((Msg("err.stale_button"),)), lang)
+            return True
+        counted = followup.rating_accepted(report.rating_asked_at, report.rating)
+        if counted:
+            report.rating = parsed[1]
+            await repo.history_add(
+                s, report_id=report.id, at=now, actor=a.user_key, actor_name=ev.user_name, action="rating",
+                from_status=report.status, to_status=report.status, detail={"rating": parsed[1]},
+            )
+            log.info("rating", report_id=report.id, rating=parsed[1])
+        await self._send(s, a.platform, a.chat_id, followup.rating_answered(report.ref, counted), lang, report_id=report.id)
+        return True
 
     async def _picker(self, s, ev: Event, report, role: Role | None, action: StaffAction, lang: str) -> bool:
         """The card's own pickers, shown on the card in the chat that pressed: an outcome to close

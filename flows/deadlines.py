@@ -281,6 +281,25 @@ def after_quiet_hours(at: datetime, policy: Policy) -> datetime:
     return datetime.combine(d, policy.quiet_end, policy.calendar.tz).astimezone(timezone.utc)
 
 
+def volunteer_send_at(now: datetime, policy: Policy, urgent: bool = False) -> datetime:
+    """The quiet-hours hold: when a message to a volunteer (a reporter) may go out. Nothing in the
+    quiet hours, except about an urgent report they made; otherwise held to the end of them. The
+    one rule for the follow-up question, the rating question and the plan's reporter steps."""
+    return now if urgent else after_quiet_hours(now, policy)
+
+
+def chain_fallback(role: str, chain: Sequence[str], has_chat) -> str | None:
+    """The escalation fallback: the role whose chat hears a step meant for `role`: `role` itself
+    if a chat of it is bound, else the nearest role below it in the chain (no director chat: the
+    supervisors; no supervisors: the team). `has_chat(role)` says whether one is bound; None when
+    no chat of any role at or below `role` is."""
+    i = list(chain).index(role) if role in chain else 0
+    for j in range(i, -1, -1):
+        if has_chat(chain[j]):
+            return chain[j]
+    return None
+
+
 def _offset(start: datetime, m: Milestone, delta: timedelta, cal: Calendar) -> datetime:
     if m.clock == "working":
         return cal.add_working(start, delta)
@@ -323,8 +342,8 @@ def plan(steps: Sequence[Due], sent: Iterable[tuple[str, str]], now: datetime, p
     downtime several steps of a milestone collapse into its highest one. With `policy`, what goes
     to the reporter of a non-urgent report waits for the end of the quiet hours."""
     sent = set(sent)
-    if policy is not None and not urgent and in_quiet_hours(now, policy):
-        held = after_quiet_hours(now, policy)
+    if policy is not None and volunteer_send_at(now, policy, urgent) > now:
+        held = volunteer_send_at(now, policy, urgent)
         steps = [replace(d, due_at=max(d.due_at, held)) if d.to == "reporter" else d for d in steps]
     done_level: dict[tuple[str, str], int] = {}
     for d in steps:

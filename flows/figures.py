@@ -83,6 +83,7 @@ class Case:
     outcome: str | None = None
     who: tuple[str, ...] = ()
     repeat: bool = False
+    rating: str | None = None  # the reporter's answer, if they gave one
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Figures:
     urgent: int = 0
     monthly_received: list = field(default_factory=lambda: [0] * 12)
     monthly_closed: list = field(default_factory=lambda: [0] * 12)
+    ratings: Counter = field(default_factory=Counter)  # the reporters' answers (good / ok / bad)
 
 
 class OfficeClock:
@@ -174,17 +176,30 @@ def _reached(c: Case, milestone: str) -> datetime | None:
     return c.closed_at if c.status == "closed" else None
 
 
+_fast: dict = {}
+
+
 def fast_policy(policy: Policy, fy: int) -> Policy:
     """The same policy with its public holidays around the year listed out: the same deadlines,
-    without a holidays lookup (tens of microseconds) for each day of each report."""
+    without a holidays lookup (tens of microseconds) for each day of each report. Kept per
+    (policy, year): the public holidays of past and coming years are the package's fixed data, and
+    the policy object itself is what `load_policy` read once (a new policy is a new key)."""
     cal = policy.calendar
     if not cal.country:
         return policy
+    key = (id(policy), fy)
+    hit = _fast.get(key)
+    if hit is not None and hit[0] is policy:
+        return hit[1]
     import holidays
 
     days = holidays.country_holidays(cal.country, years=range(fy - 3, fy + 2))
     listed = frozenset(d for d in days if d not in cal.not_holidays) | cal.extra
-    return replace(policy, calendar=replace(cal, country=None, extra=listed))
+    out = replace(policy, calendar=replace(cal, country=None, extra=listed))
+    if len(_fast) > 64:
+        _fast.clear()
+    _fast[key] = (policy, out)
+    return out
 
 
 def figures(cases: Iterable[Case], fy: int, now: datetime, policy: Policy) -> Figures:
@@ -246,6 +261,8 @@ def _add(f, spans, met, counted, c, deadlines, reached, overdue, in_year, start,
     f.categories.update(c.who)
     if c.status == "closed" and c.outcome:
         f.outcomes[c.outcome] += 1
+    if c.rating:
+        f.ratings[c.rating] += 1
     for m in MILESTONES:
         at = reached[m]
         if at is not None:
@@ -292,3 +309,109 @@ def bar_chart_svg(series: Sequence[tuple[str, Sequence[int], str]], labels: Sequ
                      f'<text x="{width - 136}" y="{12 + j * 12}" font-size="10">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+# ---------------------------------------------------------------- the same figures, in SQL
+#
+# On PostgreSQL the figures are aggregated by the database (storage.console_repo.figures_by_team):
+# medians by percentile_cont(0.5), the 90th percentile by percentile_disc(0.9) (nearest rank, as
+# above), the deadlines by the expressions below. A working-clock deadline is the office clock's
+# `OfficeClock.add`, spelled with a table of calendar days: each day says whether it is a working
+# day and gives the openings of the next working days from it on, so that a report's deadline is a
+# join on its local date and a little arithmetic. The same calendar (`fast_policy`) as the Python
+# path gives the same deadlines, hence the same numbers (tests/test_console.py compares them).
+
+
+@dataclass(frozen=True)
+class DuePlan:
+    """What the SQL needs to know of the policy's first deadlines."""
+
+    day_seconds: float  # an office day's length
+    tz: str  # the calendar's time zone (its local date is the join key)
+    steps: dict  # (urgent, milestone) -> ("wall" | "working", seconds), or None: no deadline
+    columns: int  # openings per day row: enough for the longest working-clock step
+
+    def working(self) -> bool:
+        return any(v and v[0] == "working" for v in self.steps.values())
+
+
+def due_plan(policy: Policy) -> DuePlan:
+    day = policy.calendar.day_length.total_seconds()
+    steps = {}
+    longest = 0.0
+    for urgent in (False, True):
+        ms = {m.name: m for m in policy.track(urgent).milestones if m.at}
+        for name in MILESTONES:
+            m = ms.get(name)
+            if m is None:
+                steps[(urgent, name)] = None
+                continue
+            secs = m.at[0].total_seconds()
+            steps[(urgent, name)] = (m.clock, secs)
+            if m.clock == "working":
+                longest = max(longest, secs)
+    return DuePlan(day, getattr(policy.calendar.tz, "key", "Asia/Bangkok"), steps, 2 + math.ceil(longest / day) if day else 2)
+
+
+def office_table(cal, first: date, last: date, columns: int) -> tuple[list[date], list[bool], list[list[datetime]]]:
+    """For each calendar day from `first` to `last`: whether it is a working day, and the openings
+    (UTC) of the `columns` working days from it on (itself first when it is one). An instant's
+    deadline of D office seconds: on a working day after its closing, or not on a working day,
+    start from the next opening (into = 0); otherwise into = the office time already gone that day;
+    the deadline is opening[k] + (into + D - n·L), n = ceil((into + D) / L) - 1, k = n (+1 after
+    closing) — `OfficeClock.add`, a closing being the deadline when the time runs out exactly."""
+    working: list[date] = []
+    d, after = first, 0
+    while (d <= last or after < columns) and d <= last + timedelta(days=400):
+        if cal.is_working_day(d):
+            working.append(d)
+            after += d > last
+        d += timedelta(days=1)
+    opens = [datetime.combine(w, cal.start, cal.tz).astimezone(timezone.utc) for w in working]
+    from bisect import bisect_left
+
+    days, work, cols = [], [], [[] for _ in range(columns)]
+    d = first
+    while d <= last:
+        i = bisect_left(working, d)
+        days.append(d)
+        work.append(i < len(working) and working[i] == d)
+        for k in range(columns):
+            cols[k].append(opens[i + k] if i + k < len(opens) else None)
+        d += timedelta(days=1)
+    return days, work, cols
+
+
+def assemble(fy: int, main: Iterable[dict], monthly: Iterable[tuple], closed: Iterable[tuple], outcomes: Iterable[tuple],
+             categories: Iterable[tuple], ratings: Iterable[tuple] = ()) -> dict:
+    """The figures (all under None, each team under its id) from the SQL aggregates: `main` one
+    row per team and one for all (team_id None), the others (team_id, key, count) per team."""
+    out: dict = {None: Figures(fy)}
+
+    def f(k) -> Figures:
+        if k not in out:
+            out[k] = Figures(fy)
+        return out[k]
+
+    for row in main:
+        x = f(row["team_id"])
+        x.received, x.urgent, x.repeats = row["received"], row["urgent"], row["repeats"]
+        x.open_now, x.overdue_now = row["open_now"], row["overdue_now"]
+        for m in MILESTONES:
+            med, p90 = row[f"med_{m}"], row[f"p90_{m}"]
+            x.hours[m] = {"n": row[f"n_{m}"], "median": None if med is None else float(med), "p90": None if p90 is None else float(p90)}
+            met, counted = row[f"met_{m}"], row[f"counted_{m}"]
+            x.within[m] = {"met": met, "counted": counted, "share": met / counted if counted else None}
+    for rows, field_ in ((monthly, "monthly_received"), (closed, "monthly_closed")):
+        for team, month, n in rows:
+            for k in (None, team):
+                getattr(f(k), field_)[int(month)] += n
+    for rows, field_ in ((outcomes, "outcomes"), (categories, "categories"), (ratings, "ratings")):
+        for team, key, n in rows:
+            for k in (None, team):
+                getattr(f(k), field_)[key] += n
+    for x in out.values():
+        for m in MILESTONES:
+            x.hours.setdefault(m, {"n": 0, "median": None, "p90": None})
+            x.within.setdefault(m, {"met": 0, "counted": 0, "share": None})
+    return out

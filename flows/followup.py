@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Sequence
 
-from flows.deadlines import AGE_BUCKETS, Due, Facts, Policy, age_bucket, duration_msg, overdue
+from flows.deadlines import AGE_BUCKETS, Due, Facts, Policy, age_bucket, duration_msg, overdue, volunteer_send_at
 from flows.model import Button, Msg, Reply
 
 STILL_DATA = re.compile(r"^still:(\d+):(yes|no)$")
@@ -50,6 +50,12 @@ def followup_question(r: ReportBrief) -> Reply:
     return Reply((Msg("followup.ask", {"ref": r.ref}),), (row,))
 
 
+def may_answer(reporter_platform: str | None, reporter_user: str | None, platform: str, user_id: str | None) -> bool:
+    """Who may answer a question put to a report's reporter (still there? how well handled?):
+    that reporter, on the platform they reported from; nobody once their identity was purged."""
+    return bool(reporter_platform and reporter_user) and reporter_platform == platform and reporter_user == user_id
+
+
 def parse_still(data: str) -> tuple[int, bool] | None:
     """`still:<report_id>:yes|no` → (report_id, still there?)."""
     m = STILL_DATA.match(data)
@@ -60,6 +66,42 @@ def still_answered(ref: str, yes: bool, open_: bool) -> Reply:
     if not open_:
         return Reply((Msg("followup.closed", {"ref": ref}),))
     return Reply((Msg("followup.thanks_yes" if yes else "followup.thanks_no", {"ref": ref}),))
+
+
+# ---------------------------------------------------------------- the reporter's rating (issue 13)
+
+RATINGS = ("good", "ok", "bad")  # three faces, best first
+RATE_DATA = re.compile(r"^rate:(\d+):(good|ok|bad)$")
+
+
+def rating_due(status: str, told: bool, asked_at: datetime | None, reporter_chat: str | None, now: datetime, policy: Policy) -> datetime | None:
+    """When to ask the reporter how well their report was handled: once (never asked before),
+    after they were told of its closing, outside the quiet hours (at their end if now is inside);
+    None: not to ask."""
+    if status != "closed" or not told or asked_at is not None or not reporter_chat:
+        return None
+    return volunteer_send_at(now, policy, urgent=False)  # never urgent: it waits for the morning
+
+
+def rating_question(report_id: int, ref: str) -> Reply:
+    """Three faces, one tap; not answering is fine (the question says so)."""
+    row = tuple(Button(Msg(f"rating.{r}"), f"rate:{report_id}:{r}") for r in RATINGS)
+    return Reply((Msg("rating.ask", {"ref": ref}),), (row,))
+
+
+def parse_rating(data: str) -> tuple[int, str] | None:
+    """`rate:<report_id>:good|ok|bad` → (report_id, rating)."""
+    m = RATE_DATA.match(data)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def rating_accepted(asked_at: datetime | None, rating: str | None) -> bool:
+    """The answer counts when the question was asked and not answered yet (one tap: the first)."""
+    return asked_at is not None and rating is None
+
+
+def rating_answered(ref: str, counted: bool) -> Reply:
+    return Reply((Msg("rating.thanks" if counted else "rating.already", {"ref": ref}),))
 
 
 def draft_nudge() -> Reply:

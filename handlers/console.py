@@ -13,10 +13,12 @@ import csv
 import hashlib
 import hmac
 import io
+import json
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -27,6 +29,7 @@ from flows import cards as cardflow
 from flows import console as rules
 from flows import figures as fig
 from flows.deadlines import load_policy
+from flows.followup import RATINGS
 from flows.model import Msg
 from flows.status import OPEN_STATUSES, Outcome, Status, allowed_actions
 from handlers.base import SERVICES
@@ -41,6 +44,7 @@ COOKIE = "namjai_console"
 WHO = ("homeless", "begging", "child", "elderly", "disabled", "sick", "mental", "foreign", "other")
 BANGKOK = timezone(timedelta(hours=7))
 ACTIONS = ("ack", "onsite", "close", "transfer", "reopen", "comment")
+PAGE_SIZE = 50  # the list's page
 EXPORT_COLUMNS = ("ref", "received", "status", "urgent", "team", "province", "district", "subdistrict",
                   "who", "count", "urgency", "law_track", "outcome", "acknowledged", "on_site", "closed", "reporter")
 
@@ -198,7 +202,13 @@ def _filter(c: Ctx, q, teams) -> crepo.ListFilter:
         since=_date(q.get("since")),
         until=until + timedelta(days=1) if until else None,
         area=q.get("area") if (q.get("area") or "").isdigit() else None,
+        limit=PAGE_SIZE,
+        offset=(_page(q.get("page")) - 1) * PAGE_SIZE,
     )
+
+
+def _page(text: str | None) -> int:
+    return int(text) if text and text.isdigit() and 0 < int(text) < 100_000 else 1
 
 
 def _close_deadline() -> timedelta:
@@ -280,7 +290,7 @@ async def reports_page(request: web.Request) -> web.Response:
     teams = await _teams(c)
     f = _filter(c, request.query, teams)
     async with c.svc.db.session() as s:
-        rows, total, counts = await crepo.reports_list(s, c.team_ids, f)
+        rows, total, counts = await crepo.reports_page(s, c.team_ids, f)
     by_id = {t.id: t for t in teams}
     now = c.svc.clock()
     items = [
@@ -288,8 +298,12 @@ async def reports_page(request: web.Request) -> web.Response:
          "age": int((now - r.created_at).total_seconds() // 3600)}
         for r in rows
     ]
+    page = f.offset // f.limit + 1
+    pages = max(1, -(-total // f.limit))
+    others = "&".join(f"{k}={v}" for k, v in ((k, quote(v)) for k, v in request.query.items() if k != "page"))
     return c.render("list.html", items=items, total=total, counts=counts, teams=teams, q=request.query,
-                    statuses=[s.value for s in Status], who=WHO, query=request.query_string)
+                    statuses=[s.value for s in Status], who=WHO, query=request.query_string,
+                    page=page, pages=pages, others=others)
 
 
 # ---------------------------------------------------------------- a report
@@ -318,7 +332,8 @@ async def report_page(request: web.Request) -> web.Response:
     rows = []
     for e in history:
         detail = e.detail or {}
-        extra = detail.get("comment") or (c.t(f"outcome.{detail['outcome']}") if detail.get("outcome") else "") or detail.get("to_team", "")
+        extra = (detail.get("comment") or (c.t(f"outcome.{detail['outcome']}") if detail.get("outcome") else "")
+                 or (c.t(f"rating.{detail['rating']}") if detail.get("rating") in RATINGS else "") or detail.get("to_team", ""))
         rows.append({"at": c.when(e.at), "who": e.actor_name or e.actor or "", "action": e.action,
                      "status": c.t(f"status.{e.to_status}") if e.to_status else "", "extra": extra})
     actions = allowed_actions(Status(r.status))
@@ -376,14 +391,6 @@ async def act(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- figures
 
 
-def _cases(rows) -> list[fig.Case]:
-    return [
-        fig.Case(team_id=t, created_at=cr, urgent=bool(u), status=st, acknowledged_at=ack, on_site_at=on, closed_at=cl,
-                 outcome=o, who=tuple(w or ()), repeat=bool(rep))
-        for t, cr, u, st, ack, on, cl, o, w, rep in rows
-    ]
-
-
 async def figures_page(request: web.Request) -> web.Response:
     c = await _ctx(request)
     now = c.svc.clock()
@@ -394,11 +401,8 @@ async def figures_page(request: web.Request) -> web.Response:
     teams = await _teams(c)
     team = next((t for t in teams if t.code == request.query.get("team")), None)
     ids = [team.id] if team else c.team_ids
-    start, end = fig.fiscal_bounds(fy)
-    async with c.svc.db.session() as s:
-        cases = _cases(await crepo.figure_rows(s, ids, start, end))
-    policy = load_policy()
-    by_team = fig.figures_by(cases, fy, now, policy, lambda x: x.team_id)
+    async with c.svc.db.session() as s, c.svc.db.session() as other:  # two connections: two scans at once
+        by_team = await crepo.figures_by_team(s, ids, fy, now, load_policy(), other=None if c.svc.db.is_sqlite else other)
     total = by_team[None]
     per_team = [(t, by_team[t.id]) for t in (teams if team is None else [team]) if t.id in by_team]
     labels = [str(m) for m in fig.MONTHS_FY]
@@ -407,7 +411,7 @@ async def figures_page(request: web.Request) -> web.Response:
         labels, c.t("console.monthly"),
     )
     return c.render("figures.html", fy=fy, be=fig.be(fy), total=total, per_team=per_team, chart=chart, teams=teams,
-                    team=team, who=WHO, milestones=fig.MILESTONES)
+                    team=team, who=WHO, milestones=fig.MILESTONES, ratings=RATINGS)
 
 
 # ---------------------------------------------------------------- map
@@ -418,8 +422,12 @@ async def map_data(request: web.Request) -> web.Response:
     teams = await _teams(c)
     f = _filter(c, request.query, teams)
     async with c.svc.db.session() as s:
-        pts = await crepo.map_points(s, c.team_ids, f)
-    return web.json_response({"points": [{"id": i, "ref": ref, "lat": la, "lon": lo, "status": st, "urgent": bool(u)} for i, ref, la, lo, st, u in pts]})
+        points, n = await crepo.map_points_json(s, c.team_ids, f)
+    # compact: one array per point (a dict each would double the bytes of 5,000 points), built as
+    # JSON by the database
+    head = json.dumps({"fields": ["id", "ref", "lat", "lon", "status", "urgent"], "limit": crepo.MAP_LIMIT,
+                       "truncated": n >= crepo.MAP_LIMIT})
+    return web.Response(text=head[:-1] + ', "points": ' + points + "}", content_type="application/json")
 
 
 async def provinces(request: web.Request) -> web.FileResponse:
@@ -453,7 +461,7 @@ async def export(request: web.Request) -> web.Response:
     c = await _ctx(request)
     teams = await _teams(c)
     f = _filter(c, request.query, teams)
-    f = crepo.ListFilter(**{**f.__dict__, "limit": 50_000})
+    f = crepo.ListFilter(**{**f.__dict__, "limit": 50_000, "offset": 0})
     async with c.svc.db.session() as s:
         rows, total, _ = await crepo.reports_list(s, c.team_ids, f)
     data = export_rows(c, rows, {t.id: t for t in teams})

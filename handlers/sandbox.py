@@ -161,9 +161,12 @@ async def _messages(svc, chat: str, after: int = 0) -> list[dict]:
         rows = await repo.outbox_for_chat(s, PLATFORM, chat)
     out: list[dict] = []
     cards: dict[int, dict] = {}
+    now = svc.clock()
     for row in rows:
         if row.status == "failed":
             continue
+        if row.status == "pending" and row.not_before is not None and row.not_before > now:
+            continue  # held (quiet hours): it joins the chat when its time comes
         msg = {"id": row.id, "at": row.created_at.isoformat(), **row.payload}
         if row.card_edit and row.report_id is not None:
             msg["card_of"] = row.report_id

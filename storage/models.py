@@ -125,6 +125,10 @@ class Report(SQLModel, table=True):
         # the console (issue 13): a team's reports by age, and its open ones
         sa.Index("ix_reports_team_created", "team_id", "created_at"),
         sa.Index("ix_reports_team_open", "team_id", "created_at", postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'")),
+        # migration 0010: an administrator's list (every team's open reports by age), a team's
+        # closings by month
+        sa.Index("ix_reports_open_created", "created_at", "id", postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'")),
+        sa.Index("ix_reports_team_closed", "team_id", "closed_at", postgresql_where=sa.text("status = 'closed'"), sqlite_where=sa.text("status = 'closed'")),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     ref: str = Field(max_length=20, unique=True)
@@ -165,6 +169,9 @@ class Report(SQLModel, table=True):
     still_there_at: Optional[datetime] = _ts()
     photos_purged_at: Optional[datetime] = _ts()
     identity_purged_at: Optional[datetime] = _ts()
+    # --- the reporter's rating (issue 13): asked once after the closing was told, answered or not
+    rating_asked_at: Optional[datetime] = _ts()
+    rating: Optional[str] = Field(default=None, max_length=8)  # good | ok | bad
 
 
 class ReportEvent(SQLModel, table=True):

@@ -16,7 +16,7 @@ from flows.model import Msg
 ROOT = Path(__file__).parent.parent
 # What asks the volunteer (or staff) something and waits for the answer.
 QUESTIONS = [k for k in yaml.safe_load(CATALOGUE.read_text(encoding="utf-8")) if k.startswith("ask.")] + [
-    "menu.title", "consent.notice", "location.sea", "location.choose", "cancel.ask", "followup.ask", "draft.nudge",
+    "menu.title", "consent.notice", "location.sea", "location.choose", "cancel.ask", "followup.ask", "draft.nudge", "rating.ask",
 ]
 POLITE = ("คะ", "ค่ะ", "นะคะ")
 

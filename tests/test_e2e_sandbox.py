@@ -82,10 +82,11 @@ async def test_full_report_to_closed_case_with_reporter_told(sandbox):
     assert [[b["data"] for b in row] for row in closed["buttons"]] == [["r:1:undo", "r:1:reopen"]]
     assert "ด้วยผลการดำเนินงานใด" not in closed["text"]  # what staff see next is the closed card
 
-    told = [m["text"] for m in await v.messages()][-3:]
+    told = [m["text"] for m in await v.messages()][-4:]
     assert "รับเรื่องแล้ว" in told[0] and ref in told[0]
     assert "ลงพื้นที่แล้ว" in told[1]
     assert "ปิดแล้ว" in told[2] and "ให้ความช่วยเหลือ ณ จุดที่พบ" in told[2]
+    assert "พอใจกับการดูแลเรื่องนี้แค่ไหนคะ" in told[3]  # the rating, asked once (tests/test_rating.py)
 
     async with sandbox.services.db.session() as s:
         from storage import repo

@@ -106,12 +106,13 @@ async def test_full_report_through_line_to_a_closed_case(line):
 
     # the reporter was told each step, by push (their reply token was spent long ago)
     told = v.new()
-    assert [s.via for s in told] == ["push", "push", "push"]
+    assert [s.via for s in told] == ["push", "push", "push", "push"]
     assert "รับเรื่องแล้ว" in told[0].text and ref in told[0].text
     assert "ลงพื้นที่แล้ว" in told[1].text
     assert "ปิดแล้ว" in told[2].text
+    assert "พอใจกับการดูแลเรื่องนี้แค่ไหนคะ" in told[3].text  # then, once, the rating (tests/test_rating.py)
     keys = [s.retry_key for s in told]
-    assert all(keys) and len(set(keys)) == 3
+    assert all(keys) and len(set(keys)) == 4
 
     async with line.services.db.session() as s:
         report = await repo.report_by_ref(s, ref)

@@ -117,10 +117,11 @@ async def test_report_through_telegram_to_closed_case(tg):
     assert not [c for c in tg.fake.sent("sendPhoto") if ref in (c.params.get("caption") or "")][1:], "one card, edited"
 
     told = tg.fake.texts(VOLUNTEER_CHAT)[told_before:]
-    assert len(told) == 3
+    assert len(told) == 4
     assert "รับเรื่องแล้ว" in told[0] and ref in told[0]
     assert "ลงพื้นที่แล้ว" in told[1]
     assert "ปิดแล้ว" in told[2]
+    assert "พอใจกับการดูแลเรื่องนี้แค่ไหนคะ" in told[3]  # then, once, the rating (tests/test_rating.py)
     presses = 3 + 1 + 4  # the volunteer's choices, the outsider's, staff's (ack, onsite, close, outcome)
     assert len(tg.fake.sent("answerCallbackQuery")) == presses
 

@@ -11,7 +11,10 @@
   });
   fetch("/console/map.json?" + query, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (d) {
     var bounds = [];
-    d.points.forEach(function (p) {
+    var f = {};
+    d.fields.forEach(function (name, i) { f[name] = i; });
+    d.points.forEach(function (row) {
+      var p = { id: row[f.id], ref: row[f.ref], lat: row[f.lat], lon: row[f.lon], status: row[f.status], urgent: !!row[f.urgent] };
       var m = L.circleMarker([p.lat, p.lon], {
         radius: 7, weight: p.urgent ? 3 : 1, color: p.urgent ? "#c53030" : "#1a202c",
         fillColor: colours[p.status] || "#718096", fillOpacity: 0.9
