@@ -7,7 +7,7 @@ platforms (a process of their own, so that they outlive the replicas) and an S3 
 photos. Skipped outside CI when PostgreSQL or haproxy is missing; in CI it fails instead.
 
 Runs only when asked (`NAMJAI_REPLICAS_TEST=1`) because of its cost: about 2.5 minutes of wall
-time on the shared 2-core machine when it is quiet (152, 160 and 145 s in three runs of Dec 2 2026), up to
+time on the shared 2-core machine when it is quiet (134 to 160 s in five runs of Dec 2 2026), up to
 about 14 minutes when it is loaded. Its first complete run failed two checks, both fixed since:
 Telegram messages sent twice (a send cut in flight by the rolling restart's cancellation, or a row
 whose lease lapsed in one replica's queue sent by two; see bot/outbox.py) and groups with 21
