@@ -102,7 +102,8 @@ async def typing(cluster: Cluster, teams, n: int, first: int) -> dict:
             old_tg, old_line = len(watch.tg), len(watch.line)
             watch.poll()
             for c in watch.tg[max(old_tg, seen["tg"]):]:
-                if c["ok"] and c["method"] in ("sendMessage", "sendPhoto"):
+                # a choice that keeps the step (count, urgency) is answered by editing the summary in place
+                if c["ok"] and c["method"] in ("sendMessage", "sendPhoto", "editMessageText"):
                     arrived.setdefault(c["chat"], []).append(c["t"])
             for m in watch.line[max(old_line, seen["line"]):]:
                 arrived.setdefault(m["to"], []).append(m["t"])
@@ -170,7 +171,7 @@ def set_replicas(cluster: Cluster, n: int) -> None:
 
 
 async def main(args) -> None:
-    problem = pg_available()
+    problem = await asyncio.to_thread(pg_available)  # it runs its own event loop
     if problem or HAPROXY is None:
         sys.exit(f"needs PostgreSQL at 127.0.0.1 and haproxy: {problem or 'haproxy missing'}")
     cluster = Cluster(replicas=3, s3=importlib.util.find_spec("moto") is not None,
@@ -194,7 +195,7 @@ async def main(args) -> None:
             print(f"{args.typing} volunteers typing on 1 replica: {t['answers']} answers, event→first answer "
                   f"p50 {t['p50'] * 1000:.0f} ms p99 {t['p99'] * 1000:.0f} ms (aim < 200 ms)", flush=True)
     finally:
-        cluster.close()
+        await asyncio.to_thread(cluster.close)  # it drops the database with an event loop of its own
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@
   goes on with the same chat's next row.
 - Limits: before a row reaches its channel, the channel's buckets (Telegram: 30 a second overall,
   20 a minute per group) are reserved in the database. No room: the row waits for it. That wait is
-  our own back-pressure: it is not an attempt, and never fails a row.
+  our own back-pressure: it is not an attempt, and never fails a row. The limits hold as the
+  platform counts arrivals: a reserved place stands for the latest moment the message can arrive
+  (the reservation plus the send's time limit) until the platform answers, then for the answer's
+  time (storage.pipeline.rate_reserve), so a send delayed in flight cannot bunch with later ones.
 - Attempts are platform answers: 429 waits as long as asked, 5xx and network errors back off (to
   15 minutes at most), and only a permanent refusal (blocked, chat gone, bad payload) fails a row.
   Failed rows are listed and put back by `namjai outbox failed|retry`.
@@ -33,6 +36,7 @@ log = structlog.get_logger("namjai.outbox")
 LEASE = timedelta(seconds=60)
 MAX_BACKOFF = 900.0
 CHAIN = 20  # rows of one chat sent back to back before the worker looks at other chats
+SEND_SECONDS = 30.0  # a send's longest time, unless its channel says (`send_seconds`): see rate_reserve
 
 
 def backoff(attempts: int) -> float:
@@ -61,8 +65,10 @@ class OutboxWorker:
         self._wake.set()
 
     def stop(self) -> None:
-        """Shutdown: the loop finishes the round in hand and ends (cancelling it in the middle of a
-        transaction could leave a connection half rolled back)."""
+        """Shutdown: the sends in flight finish and are recorded, nothing new starts (no chat goes on
+        to its next row), the rows this worker claimed but did not start are released for the other
+        replicas, and the loop ends. Cancelling instead could leave a connection half rolled back,
+        and a send cut in flight may have reached the platform unrecorded: it would go again."""
         self._stopping = True
         self._wake.set()
 
@@ -72,41 +78,57 @@ class OutboxWorker:
             return 0
         async with self.db.transaction() as s:
             heads = await pipeline.outbox_claim_heads(s, list(self.channels), self.clock(), LEASE, self.batch)
-            ids = [r.id for r in heads]
-        if not ids:
+            claims = [(r.id, r.claimed_until) for r in heads]
+        if not claims:
             return 0
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(row_id: int) -> int:
+        unstarted: list[tuple[int, datetime]] = []
+
+        async def one(row_id: int, claim: datetime) -> int:
             async with gate:
-                return await self._deliver_chat(row_id)
+                if self._stopping:
+                    unstarted.append((row_id, claim))
+                    return 0
+                return await self._deliver_chat(row_id, claim)
 
-        return sum(await asyncio.gather(*(one(i) for i in ids)))
+        settled = sum(await asyncio.gather(*(one(i, c) for i, c in claims)))
+        if unstarted:
+            async with self.db.transaction() as s:
+                await pipeline.outbox_release(s, unstarted)
+        return settled
 
-    async def _deliver_chat(self, row_id: int) -> int:
+    async def _deliver_chat(self, row_id: int, claim: datetime) -> int:
         """Delivers a chat's head, then its next rows while they are due (one in flight at a time)."""
         settled = 0
         for _ in range(CHAIN):
             try:
-                done, chat = await self._deliver_one(row_id)
+                done, chat = await self._deliver_one(row_id, claim)
             except Exception:  # the database went away mid-delivery: the lease lapses, tried again
                 log.exception("outbox_deliver_error", outbox_id=row_id)
                 return settled
             settled += done
-            if not done or chat is None:
+            if not done or chat is None or self._stopping:
                 return settled
             async with self.db.transaction() as s:
                 nxt = await pipeline.outbox_claim_heads(s, (), self.clock(), LEASE, 1, chat=chat)
                 if not nxt:
                     return settled
-                row_id = nxt[0].id
+                row_id, claim = nxt[0].id, nxt[0].claimed_until
         return settled
 
-    async def _deliver_one(self, row_id: int) -> tuple[int, tuple[str, str] | None]:
+    async def _deliver_one(self, row_id: int, claim: datetime) -> tuple[int, tuple[str, str] | None]:
+        """Sends one claimed row (and the followers a batched reply takes), unless the claim is no
+        longer this worker's: a row that waited in this replica's queue past its lease may have been
+        claimed, and be in flight, elsewhere (found by tests/test_replicas.py: a question sent twice)."""
         channel_batch = 1
         async with self.db.transaction() as s:
-            row = await repo.outbox_get(s, row_id)
+            row = await repo.outbox_get(s, row_id, lock=True)
             if row is None or row.status != "pending":
+                return 0, None
+            if row.claimed_until != claim:  # the lease lapsed and another worker claimed it (or it waits)
+                metrics.OUTBOX.labels(row.platform, "claim_lost").inc()
+                log.info("outbox_claim_lost", outbox_id=row_id)
                 return 0, None
             channel = self.channels.get(row.platform)
             if channel is None:
@@ -137,9 +159,11 @@ class OutboxWorker:
                     card_msg = last.message_id
             rows = [row, *followers]
             buckets = channel.limits(row) if hasattr(channel, "limits") else []
+            marks: list[int] = []
             if buckets:
                 cost = channel.cost(rows, card_msg) if hasattr(channel, "cost") else 1
-                wait = await pipeline.rate_reserve(s, buckets, now, cost)
+                hold = getattr(channel, "send_seconds", SEND_SECONDS)
+                wait, marks = await pipeline.rate_reserve(s, buckets, self.clock, cost, hold)
                 if wait > 0:  # our own limit: the row waits for room; not an attempt
                     for r in rows:
                         r.claimed_until = None
@@ -147,6 +171,9 @@ class OutboxWorker:
                     self._soonest = wait if self._soonest is None else min(self._soonest, wait)
                     metrics.OUTBOX.labels(row.platform, "deferred").inc()
                     return 0, None
+            lease = self.clock() + LEASE  # the send starts now: the lease covers it whole
+            for r in rows:
+                r.claimed_until = lease
         chat = (row.platform, row.chat_id)
         try:
             if followers:
@@ -156,13 +183,16 @@ class OutboxWorker:
         except Exception as exc:  # a bug or a network fault: retried like a server error
             log.exception("send_crashed", outbox_id=row_id, platform=row.platform)
             result = SendResult(False, error=f"{type(exc).__name__}: {exc}")
-        return await self._record(rows, card_msg, result), chat
+        return await self._record(rows, card_msg, result, marks), chat
 
-    async def _record(self, rows: list[OutboxMessage], card_msg: str | None, result: SendResult) -> int:
+    async def _record(self, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int] = ()) -> int:
         head = rows[0]
         platform = head.platform
         async with self.db.transaction() as s:
             now = self.clock()
+            # the limits' marks of this send: at its answer, whatever the answer (the platform may
+            # count a refused call too); read after the answer, so never before the platform saw it
+            await pipeline.rate_settle(s, marks, now)
             stored = {r.id: r for r in await pipeline.outbox_get_many(s, [r.id for r in rows])}
             row = stored.get(head.id)
             if row is None:
@@ -211,7 +241,7 @@ class OutboxWorker:
             return 0
 
     async def run(self, interval: float = 2.0) -> None:
-        """Delivers whenever kicked, and every `interval` seconds regardless."""
+        """Delivers whenever kicked, and every `interval` seconds regardless, until `stop`."""
         while not self._stopping:
             pause = interval if self._soonest is None else min(interval, max(self._soonest, 0.005))
             try:

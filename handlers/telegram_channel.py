@@ -61,6 +61,7 @@ def _clip(text: str, limit: int) -> str:
 class TelegramChannel:
     platform = PLATFORM
     edits_questions = True  # a question asked again replaces its last copy (editMessageText)
+    send_seconds = 30.0  # the longest a send takes (a card: its photo, album and voice): the limits count it in flight that long
 
     def __init__(
         self,
@@ -92,8 +93,10 @@ class TelegramChannel:
         payload = rows[0].payload or {}
         if not payload.get("card") or card_message_id:
             return 1
-        extra = max(0, len(payload.get("photos") or []) - 1)
-        return 1 + min(extra, MAX_ALBUM) + (1 if payload.get("voice") else 0)
+        photos = payload.get("photos") or []
+        extra = max(0, len(photos) - 1)
+        apart = 1 if photos and len(payload.get("text") or "") > MAX_CAPTION else 0  # the photo, then the text (`_card`)
+        return 1 + apart + min(extra, MAX_ALBUM) + (1 if payload.get("voice") else 0)
 
     async def send(self, row, card_message_id: str | None) -> SendResult:
         payload = row.payload or {}

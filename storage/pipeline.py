@@ -8,14 +8,15 @@ limits every replica shares, and the cluster's state. What each promise rests on
 - Outbox: only the oldest queued row of a chat may be claimed (`NOT EXISTS` an older pending
   one), under a lease and SKIP LOCKED, so a chat has at most one message in flight, in order.
 - Limits: a sliding window of marks per bucket, read and written under the bucket's advisory lock
-  (PostgreSQL) in one short transaction.
+  (PostgreSQL) in one short transaction; a mark is the latest moment its message can reach the
+  platform while the send is in flight, then the moment the platform answered (`rate_settle`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -187,6 +188,14 @@ async def outbox_reply_followers(s: AsyncSession, head: OutboxMessage, now: date
     return out
 
 
+async def outbox_release(s: AsyncSession, claims: Sequence[tuple[int, datetime]]) -> None:
+    """Gives claimed rows back (a worker stopping before it started them), each only if the
+    claim is still the one given (id, claimed_until)."""
+    o = OutboxMessage.__table__
+    for row_id, claim in claims:
+        await s.exec(sa.update(o).where(o.c.id == row_id, o.c.claimed_until == claim).values(claimed_until=None))
+
+
 async def outbox_get_many(s: AsyncSession, ids: Sequence[int]) -> list[OutboxMessage]:
     rows = (await s.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(list(ids))))).all()
     by_id = {r.id: r for r in rows}
@@ -210,11 +219,21 @@ async def outbox_retry(s: AsyncSession, ids: Sequence[int] | None, now: datetime
 # ---------------------------------------------------------------- shared limits
 
 
-async def rate_reserve(s: AsyncSession, buckets: Sequence[tuple[str, int, float]], now: datetime, cost: int = 1) -> float:
-    """Takes `cost` places in every bucket (name, limit, window in seconds) at `now`, or none:
-    0.0 when taken, else the seconds until there is room in all of them."""
+async def rate_reserve(
+    s: AsyncSession, buckets: Sequence[tuple[str, int, float]], clock: Callable[[], datetime], cost: int = 1, hold: float = 0.0,
+) -> tuple[float, list[int]]:
+    """Takes `cost` places in every bucket (name, limit, window in seconds), or none: (0.0, the
+    marks' ids) when taken, else (the seconds until there may be room in all of them, []).
+
+    The promise is the platform's: no more than `limit` messages in any `window` as the platform
+    sees them arrive. A message reaches the platform some time after its place is taken, so a mark
+    first stands for the latest moment it can arrive (the reservation plus `hold`, the send's time
+    limit: a mark in the future) and is moved to when the platform answered by `rate_settle`; a
+    mark left in flight by a crash stays at that latest moment. The clock is read once the buckets'
+    locks are held, so that a mark is never older than the marks it was checked against."""
     for name, _, _ in sorted(buckets):
         await advisory_lock(s, "rate:" + name)
+    now = clock()
     wait = 0.0
     m = RateMark.__table__
     for name, limit, window in buckets:
@@ -229,11 +248,26 @@ async def rate_reserve(s: AsyncSession, buckets: Sequence[tuple[str, int, float]
         marks = list((await s.exec(stmt)).scalars().all())
         if len(marks) > limit - cost:
             oldest = marks[limit - cost]
-            wait = max(wait, (oldest + timedelta(seconds=window) - now).total_seconds())
+            room = (oldest + timedelta(seconds=window) - now).total_seconds()
+            if oldest > now:  # a send still in flight: its real time is known soon, look again then
+                room = min(room, IN_FLIGHT_RECHECK)
+            wait = max(wait, room)
     if wait > 0:
-        return max(wait, 0.001)
-    await s.exec(sa.insert(m), params=[{"bucket": name, "at": now} for name, _, _ in buckets for _ in range(cost)])
-    return 0.0
+        return max(wait, 0.001), []
+    at = now + timedelta(seconds=hold)
+    rows = [{"bucket": name, "at": at} for name, _, _ in buckets for _ in range(cost)]
+    ids = list((await s.exec(sa.insert(m).returning(m.c.id), params=rows)).scalars().all())
+    return 0.0, ids
+
+
+IN_FLIGHT_RECHECK = 0.25  # seconds: a bucket full because of sends in flight is looked at again after this
+
+
+async def rate_settle(s: AsyncSession, ids: Sequence[int], at: datetime) -> None:
+    """Moves the marks of a send to when the platform answered it (no earlier than it saw it)."""
+    if ids:
+        m = RateMark.__table__
+        await s.exec(sa.update(m).where(m.c.id.in_(list(ids))).values(at=at))
 
 
 async def rate_prune(s: AsyncSession, before: datetime) -> int:

@@ -291,8 +291,9 @@ async def outbox_add(s: AsyncSession, **fields) -> OutboxMessage:
     return row
 
 
-async def outbox_get(s: AsyncSession, row_id: int) -> OutboxMessage | None:
-    return await s.get(OutboxMessage, row_id)
+async def outbox_get(s: AsyncSession, row_id: int, lock: bool = False) -> OutboxMessage | None:
+    """A row; `lock`: held (FOR UPDATE on PostgreSQL) until the transaction ends."""
+    return await s.get(OutboxMessage, row_id, with_for_update=lock or None)
 
 
 async def outbox_last_sent(s: AsyncSession, platform: str, chat_id: str, before_id: int) -> OutboxMessage | None:

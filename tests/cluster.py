@@ -379,6 +379,11 @@ backend replicas
 # ---------------------------------------------------------------- the platforms' side
 
 
+_UPDATE_IDS = itertools.count(900_000_001)
+_MESSAGE_IDS = itertools.count(1)
+_CB_IDS = itertools.count(1)
+
+
 @dataclass
 class Sender:
     """Posts webhooks through the load balancer and redelivers until answered 200."""
@@ -390,9 +395,9 @@ class Sender:
     sent_at: dict = field(default_factory=dict)  # event key -> first post time (time.time())
 
     def __post_init__(self):
-        self._update_ids = itertools.count(900_000_001)
-        self._message_ids = itertools.count(1)
-        self._cb_ids = itertools.count(1)
+        # shared by every sender of this process: a second sender on the same cluster (the
+        # benchmark's rounds) must not repeat update ids, which the bot would take as redeliveries
+        self._update_ids, self._message_ids, self._cb_ids = _UPDATE_IDS, _MESSAGE_IDS, _CB_IDS
 
     async def _post(self, path: str, data: bytes, headers: dict, key: str, url: str | None = None) -> None:
         url = (url or self.cluster.lb_url) + path

@@ -10,6 +10,7 @@ import random
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from bot.inbox import Inbox
 from bot.outbox import OutboxWorker
@@ -17,7 +18,7 @@ from flows.model import Address, TextReceived
 from handlers.base import SendResult
 from storage import pipeline, repo
 from storage.db import Database
-from storage.models import InboxEvent, OutboxMessage
+from storage.models import InboxEvent, OutboxMessage, RateMark
 
 
 def text(chat: str, n: int, clock) -> TextReceived:
@@ -239,6 +240,180 @@ async def test_shared_limits_defer_without_an_attempt_and_never_fail(db, db_url,
     finally:
         for d in dbs:
             await d.dispose()
+
+
+class LatePlatform:
+    """A channel whose messages reach the platform some time after the send began (the manual
+    clock moves while it is in flight); it stamps each arrival as the platform counts it."""
+
+    platform = "fake"
+
+    def __init__(self, clock, buckets, delays=()):
+        self.clock = clock
+        self._buckets = buckets
+        self.delays = list(delays)
+        self.arrived: list = []
+        self.gates: dict[int, asyncio.Event] = {}  # payload n -> held in flight until set
+
+    def limits(self, row):
+        return self._buckets(row)
+
+    async def send(self, row, card_message_id):
+        n = int(row.payload["n"])
+        if n in self.gates:
+            await self.gates[n].wait()
+        if self.delays:
+            self.clock.advance(seconds=self.delays.pop(0))
+        self.arrived.append(self.clock())
+        return SendResult(True, message_id=f"m{row.id}")
+
+
+def peak(times, window: float) -> int:
+    times = sorted(times)
+    return max((sum(1 for u in times if t - timedelta(seconds=window) < u <= t) for t in times), default=0)
+
+
+async def test_a_send_that_arrives_late_does_not_bunch_with_later_ones(db, clock):
+    """Found by tests/test_replicas.py (21 messages in a group's minute): a place was marked when
+    it was reserved, the message reached the platform seconds later, and the next window opened
+    from the reservation. The mark now moves to the platform's answer: 3 a minute hold as counted
+    where the messages arrive."""
+    ch = LatePlatform(clock, lambda row: [("fake:g", 3, 60.0)], delays=[10.0])
+    worker = OutboxWorker(db, {"fake": ch}, clock=clock, concurrency=1)
+    for n in range(7):
+        await queue(db, clock, "g", n)
+    for _ in range(400):
+        await worker.deliver_due()
+        if len(ch.arrived) == 7:
+            break
+        clock.advance(seconds=0.5)
+    assert len(ch.arrived) == 7
+    assert peak(ch.arrived, 60.0) == 3
+    async with db.session() as s:
+        rows = (await s.exec(OutboxMessage.__table__.select())).all()
+    assert {r.attempts for r in rows} == {1}  # the waits were ours: no attempt counted
+
+
+async def test_a_send_in_flight_holds_its_place_until_the_platform_answers(db, db_url, clock):
+    """A send still in flight when its window would have passed keeps its place: another worker
+    waits for its answer rather than sending alongside it."""
+    ch = LatePlatform(clock, lambda row: [("fake", 1, 60.0)])
+    ch.gates[1] = asyncio.Event()
+    other_db = Database(db_url)
+    flying = None
+    try:
+        a, b = OutboxWorker(db, {"fake": ch}, clock=clock), OutboxWorker(other_db, {"fake": ch}, clock=clock)
+        await queue(db, clock, "c", 1)
+        flying = asyncio.create_task(a.deliver_due())
+        for _ in range(100):  # until a's send is in flight
+            await asyncio.sleep(0.01)
+            async with db.session() as s:
+                if (await s.exec(sa.select(sa.func.count()).select_from(RateMark))).one() == 1:
+                    break
+        await queue(db, clock, "d", 1)
+        clock.advance(seconds=61)  # the reservation's window is over; the message is not there yet
+        assert await b.deliver_due() == 0 and ch.arrived == []
+        ch.gates[1].set()
+        assert await flying == 1
+        answered = ch.arrived[0]
+        clock.advance(seconds=59)
+        assert await b.deliver_due() == 0  # a minute from the answer, not from the reservation
+        clock.advance(seconds=1.5)
+        assert await b.deliver_due() == 1
+        assert [t - answered for t in ch.arrived] == [timedelta(0), timedelta(seconds=60.5)]
+    finally:
+        ch.gates[1].set()
+        if flying is not None:
+            await asyncio.wait_for(flying, 10)
+        await other_db.dispose()
+
+
+class GatedChannel:
+    """Sends that take time on the manual clock (`slow`: seconds per (chat, n)) or stay in flight
+    until their gate opens (`gated`); records what each chat received."""
+
+    platform = "fake"
+
+    def __init__(self, clock, slow=None, gated=()):
+        self.clock = clock
+        self.slow = dict(slow or {})
+        self.gates = {key: asyncio.Event() for key in gated}
+        self.waiting: list[tuple[str, int]] = []
+        self.received: list[tuple[str, int]] = []
+
+    async def send(self, row, card_message_id):
+        key = (row.chat_id, int(row.payload["n"]))
+        self.clock.advance(seconds=self.slow.get(key, 0))
+        if key in self.gates:
+            self.waiting.append(key)
+            await self.gates[key].wait()
+        self.received.append(key)
+        return SendResult(True, message_id=f"m{row.id}")
+
+
+async def until(check, what: str):
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_a_row_that_waited_past_its_lease_is_not_sent_by_a_second_worker(db, db_url, clock):
+    """Found by tests/test_replicas.py (a question sent twice): a worker claims a round of heads;
+    one of them waits its turn past its lease (the chat before it is slow); another worker claims it
+    and sends it. The first worker must not send it too when its turn comes."""
+    ch = GatedChannel(clock, slow={("c", 1): 25, ("c", 2): 25}, gated=[("c", 3), ("d", 1)])
+    other_db = Database(db_url)
+    tasks = []
+    try:
+        a = OutboxWorker(db, {"fake": ch}, clock=clock, concurrency=1)
+        b = OutboxWorker(other_db, {"fake": ch}, clock=clock)
+        for n in (1, 2, 3):
+            await queue(db, clock, "c", n)
+        await queue(db, clock, "d", 1)
+        tasks.append(asyncio.create_task(a.deliver_due()))  # claims c's head and d's; d waits for c's rows
+        await until(lambda: ch.waiting == [("c", 3)], "c's third row in flight")
+        clock.advance(seconds=11)  # d's lease has lapsed in a's queue (c's row in flight has its own)
+        tasks.append(asyncio.create_task(b.deliver_due()))
+        await until(lambda: ch.waiting == [("c", 3), ("d", 1)], "d in flight from the other worker")
+        ch.gates[("c", 3)].set()
+        await asyncio.sleep(0.2)  # a's turn for d comes while the other worker's send of it is in flight
+        ch.gates[("d", 1)].set()
+        assert sorted(await asyncio.wait_for(asyncio.gather(*tasks), 10)) == [1, 3]
+        assert sorted(ch.received) == [("c", 1), ("c", 2), ("c", 3), ("d", 1)]
+        async with db.session() as s:
+            assert (await repo.outbox_counts(s)) == {"sent": 4}
+    finally:
+        for gate in ch.gates.values():
+            gate.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await other_db.dispose()
+
+
+async def test_a_graceful_stop_lets_the_send_in_flight_finish_and_releases_the_rest(db, clock):
+    """Found by tests/test_replicas.py's rolling restart: cancelling the delivery loop cut sends in
+    flight, which the platform had taken but the outbox had not recorded; another replica sent them
+    again after the lease. A stop lets them finish, starts nothing new and gives back the rest."""
+    ch = GatedChannel(clock, gated=[("c", 1)])
+    worker = OutboxWorker(db, {"fake": ch}, clock=clock, concurrency=1)
+    first = await queue(db, clock, "c", 1)
+    later = await queue(db, clock, "c", 2)
+    other = await queue(db, clock, "d", 1)
+    running = asyncio.create_task(worker.run(interval=0.01))
+    try:
+        await until(lambda: ch.waiting == [("c", 1)], "c's first row in flight")
+        worker.stop()
+        ch.gates[("c", 1)].set()
+        await asyncio.wait_for(running, 10)
+    finally:
+        ch.gates[("c", 1)].set()
+        running.cancel()
+    assert ch.received == [("c", 1)]
+    async with db.session() as s:
+        rows = {r.id: r for r in await pipeline.outbox_get_many(s, [first, later, other])}
+    assert rows[first].status == "sent"
+    assert [(rows[i].status, rows[i].claimed_until) for i in (later, other)] == [("pending", None)] * 2
 
 
 async def test_failed_rows_are_listed_and_put_back_by_the_operator(db, clock):

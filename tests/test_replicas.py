@@ -6,11 +6,14 @@ The processes are real (tests/cluster.py): the replicas, haproxy, the fake Teleg
 platforms (a process of their own, so that they outlive the replicas) and an S3 server for the
 photos. Skipped outside CI when PostgreSQL or haproxy is missing; in CI it fails instead.
 
-NOT YET PASSING, so it runs only when asked (`NAMJAI_REPLICAS_TEST=1`): its one complete run made
-every report, sent every card and receipt once and failed no row, but 12 Telegram conversations
-that began with text got one extra "who" question, and two groups got 21 messages in a rolling
-minute (limit 20). It takes about 14 minutes on the shared 2-core machine. Issue 9 stays open
-until it passes in CI.
+Runs only when asked (`NAMJAI_REPLICAS_TEST=1`) because of its cost: about 2.5 minutes of wall
+time on the shared 2-core machine when it is quiet (134 to 160 s in five runs of Dec 2 2026), up to
+about 14 minutes when it is loaded. Its first complete run failed two checks, both fixed since:
+Telegram messages sent twice (a send cut in flight by the rolling restart's cancellation, or a row
+whose lease lapsed in one replica's queue sent by two; see bot/outbox.py) and groups with 21
+messages in a rolling minute (a limit's mark taken at the reservation, while the message arrived
+later; see storage/pipeline.py rate_reserve). The one duplicate class left, a message the killed
+replica delivered just before the kill -9 without recording it, is counted (`kill_duplicates`).
 """
 
 from __future__ import annotations
@@ -26,20 +29,21 @@ import pytest
 
 from tests.cluster import HAPROXY, Cluster, Sender, pg_available
 from tests.conftest import IN_CI
-from tests.workload import SCRIPTS, Observer, Volunteer, bind, plan_teams, report, wait_until
+from tests.workload import EVENTS, KILL_WINDOW, MESSAGE_METHODS, SCRIPTS, Observer, Volunteer, bind, kill_duplicate, plan_teams, report, wait_until
 
 pytestmark = pytest.mark.postgres
 
 TEAMS = 8  # cards spread over eight group chats: Telegram's 20 a minute per group does not stretch the run
 TELEGRAM_GROUPS = 3
 VOLUNTEERS = 104  # under load, spread over the teams and the four kinds (platform, script)
+OUTBOX_CONCURRENCY = 4  # the replicas' default (bot/settings.py outbox_concurrency)
 
 
 def _require():
     import os
 
     if os.environ.get("NAMJAI_REPLICAS_TEST") != "1":
-        pytest.skip("known to fail two checks (see the module's docstring); run with NAMJAI_REPLICAS_TEST=1")
+        pytest.skip("about 2.5 to 14 minutes of real processes (see the module's docstring); run with NAMJAI_REPLICAS_TEST=1")
     missing = pg_available()
     if missing or HAPROXY is None:
         why = f"PostgreSQL: {missing}" if missing else "haproxy is not installed"
@@ -71,6 +75,8 @@ def test_three_replicas_kill_and_rolling_restart():
     assert got["outbox"].get("failed", 0) == 0 and got["local_failures"] == 0
     assert got["inbox"].get("failed", 0) == 0 and got["inbox"].get("pending", 0) == 0
     assert got["redeliveries"] > 0, "the kill and the restarts made the platform redeliver"
+    # at most what the killed replica had in flight (its outbox sends NAMJAI_OUTBOX_CONCURRENCY chats at once)
+    assert len(got["kill_duplicates"]) <= OUTBOX_CONCURRENCY, "more duplicates than sends in flight at the kill"
 
 
 def note(*a):
@@ -108,14 +114,21 @@ async def scenario(cluster: Cluster) -> dict:
             ) and await cluster.idle()
 
         note("reference posted", len(reference))
-        await wait_until(reference_done, 120, "the reference run")
+        try:
+            await wait_until(reference_done, 120, "the reference run")
+        except TimeoutError:
+            note("reference stuck: pressed", sorted(obs.pressed), "idle", await cluster.idle(),
+                 await cluster.query("SELECT status, count(*) AS n FROM outbox GROUP BY status"))
+            for v in reference:
+                await explain(cluster, obs, v)
+            raise
         note("reference done")
         expected = {v.kind: [v.normal(m["text"]) for m in obs.messages(v.platform, v.chat)] for v in reference}
 
         # three replicas behind haproxy; the load, a kill -9 in its middle, then a rolling restart
         await asyncio.to_thread(cluster.start_rest)
         t0 = time.time()
-        events = sum(10 if v.script == "text-first" else 9 for v in load)
+        events = sum(EVENTS[v.script] for v in load)
         posts_before = sender.posts
         stop = asyncio.Event()
 
@@ -166,24 +179,66 @@ async def scenario(cluster: Cluster) -> dict:
     outbox = {r["status"]: r["n"] for r in await cluster.query("SELECT status, count(*) AS n FROM outbox GROUP BY status")}
     local = await cluster.query("SELECT count(*) AS n FROM outbox WHERE last_error LIKE '%rate limit (local)%'")
     inbox = {r["status"]: r["n"] for r in await cluster.query("SELECT status, count(*) AS n FROM inbox GROUP BY status")}
+    shown = 0
     for v in load:
         got_seq = [v.normal(m["text"]) for m in obs.messages(v.platform, v.chat)]
-        if got_seq != expected[v.kind]:
+        if got_seq != expected[v.kind] and shown < 4:
+            shown += 1
             note("differs", v.chat, v.kind, "got:", got_seq, "expected:", expected[v.kind])
-            break
-    out_of_order = [v.chat for v in load if [v.normal(m["text"]) for m in obs.messages(v.platform, v.chat)] != expected[v.kind]]
+            await explain(cluster, obs, v)
+    # the documented duplicate class: a message the killed replica's platform call delivered just
+    # before the kill -9, not recorded as sent, sent again after its lease (counted, not hidden)
+    seqs = {v.chat: [(v.normal(m["text"]), m["t"]) for m in obs.messages(v.platform, v.chat)] for v in everyone}
+    kill_dups = {}
+    for v in load:
+        if [x for x, _ in seqs[v.chat]] != expected[v.kind]:
+            i = kill_duplicate(seqs[v.chat], expected[v.kind], killed_at)
+            if i is not None:
+                kill_dups[v.chat] = seqs[v.chat][i][0][:40]
+                del seqs[v.chat][i]
+    out_of_order = [v.chat for v in load if [x for x, _ in seqs[v.chat]] != expected[v.kind]]
     cards = obs.cards()
+    for rid, posts in cards.items():  # a card posted twice, the first copy at the kill: the same class
+        if len(posts) == 2 and killed_at - KILL_WINDOW[0] <= posts[0][3] <= killed_at + KILL_WINDOW[1]:
+            kill_dups[f"card {rid}"] = posts[0][1]
+            del posts[0]
     card_dups = {rid: len(p) for rid, p in cards.items() if len(p) != 1}
     receipts = Counter()
     for v in everyone:
-        for m in obs.messages(v.platform, v.chat):
-            if v.normal(m["text"]) == expected[v.kind][-2]:
+        for text, _ in seqs[v.chat]:
+            if text == expected[v.kind][-2]:
                 receipts[v.chat] += 1
     overall, per_group = obs.telegram_peaks()
+    for chat, peak in per_group.items():
+        if peak > 20:  # what the platform saw in that group's worst minute, and the marks kept for it
+            times = sorted(c["t"] for c in obs.tg if c["chat"] == chat and c["method"] in MESSAGE_METHODS)
+            note("group over", chat, peak, [round(t - times[0], 2) for t in times])
+            marks = await cluster.query("SELECT at FROM rate_marks WHERE bucket = $1 ORDER BY at", f"telegram:{chat}")
+            note("  marks", [round(m["at"].timestamp() - times[0], 2) for m in marks])
     return dict(
         volunteers=len(everyone), reports=reports[0]["n"], outbox=outbox, inbox=inbox, local_failures=local[0]["n"],
         out_of_order=out_of_order, cards=len(cards), card_dups=card_dups, receipts=receipts,
         telegram_peak_second=overall, telegram_peak_group_minute=max(per_group.values()), groups=per_group,
-        redeliveries=sender.redeliveries, posts=sender.posts, seconds=round(done_at - t0, 1),
+        kill_duplicates=kill_dups, redeliveries=sender.redeliveries, posts=sender.posts, seconds=round(done_at - t0, 1),
         killed_after=round(killed_at - t0, 1), forced_stops=cluster.forced_stops, rolled_after=round(rolled_at - t0, 1), expected=expected,
     )
+
+
+async def explain(cluster: Cluster, obs: Observer, v: Volunteer) -> None:
+    """What a chat that differs went through: its inbox events, its outbox rows and what the
+    platform received (tells one row sent twice from a step run twice)."""
+    for r in await cluster.query(
+        "SELECT id, event_id, status, attempts, received_at, processed_at, error FROM inbox WHERE conv_key = $1 ORDER BY id",
+        f"{v.platform}:{v.chat}",
+    ):
+        note("  inbox", dict(r))
+    for r in await cluster.query(
+        "SELECT id, status, attempts, source_event, created_at, sent_at, claimed_until, message_id, last_error,"
+        " left(payload->>'text', 40) AS text FROM outbox WHERE platform = $1 AND chat_id = $2 ORDER BY id",
+        v.platform, v.chat,
+    ):
+        note("  outbox", dict(r))
+    calls = obs.tg if v.platform == "telegram" else obs.line
+    for c in calls:
+        if c.get("chat", c.get("to")) == v.chat:
+            note("  platform", round(c["t"], 3), c.get("method", c.get("via")), c.get("ok"), (c.get("text") or "")[:40])

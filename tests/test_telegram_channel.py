@@ -95,8 +95,11 @@ async def test_card_without_photo_is_text_and_long_card_falls_back(channel, fake
     r = await channel.send(row(GROUP, **card(photos=[])), None)
     assert r.ok and fake.sent("sendMessage")
     long = "ย" * 1500
+    before = len(fake.calls)
     r2 = await channel.send(row(GROUP, **card(text=long)), None)  # too long for a caption
     assert r2.ok and fake.sent("sendPhoto") and fake.sent("sendMessage")[-1].params["text"] == long
+    # the photo, then the text: two messages, and the limits count both
+    assert channel.cost([row(GROUP, **card(text=long))]) == len(fake.calls) - before == 2
     r3 = await channel.send(row(GROUP, **card(text=long + "!")), r2.message_id)  # edit: text, not caption
     assert r3.ok and fake.sent("editMessageText")[-1].params["text"] == long + "!"
 

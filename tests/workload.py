@@ -20,12 +20,14 @@ from datetime import datetime, timezone
 from tests.cluster import Cluster, Sender
 
 SCRIPTS = ("text-first", "media-first")
+EVENTS = {"text-first": 10, "media-first": 10}  # webhook events of one volunteer's report, by script
 CANDIDATES = [
     (16.45, 102.83), (15.25, 104.85), (17.40, 102.80), (18.80, 98.98), (19.90, 99.83), (8.43, 99.96),
     (7.00, 100.47), (14.98, 102.10), (16.82, 100.26), (15.70, 100.13), (13.53, 99.81), (9.14, 99.33),
     (17.16, 104.15), (16.25, 103.25), (16.05, 103.65), (15.80, 102.03), (14.35, 100.55), (17.00, 100.25),
 ]
 STEP = 0.0025  # degrees between two volunteers' points: ~275 m, more than the 150 m of a repeat
+KILL_WINDOW = (5.0, 1.0)  # seconds before and after a kill -9 in which the killed replica's last sends arrive
 REF = re.compile(r"NJ-\d{4}-\d{6}")
 ACK = re.compile(r"^r:(\d+):ack$")
 
@@ -160,8 +162,9 @@ async def report(sender: Sender, v: Volunteer, url: str | None = None) -> float:
     rest = [press(d) for d in ("who:homeless", "who:done", "count:1", "urg:normal", "note:skip", "confirm:send")]
     if v.script == "text-first":
         events = [hello(), press("consent:yes"), photo(), location(), *rest]
-    else:
-        events = [photo(), location(), press("consent:yes"), *rest]
+    else:  # a photo before consent is not kept (PDPA: never downloaded): the bot asks, it is sent again
+        events = [photo(), location(), press("consent:yes"), photo(), *rest]
+    assert len(events) == EVENTS[v.script]
     last = 0.0
     for ev in events:
         last = time.time()
@@ -188,8 +191,8 @@ class Observer:
             return [c for c in self.tg if c["ok"] and c["chat"] == chat and c["method"] in ("sendMessage", "sendPhoto", "sendLocation")]
         return [m for m in self.line if m["to"] == chat]
 
-    def cards(self) -> dict[int, list[tuple[str, str, int | None]]]:
-        """report id -> the card posts (platform, chat, message id) that carried its ack button."""
+    def cards(self) -> dict[int, list[tuple[str, str, int | None, float]]]:
+        """report id -> the card posts (platform, chat, message id, arrival) that carried its ack button."""
         out: dict[int, list] = defaultdict(list)
         for c in self.tg:
             if c["ok"] and c["method"] in ("sendMessage", "sendPhoto") and c["markup"]:
@@ -197,12 +200,12 @@ class Observer:
                     for b in row:
                         m = ACK.match(b.get("callback_data") or "")
                         if m:
-                            out[int(m.group(1))].append(("telegram", c["chat"], c["message_id"]))
+                            out[int(m.group(1))].append(("telegram", c["chat"], c["message_id"], c["t"]))
         for s in self.line:
             for _, data in s["postbacks"]:
                 m = ACK.match(data)
                 if m:
-                    out[int(m.group(1))].append(("line", s["to"], None))
+                    out[int(m.group(1))].append(("line", s["to"], None, s["t"]))
         return out
 
     async def press_new_cards(self, sender: Sender, teams: dict[str, Team], url: str | None = None) -> int:
@@ -211,7 +214,7 @@ class Observer:
         for rid, posts in self.cards().items():
             if rid in self.pressed:
                 continue
-            platform, chat, mid = posts[0]
+            platform, chat, mid, _ = posts[0]
             team = teams[chat]
             self.pressed.add(rid)
             if platform == "telegram":
@@ -231,6 +234,18 @@ class Observer:
         for chat in {c["chat"] for c in msgs if c["chat"].startswith("-")}:
             per_group[chat] = _peak(sorted(c["t"] for c in msgs if c["chat"] == chat), 60.0)
         return overall, per_group
+
+
+def kill_duplicate(got: list[tuple[str, float]], expected: list[str], killed_at: float, window: tuple[float, float] = KILL_WINDOW) -> int | None:
+    """The one duplicate class a `kill -9` leaves (Telegram has no idempotency key): a message the
+    platform took from the killed replica just before it died, whose "sent" was never committed,
+    sent again after its lease. `got`: a chat's (message, arrival) in order. The index of that
+    first copy when removing it gives `expected`, else None."""
+    for i, (text, t) in enumerate(got):
+        if killed_at - window[0] <= t <= killed_at + window[1] and any(x == text for x, _ in got[i + 1:]):
+            if [x for j, (x, _) in enumerate(got) if j != i] == expected:
+                return i
+    return None
 
 
 MESSAGE_METHODS = ("sendMessage", "sendPhoto", "sendLocation", "editMessageText", "editMessageCaption", "editMessageReplyMarkup")
