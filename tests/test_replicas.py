@@ -6,9 +6,9 @@ The processes are real (tests/cluster.py): the replicas, haproxy, the fake Teleg
 platforms (a process of their own, so that they outlive the replicas) and an S3 server for the
 photos. Skipped outside CI when PostgreSQL or haproxy is missing; in CI it fails instead.
 
-Runs only when asked (`NAMJAI_REPLICAS_TEST=1`) because of its cost: about 2.5 minutes of wall
-time on the shared 2-core machine when it is quiet (134 to 160 s in five runs of Dec 2 2026), up to
-about 14 minutes when it is loaded. Its first complete run failed two checks, both fixed since:
+Runs in CI (`CI` set) and when asked (`NAMJAI_REPLICAS_TEST=1`); a laptop's plain `pytest` skips it
+for its cost: about 2.5 minutes of wall time on the shared 2-core machine when it is quiet (134 to
+160 s in five runs of Dec 2 2026), up to about 14 minutes when it is loaded. Its first complete run failed two checks, both fixed since:
 Telegram messages sent twice (a send cut in flight by the rolling restart's cancellation, or a row
 whose lease lapsed in one replica's queue sent by two; see bot/outbox.py) and groups with 21
 messages in a rolling minute (a limit's mark taken at the reservation, while the message arrived
@@ -42,8 +42,8 @@ OUTBOX_CONCURRENCY = 4  # the replicas' default (bot/settings.py outbox_concurre
 def _require():
     import os
 
-    if os.environ.get("NAMJAI_REPLICAS_TEST") != "1":
-        pytest.skip("about 2.5 to 14 minutes of real processes (see the module's docstring); run with NAMJAI_REPLICAS_TEST=1")
+    if not IN_CI and os.environ.get("NAMJAI_REPLICAS_TEST") != "1":
+        pytest.skip("about 2.5 to 14 minutes of real processes (see the module's docstring); runs in CI, or with NAMJAI_REPLICAS_TEST=1")
     missing = pg_available()
     if missing or HAPROXY is None:
         why = f"PostgreSQL: {missing}" if missing else "haproxy is not installed"
