@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
+from tests.workload import peak  # noqa: E402  (no pytest: the benchmarks share the test harness's counting)
+
 
 def start_fake(tmp: str) -> tuple[subprocess.Popen, dict]:
     port_file = os.path.join(tmp, "fake.json")
@@ -55,16 +57,6 @@ def start_fake(tmp: str) -> tuple[subprocess.Popen, dict]:
 def calls(control: str) -> list[dict]:
     with urlopen(f"{control}/telegram/calls?since=0", timeout=30) as r:
         return json.loads(r.read())
-
-
-def max_in_window(stamps: list[float], width: float) -> int:
-    stamps = sorted(stamps)
-    best, j = 0, 0
-    for i, t in enumerate(stamps):
-        while stamps[j] <= t - width:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 async def run(url: str, fake: dict, private: int, groups: int, per_group: int) -> dict:
@@ -134,11 +126,11 @@ async def run(url: str, fake: dict, private: int, groups: int, per_group: int) -
         raise SystemExit("bench_outbox: a chat's messages arrived out of order or changed")
     priv = [c["t"] for c in ok if not c["chat"].startswith("-")]
     first = min(c["t"] for c in ok)
-    per_group_max = max((max_in_window([c["t"] for c in ok if c["chat"] == g], 60.0) for g in chats if g.startswith("-")), default=0)
+    per_group_max = max((peak(sorted(c["t"] for c in ok if c["chat"] == g), 60.0) for g in chats if g.startswith("-")), default=0)
     last_group = max((c["t"] for c in ok if c["chat"].startswith("-")), default=first)
     return {
         "rate": len(priv) / max(1e-9, max(priv) - first) if priv else 0.0,
-        "per_second_max": max_in_window([c["t"] for c in ok], 1.0),
+        "per_second_max": peak(sorted(c["t"] for c in ok), 1.0),
         "per_group_max": per_group_max,
         "last_group_s": last_group - first,
         "refused": len(seen) - len(ok),

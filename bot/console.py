@@ -12,7 +12,7 @@ import secrets
 import structlog
 
 from flows import console as rules
-from flows.model import Event, Msg, Reply
+from flows.model import Event
 from flows.status import Decision, Role
 from storage import console_repo as crepo
 from storage import repo

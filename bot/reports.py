@@ -17,10 +17,11 @@ from bot import metrics
 from bot.places import PlaceRouter
 from bot.render import render_card, render_reply
 from flows import cards as cardflow
+from flows import followup
 from flows import report as reportflow
 from flows import routing
 from flows.draft import Located
-from flows.model import Event, Reply
+from flows.model import Event, Msg, Reply
 from flows.status import Status
 from storage import repo
 from storage.boundaries import AreaIndex, Boundaries
@@ -145,6 +146,19 @@ class Reports:
             if event.reply_token and event.reply_until and event.reply_until > now:
                 fields["reply_token"], fields["reply_until"] = event.reply_token, event.reply_until
         await repo.outbox_add(s, platform=platform, chat_id=chat_id, payload=payload, next_attempt_at=now, created_at=now, **fields)
+
+    async def reporter_answering(self, s, ev, report_id: int | None, default_lang: str) -> tuple[Report | None, str]:
+        """The report a reporter's button answers (a follow-up, the rating), locked, and the chat's
+        language; no report (the chat told the button no longer applies) when it is gone or the
+        one who pressed is not its reporter."""
+        a = ev.address
+        conv = await repo.conversation_get(s, a.platform, a.chat_id, a.user_id or "")
+        lang = conv.lang if conv else default_lang
+        report = await repo.report_get(s, report_id, for_update=True) if report_id is not None else None
+        if report is None or not followup.may_answer(report.reporter_platform, report.reporter_user, a.platform, a.user_id):
+            await self.send(s, a.platform, a.chat_id, Reply((Msg("err.stale_button"),)), lang)
+            return None, lang
+        return report, lang
 
     async def post_cards(self, s, report: Report, team: Team, view: cardflow.ReportView, actionable: bool = True) -> int:
         """Puts the report's card (new or updated) in the outbox for each of the team's chats."""

@@ -41,14 +41,12 @@ from flows.deadlines import (
     daily_slot,
     draft_action,
     due_steps,
-    in_quiet_hours,
     load_policy,
     overdue,
     plan,
     volunteer_send_at,
     weekly_slot,
 )
-from flows.model import Msg, Reply
 from storage import repo, sched_repo
 from storage.db import Database
 from storage.models import Report, Team
@@ -346,12 +344,9 @@ async def still_there_answer(engine, s, ev) -> bool:
     the report, shown on its card, thanked. Only the reporter of that report may answer."""
     a = ev.address
     now = engine.clock()
-    conv = await repo.conversation_get(s, a.platform, a.chat_id, a.user_id or "")
-    lang = conv.lang if conv else engine.default_lang
     parsed = fu.parse_still(ev.data)
-    report = await repo.report_get(s, parsed[0], for_update=True) if parsed else None
-    if report is None or not fu.may_answer(report.reporter_platform, report.reporter_user, a.platform, a.user_id):
-        await engine.reports.send(s, a.platform, a.chat_id, Reply((Msg("err.stale_button"),)), lang)
+    report, lang = await engine.reports.reporter_answering(s, ev, parsed[0] if parsed else None, engine.default_lang)
+    if report is None:
         return True
     yes = parsed[1]
     open_ = report.status != "closed"

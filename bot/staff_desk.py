@@ -190,12 +190,9 @@ class StaffDesk:
         report (its history, the figures); only the reporter of that report may answer."""
         a = ev.address
         now = self.clock()
-        conv = await repo.conversation_get(s, a.platform, a.chat_id, a.user_id or "")
-        lang = conv.lang if conv else self.default_lang
         parsed = followup.parse_rating(ev.data)
-        report = await repo.report_get(s, parsed[0], for_update=True) if parsed else None
-        if report is None or not followup.may_answer(report.reporter_platform, report.reporter_user, a.platform, a.user_id):
-            await self._send(s, a.platform, a.chat_id, Reply((Msg("err.stale_button"),)), lang)
+        report, lang = await self.reports.reporter_answering(s, ev, parsed[0] if parsed else None, self.default_lang)
+        if report is None:
             return True
         counted = followup.rating_accepted(report.rating_asked_at, report.rating)
         if counted:

@@ -31,7 +31,7 @@ from flows import figures as fig
 from flows.deadlines import load_policy
 from flows.followup import RATINGS
 from flows.model import Msg
-from flows.status import OPEN_STATUSES, Outcome, Status, allowed_actions
+from flows.status import Outcome, Status, allowed_actions
 from handlers.base import SERVICES
 from storage import console_repo as crepo
 from storage import repo

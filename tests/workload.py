@@ -229,10 +229,10 @@ class Observer:
     def telegram_peaks(self) -> tuple[int, dict[str, int]]:
         """The most Telegram messages in any rolling second (all chats) and in any rolling minute per group."""
         msgs = [c for c in self.tg if c["method"] in MESSAGE_METHODS and c["chat"]]
-        overall = _peak(sorted(c["t"] for c in msgs), 1.0)
+        overall = peak(sorted(c["t"] for c in msgs), 1.0)
         per_group = {}
         for chat in {c["chat"] for c in msgs if c["chat"].startswith("-")}:
-            per_group[chat] = _peak(sorted(c["t"] for c in msgs if c["chat"] == chat), 60.0)
+            per_group[chat] = peak(sorted(c["t"] for c in msgs if c["chat"] == chat), 60.0)
         return overall, per_group
 
 
@@ -251,7 +251,8 @@ def kill_duplicate(got: list[tuple[str, float]], expected: list[str], killed_at:
 MESSAGE_METHODS = ("sendMessage", "sendPhoto", "sendLocation", "editMessageText", "editMessageCaption", "editMessageReplyMarkup")
 
 
-def _peak(times: list[float], window: float) -> int:
+def peak(times: list[float], window: float) -> int:
+    """The most of `times` (sorted) in any window of `window` seconds."""
     best, j = 0, 0
     for i, t in enumerate(times):
         while times[j] <= t - window:
