@@ -177,10 +177,11 @@ class Reports:
             await self._outbox(s, b.platform, b.chat_id, render_card(c, b.lang), report_id=report.id, card_edit=True)
         return len(bindings)
 
-    async def refresh_cards(self, s, report: Report, now: datetime | None = None) -> int:
+    async def refresh_cards(self, s, report: Report, now: datetime | None = None, team: Team | None = None) -> int:
         """The report's cards edited in place in each of its team's chats, with their waiting time
-        as of `now` (a reminder going out: the card says how long it has waited)."""
-        team = await repo.team_get(s, report.team_id)
+        as of `now` (a reminder going out: the card says how long it has waited). `team`: the
+        report's, when the caller has it already."""
+        team = team or await repo.team_get(s, report.team_id)
         if team is None:
             return 0
         view = await self.view(s, report, team)

@@ -106,8 +106,8 @@ async def sweep(
     return sent
 
 
-# (session, report, now): edits the report's cards so they show how long it has waited
-RefreshCards = Callable[[Any, Report, datetime], Awaitable[int]]
+# (session, report, now, its team): edits the report's cards so they show how long it has waited
+RefreshCards = Callable[[Any, Report, datetime, Team | None], Awaitable[int]]
 
 
 async def sweep_reports(
@@ -178,7 +178,7 @@ async def _handle(s, reports: list[Report], now: datetime, policy: Policy, cards
         if fresh[r.id]:
             sent += await _emit(s, r, fresh[r.id], now, policy, teams.get(r.team_id), chats)
             if cards is not None and any(d.to != "reporter" for d in fresh[r.id]):
-                await cards(s, r, now)  # the card's "waited N minutes" as the reminder says it
+                await cards(s, r, now, teams.get(r.team_id))  # the card's "waited N minutes" as the reminder says it
         r.next_due_at, r.sched_claimed_until = plans[r.id].next_due_at, None
     return sent
 
