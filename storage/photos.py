@@ -49,7 +49,7 @@ __all__ = [
 DEFAULT_MAX_PIXELS = 50_000_000
 
 # HEIC/HEIF (what iPhones send as files) through pillow-heif, loaded only when such a file
-# arrives: libheif loaded in every process aborted one at exit beside obstore's runtime.
+# arrives (a smaller process; libheif is not needed for the JPEGs and PNGs most phones send).
 _HEIF_FORMATS: tuple[str, ...] = ("HEIF",)
 _heif_ready: bool | None = None
 
