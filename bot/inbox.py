@@ -117,6 +117,7 @@ class Inbox:
         self.on_outbox: list[Callable[[], None]] = []
         self._drainers: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()
+        self._followed: set[str] = set()  # the last step's read saw another event after the head
         self.stopping = False  # shutdown: finish the step in hand, start no other (the events wait in the database)
 
     async def ingest(self, ev: InboundEvent, reply: ReplyToken | None = None) -> int | None:
@@ -133,8 +134,13 @@ class Inbox:
         # no chat id in the task's name: asyncio prints names in its messages
         task = asyncio.create_task(self._drain(conv_key), name=f"drain:{conv_key.split(':', 1)[0]}")
         self._drainers[conv_key] = task
-        task.add_done_callback(lambda t, k=conv_key: self._drainers.get(k) is t and self._drainers.pop(k))
+        task.add_done_callback(lambda t, k=conv_key: self._drained_one(k, t))
         return task
+
+    def _drained_one(self, conv_key: str, task: asyncio.Task) -> None:
+        if self._drainers.get(conv_key) is task:
+            del self._drainers[conv_key]
+            self._followed.discard(conv_key)
 
     async def _drain(self, conv_key: str) -> None:
         for _ in range(MAX_STEPS):
@@ -146,9 +152,23 @@ class Inbox:
             except Exception:  # the database is away: the sweeper comes back to it
                 log.exception("inbox_drain_error")
                 return
-            if not progressed and conv_key not in self._again:
+            if conv_key in self._again:
+                continue
+            if not progressed:
+                return
+            # Processed: another event may be due, stored meanwhile by a replica whose try-lock
+            # failed while this one held the conversation (it left it to us). The step's own read
+            # says so when it saw one; else a plain read asks, before another locking step.
+            if conv_key not in self._followed and not await self._due(conv_key):
                 return
         self.kick_later(conv_key)
+
+    async def _due(self, conv_key: str) -> bool:
+        try:
+            async with self._gate, self.db.session() as s:
+                return await pipeline.inbox_due(s, conv_key, self.clock())
+        except TRANSIENT:
+            return True  # the locking step finds out (and defers to the sweeper if the database is away)
 
     def kick_later(self, conv_key: str) -> None:
         asyncio.get_running_loop().call_soon(self.kick, conv_key)
@@ -177,6 +197,10 @@ class Inbox:
                         return False
                     heads = await pipeline.inbox_heads(s, conv_key, lock=True)
                     head = heads[0] if heads else None
+                    if len(heads) > 1:
+                        self._followed.add(conv_key)
+                    else:
+                        self._followed.discard(conv_key)
                     if head is None or (head.next_attempt_at is not None and head.next_attempt_at > now):
                         return False
                     hid, attempts = head.id, head.attempts
@@ -198,8 +222,6 @@ class Inbox:
             return False
         await self._after_commit(after)
         self._notify(wrote)
-        # Look again even when no other event was pending: one may have been stored meanwhile by a
-        # replica whose try-lock failed while this one held the conversation (it left it to us).
         return True
 
     async def _prepared_step(self, conv_key: str, inbox_id: int, attempts: int, ev: InboundEvent) -> bool:

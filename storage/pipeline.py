@@ -90,6 +90,17 @@ async def inbox_heads(s: AsyncSession, conv_key: str, lock: bool = False, n: int
     return list((await s.exec(stmt)).all())
 
 
+async def inbox_due(s: AsyncSession, conv_key: str, now: datetime) -> bool:
+    """Whether a pending event of the conversation may be due now (a plain read, no lock: the
+    drainer's cheap look before it takes the conversation's lock again)."""
+    stmt = select(InboxEvent.id).where(
+        InboxEvent.conv_key == conv_key,
+        InboxEvent.status == "pending",
+        sa.or_(col(InboxEvent.next_attempt_at).is_(None), col(InboxEvent.next_attempt_at) <= now),
+    ).limit(1)
+    return (await s.exec(stmt)).first() is not None
+
+
 async def inbox_set_payload(s: AsyncSession, inbox_id: int, payload: dict) -> None:
     await s.exec(sa.update(InboxEvent).where(InboxEvent.id == inbox_id, InboxEvent.status == "pending").values(payload=payload))
 
