@@ -540,3 +540,32 @@ async def test_steps_of_one_process_are_bounded(pg_db, clock):
     assert peak == 2
     async with db.session() as s:
         assert all([await pipeline.inbox_head(s, f"test:{c}") is None for c in "abcdef"])
+
+
+@pytest.mark.postgres
+async def test_an_event_another_replica_stored_while_this_one_held_the_conversation_is_taken_by_the_holder(pg_db, clock):
+    """Two inboxes on one database (two replicas): A is in the middle of a conversation's event when
+    B stores the conversation's next one; B's step finds the lock taken and leaves it. A's drainer,
+    whose own read saw no second event, looks again (a plain read) and processes B's event itself."""
+    ran: list[str] = []
+    inside, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(s, ev, row):
+        if not ran:
+            inside.set()
+            await release.wait()
+        ran.append(ev.event_id)
+        return False
+
+    a = Inbox(pg_db, clock, slow, _prepare, _give_up)
+    b = Inbox(pg_db, clock, slow, _prepare, _give_up)
+    await a.ingest(text("a", 1, clock))
+    holder = a.kick("test:a")
+    await asyncio.wait_for(inside.wait(), 5)
+    await b.ingest(text("a", 2, clock))
+    assert await asyncio.wait_for(b.kick("test:a"), 5) is None and ran == []  # B left it to A
+    release.set()
+    await asyncio.wait_for(holder, 5)
+    assert ran == ["a-1", "a-2"]
+    async with pg_db.session() as s:
+        assert await pipeline.inbox_head(s, "test:a") is None
