@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import os
 import signal
 import statistics
 import sys
@@ -33,6 +34,48 @@ from tests.cluster import HAPROXY, Cluster, Sender, pg_available  # noqa: E402
 from tests.workload import REF, SCRIPTS, Volunteer, plan_teams, report, tg_user  # noqa: E402
 
 KINDS = [(p, s) for p in ("telegram", "line") for s in SCRIPTS]
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system, every thread) of a live process; with `children`, also those of
+    its children that ended and were reaped (PostgreSQL's postmaster: the closed connections')."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / TICK
+
+
+def cpu_snapshot(cluster: Cluster) -> dict[str, float]:
+    """CPU seconds so far of each part of the run: the replicas, PostgreSQL (every backend and the
+    postmaster's reaped children), haproxy, the fake platforms and S3, and this driver."""
+    replicas = sum(_cpu(n.proc.pid) for n in cluster.nodes if n.proc is not None and n.proc.poll() is None)
+    pg_parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() == "postgres":
+                    pg_parent[int(d.name)] = int((d / "status").read_text().split("PPid:", 1)[1].split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    # the postmaster: the one postgres process whose parent is not one
+    pg = sum(_cpu(pid, children=ppid not in pg_parent) for pid, ppid in pg_parent.items())
+    others = {p.pid for p in cluster.procs} - ({cluster.haproxy.pid} if cluster.haproxy else set())
+    t = os.times()
+    return {
+        "replicas": replicas, "postgres": pg,
+        "haproxy": _cpu(cluster.haproxy.pid) if cluster.haproxy else 0.0,
+        "fakes": sum(_cpu(pid) for pid in others),
+        "driver": t.user + t.system,
+    }
+
+
+def cpu_per_report(before: dict[str, float], after: dict[str, float], reports: int) -> dict[str, float]:
+    return {k: (after[k] - before[k]) / reports for k in after}
 
 
 def p99(xs: list[float]) -> float:
@@ -63,6 +106,7 @@ async def throughput(cluster: Cluster, teams, volunteers: int, first: int) -> di
     watch.poll()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
         sender = Sender(cluster, http)
+        cpu0 = await asyncio.to_thread(cpu_snapshot, cluster)
         t0 = time.time()
         lasts = await asyncio.gather(*(report(sender, v) for v in vols))
         sent_confirm = {v.chat: t for v, t in zip(vols, lasts)}
@@ -77,13 +121,16 @@ async def throughput(cluster: Cluster, teams, volunteers: int, first: int) -> di
             if len(receipts) == len(vols) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
+        cpu1 = await asyncio.to_thread(cpu_snapshot, cluster)
     made = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"] - before
     assert made == len(vols), f"{made} reports made of {len(vols)}"
     assert len(receipts) == len(vols), f"{len(receipts)} receipts of {len(vols)}"
     lat = [receipts[c] - sent_confirm[c] for c in receipts]
     assert len(lat) == len(vols), "every receipt's latency measured"
     end = max(receipts.values())
-    return {"reports": made, "seconds": end - t0, "rate": made / (end - t0), "p99": p99(lat), "p50": statistics.median(lat)}
+    cpu = cpu_per_report(cpu0, cpu1, made)
+    assert cpu["replicas"] > 0 and cpu["postgres"] > 0, f"the processes' CPU time was not read: {cpu}"
+    return {"reports": made, "seconds": end - t0, "rate": made / (end - t0), "p99": p99(lat), "p50": statistics.median(lat), "cpu": cpu}
 
 
 async def typing(cluster: Cluster, teams, n: int, first: int) -> dict:
@@ -189,6 +236,23 @@ async def main(args) -> None:
             print(f"{n} replica(s): {r['reports']} reports in {r['seconds']:.1f} s = {r['rate']:.2f} reports/s, "
                   f"send→receipt p50 {r['p50'] * 1000:.0f} ms p99 {r['p99'] * 1000:.0f} ms, "
                   f"× {r['rate'] / results[args.replicas[0]]['rate']:.2f} of {args.replicas[0]}", flush=True)
+            c = r["cpu"]
+            print("    CPU ms per report: " + ", ".join(f"{k} {v * 1000:.0f}" for k, v in c.items())
+                  + f"; all {sum(c.values()) * 1000:.0f}", flush=True)
+        one = results.get(1)
+        if one is not None:
+            # What this machine allows: one replica is bound by its own core (a process runs its event
+            # loop on one); n replicas by min(n cores' worth of replicas, all the machine's cores
+            # shared with PostgreSQL, haproxy, the fakes and this driver), at one replica's CPU cost
+            # per report (no contention).
+            c = one["cpu"]
+            cores = os.cpu_count() or 1
+            for n in args.replicas:
+                if n > 1:
+                    bound = min(n / c["replicas"], cores / sum(c.values()))
+                    print(f"    ceiling for {n} replicas on {cores} cores at 1 replica's CPU per report: "
+                          f"{bound:.2f} reports/s = × {bound / one['rate']:.2f} of 1 replica measured "
+                          f"(1 replica's own core allows {1 / c['replicas']:.2f} reports/s)", flush=True)
         if args.typing:
             await asyncio.to_thread(set_replicas, cluster, 1)
             t = await typing(cluster, teams, args.typing, first)

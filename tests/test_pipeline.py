@@ -569,3 +569,31 @@ async def test_an_event_another_replica_stored_while_this_one_held_the_conversat
     assert ran == ["a-1", "a-2"]
     async with pg_db.session() as s:
         assert await pipeline.inbox_head(s, "test:a") is None
+
+
+@pytest.mark.postgres
+async def test_connections_postgresql_dropped_cost_one_deferred_step_and_no_attempt(pg_db, clock):
+    """After PostgreSQL drops the pool's connections (a restart, an idle timeout, an operator's
+    pg_terminate_backend) the event is processed with no attempt counted. The pool's ping before
+    each checkout is what finds the dead ones: without it (tried, to save a round trip per
+    transaction) asyncpg answered the next use with an internal error, counted as the event's."""
+    rec = Recording()
+    inbox = inbox_of(pg_db, clock, rec)
+    await inbox.ingest(text("a", 1, clock))
+    import asyncpg
+
+    async with pg_db.session() as s:  # the pool holds a connection now
+        await s.exec(sa.text("SELECT 1"))
+    other = await asyncpg.connect(pg_db.url.replace("postgresql+asyncpg", "postgresql"))
+    try:  # every connection of the pool dropped by the server
+        dropped = await other.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await other.close()
+    assert dropped >= 1
+    outcomes = [await inbox.step("test:a") for _ in range(3)]
+    assert rec.ran == [("a", 1)] and True in outcomes
+    async with pg_db.session() as s:
+        row = (await s.exec(sa.select(InboxEvent).where(InboxEvent.event_id == "a-1"))).scalar_one()
+    assert row.status == "done" and row.attempts == 0
