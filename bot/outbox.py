@@ -103,24 +103,24 @@ class OutboxWorker:
         settled = 0
         for _ in range(CHAIN):
             try:
-                done, chat = await self._deliver_one(row_id, claim)
+                done, nxt = await self._deliver_one(row_id, claim)
             except Exception:  # the database went away mid-delivery: the lease lapses, tried again
                 log.exception("outbox_deliver_error", outbox_id=row_id)
                 return settled
             settled += done
-            if not done or chat is None or self._stopping:
+            if nxt is None:
                 return settled
+            row_id, claim = nxt
+        if nxt is not None:  # the chain's end: the claimed next row goes back for any worker
             async with self.db.transaction() as s:
-                nxt = await pipeline.outbox_claim_heads(s, (), self.clock(), LEASE, 1, chat=chat)
-                if not nxt:
-                    return settled
-                row_id, claim = nxt[0].id, nxt[0].claimed_until
+                await pipeline.outbox_release(s, [nxt])
         return settled
 
-    async def _deliver_one(self, row_id: int, claim: datetime) -> tuple[int, tuple[str, str] | None]:
+    async def _deliver_one(self, row_id: int, claim: datetime) -> tuple[int, tuple[int, datetime] | None]:
         """Sends one claimed row (and the followers a batched reply takes), unless the claim is no
         longer this worker's: a row that waited in this replica's queue past its lease may have been
-        claimed, and be in flight, elsewhere (found by tests/test_replicas.py: a question sent twice)."""
+        claimed, and be in flight, elsewhere (found by tests/test_replicas.py: a question sent twice).
+        Returns the rows settled and, when the chat goes on, its next row claimed (id, claim)."""
         channel_batch = 1
         async with self.db.transaction() as s:
             row = await repo.outbox_get(s, row_id, lock=True)
@@ -174,7 +174,6 @@ class OutboxWorker:
             lease = self.clock() + LEASE  # the send starts now: the lease covers it whole
             for r in rows:
                 r.claimed_until = lease
-        chat = (row.platform, row.chat_id)
         try:
             if followers:
                 result = await channel.send_batch(rows)
@@ -183,62 +182,75 @@ class OutboxWorker:
         except Exception as exc:  # a bug or a network fault: retried like a server error
             log.exception("send_crashed", outbox_id=row_id, platform=row.platform)
             result = SendResult(False, error=f"{type(exc).__name__}: {exc}")
-        return await self._record(rows, card_msg, result, marks), chat
+        return await self._record(rows, card_msg, result, marks)
 
-    async def _record(self, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int] = ()) -> int:
+    async def _record(
+        self, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int] = (),
+    ) -> tuple[int, tuple[int, datetime] | None]:
+        """Records a send's answer; when the chat may go on (the row settled), claims its next row
+        in the same transaction (one transaction a message, not two)."""
+        async with self.db.transaction() as s:
+            settled = await self._settle(s, rows, card_msg, result, marks)
+            if not settled or self._stopping:
+                return settled, None
+            head = rows[0]
+            await s.flush()  # this row settled first: the claim's "no older pending row" must see it
+            nxt = await pipeline.outbox_claim_heads(s, (), self.clock(), LEASE, 1, chat=(head.platform, head.chat_id))
+            return settled, ((nxt[0].id, nxt[0].claimed_until) if nxt else None)
+
+    async def _settle(self, s, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int]) -> int:
         head = rows[0]
         platform = head.platform
-        async with self.db.transaction() as s:
-            now = self.clock()
-            # the limits' marks of this send: at its answer, whatever the answer (the platform may
-            # count a refused call too); read after the answer, so never before the platform saw it
-            await pipeline.rate_settle(s, marks, now)
-            stored = {r.id: r for r in await pipeline.outbox_get_many(s, [r.id for r in rows])}
-            row = stored.get(head.id)
-            if row is None:
-                return 0
-            row.claimed_until = None
-            row.attempts += 1
-            if result.ok:
-                sent = set(result.sent_ids or (head.id,))
-                for r in rows:
-                    current = stored.get(r.id)
-                    if current is None:
-                        continue
-                    current.claimed_until = None
-                    if r.id in sent:
-                        current.status, current.sent_at = "sent", now
-                        current.message_id = result.message_id if r.id == head.id else None
-                        if current.card_edit and current.report_id is not None and r.id == head.id and result.message_id and result.message_id != card_msg:
-                            s.add(CardMessage(report_id=current.report_id, platform=platform, chat_id=current.chat_id, message_id=result.message_id, created_at=now))
-                    else:  # not taken by a batched reply: pushed on its own, in order
-                        current.reply_token, current.reply_until = None, None
-                metrics.OUTBOX.labels(platform, result.via or "sent").inc(len(sent))
-                if result.via == "push":  # a push went through: the quota is not spent (any more)
-                    await pipeline.state_clear(s, quota_key(platform), now)
-                return len(sent)
-            for r in rows[1:]:  # a failed batch: the followers go with the head next time
-                if r.id in stored:
-                    stored[r.id].claimed_until = None
-            row.last_error = (result.error or "")[:500]
-            if result.quota_spent:
-                metrics.QUOTA_REFUSED.labels(platform).inc()
-                await pipeline.state_set(s, quota_key(platform), {"since": now.isoformat(), "error": row.last_error[:200]}, now)
-            if result.permanent:
-                row.status = "failed"
-                metrics.OUTBOX.labels(platform, "failed").inc()
-                log.warning("send_failed", outbox_id=row.id, platform=platform, error=row.last_error)
-                return 1
-            if result.ambiguous:  # every row of the request that may have been delivered
-                for rid in result.sent_ids or (head.id,):
-                    if rid in stored:
-                        stored[rid].reply_ambiguous = True
-            delay = result.retry_after if result.retry_after is not None else backoff(row.attempts)
-            row.next_attempt_at = now + timedelta(seconds=delay)
-            self._soonest = delay if self._soonest is None else min(self._soonest, delay)
-            metrics.OUTBOX.labels(platform, "throttled" if result.retry_after is not None else "retry").inc()
-            log.info("send_deferred", outbox_id=row.id, platform=platform, delay=delay)
+        now = self.clock()
+        # the limits' marks of this send: at its answer, whatever the answer (the platform may
+        # count a refused call too); read after the answer, so never before the platform saw it
+        await pipeline.rate_settle(s, marks, now)
+        stored = {r.id: r for r in await pipeline.outbox_get_many(s, [r.id for r in rows])}
+        row = stored.get(head.id)
+        if row is None:
             return 0
+        row.claimed_until = None
+        row.attempts += 1
+        if result.ok:
+            sent = set(result.sent_ids or (head.id,))
+            for r in rows:
+                current = stored.get(r.id)
+                if current is None:
+                    continue
+                current.claimed_until = None
+                if r.id in sent:
+                    current.status, current.sent_at = "sent", now
+                    current.message_id = result.message_id if r.id == head.id else None
+                    if current.card_edit and current.report_id is not None and r.id == head.id and result.message_id and result.message_id != card_msg:
+                        s.add(CardMessage(report_id=current.report_id, platform=platform, chat_id=current.chat_id, message_id=result.message_id, created_at=now))
+                else:  # not taken by a batched reply: pushed on its own, in order
+                    current.reply_token, current.reply_until = None, None
+            metrics.OUTBOX.labels(platform, result.via or "sent").inc(len(sent))
+            if result.via == "push":  # a push went through: the quota is not spent (any more)
+                await pipeline.state_clear(s, quota_key(platform), now)
+            return len(sent)
+        for r in rows[1:]:  # a failed batch: the followers go with the head next time
+            if r.id in stored:
+                stored[r.id].claimed_until = None
+        row.last_error = (result.error or "")[:500]
+        if result.quota_spent:
+            metrics.QUOTA_REFUSED.labels(platform).inc()
+            await pipeline.state_set(s, quota_key(platform), {"since": now.isoformat(), "error": row.last_error[:200]}, now)
+        if result.permanent:
+            row.status = "failed"
+            metrics.OUTBOX.labels(platform, "failed").inc()
+            log.warning("send_failed", outbox_id=row.id, platform=platform, error=row.last_error)
+            return 1
+        if result.ambiguous:  # every row of the request that may have been delivered
+            for rid in result.sent_ids or (head.id,):
+                if rid in stored:
+                    stored[rid].reply_ambiguous = True
+        delay = result.retry_after if result.retry_after is not None else backoff(row.attempts)
+        row.next_attempt_at = now + timedelta(seconds=delay)
+        self._soonest = delay if self._soonest is None else min(self._soonest, delay)
+        metrics.OUTBOX.labels(platform, "throttled" if result.retry_after is not None else "retry").inc()
+        log.info("send_deferred", outbox_id=row.id, platform=platform, delay=delay)
+        return 0
 
     async def run(self, interval: float = 2.0) -> None:
         """Delivers whenever kicked, and every `interval` seconds regardless, until `stop`."""

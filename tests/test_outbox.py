@@ -148,3 +148,22 @@ async def test_lease_expiry_lets_another_worker_take_over(db, clock):
     assert await worker.deliver_due() == 0
     clock.advance(seconds=61)
     assert await worker.deliver_due() == 1 and await status(db, row) == "sent"
+
+
+async def test_a_long_chat_yields_after_its_chain_and_its_next_row_is_free_at_once(db, clock):
+    """One worker sends at most CHAIN rows of a chat back to back (each next row claimed in the
+    transaction that records the previous one); the row it claimed last but did not send goes back
+    at once, for the next round of any worker, instead of waiting for its lease to lapse."""
+    from bot.outbox import CHAIN
+    from storage.models import OutboxMessage
+
+    ch = Recorder()
+    worker = OutboxWorker(db, {"fake": ch}, clock=clock)
+    ids = [await add(db, clock, text=str(i)) for i in range(CHAIN + 5)]
+    assert await worker.deliver_due() == CHAIN
+    async with db.session() as s:
+        nxt = await s.get(OutboxMessage, ids[CHAIN])
+    assert nxt.status == "pending" and nxt.claimed_until is None
+    other = OutboxWorker(db, {"fake": ch}, clock=clock)  # another replica, same moment
+    assert await other.deliver_due() == 5
+    assert [i for i, _ in ch.sent] == ids
