@@ -159,13 +159,13 @@ class Inbox:
             # Processed: another event may be due, stored meanwhile by a replica whose try-lock
             # failed while this one held the conversation (it left it to us). The step's own read
             # says so when it saw one; else a plain read asks, before another locking step.
-            if conv_key not in self._followed and not await self._due(conv_key):
-                return
+            if conv_key not in self._followed and not await self._due(conv_key) and conv_key not in self._again:
+                return  # (`_again` read after the await: a kick during it found this task still running)
         self.kick_later(conv_key)
 
     async def _due(self, conv_key: str) -> bool:
         try:
-            async with self._gate, self.db.session() as s:
+            async with self._gate, self.db.read() as s:
                 return await pipeline.inbox_due(s, conv_key, self.clock())
         except TRANSIENT:
             return True  # the locking step finds out (and defers to the sweeper if the database is away)

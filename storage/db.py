@@ -38,6 +38,10 @@ class Database:
         # (claiming outbox rows, locking a conversation) cannot interleave with another process.
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
         self._writers = async_sessionmaker(writer, class_=AsyncSession, expire_on_commit=False)
+        # One-statement reads outside any transaction (no BEGIN, no COMMIT: fewer round trips).
+        self._readers = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), class_=AsyncSession, expire_on_commit=False
+        )
         # SQLite has one writer: serialise our write transactions in this process instead of
         # letting them fail with "database is locked". (Several processes need PostgreSQL.)
         self.write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -53,6 +57,12 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as s:
+            yield s
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for a single read that needs no transaction (each statement on its own)."""
+        async with self._readers() as s:
             yield s
 
     @asynccontextmanager
@@ -83,4 +93,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def _sqlite_begin(conn) -> None:
-    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+    options = conn.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return
+    conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'DEFERRED')}")
