@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -140,6 +141,14 @@ async def bind_sandbox_groups(db: Database, now: datetime) -> None:
                 await repo.bind_chat(s, "sandbox", chat, team.id, "team", "th", now)
 
 
+def freeze_startup_objects() -> None:
+    """Moves every object alive once the server has started (modules, the platforms' SDKs and their
+    models, settings, boundary data: about 270,000) out of the garbage collector's reach. They live
+    as long as the process, yet each full collection walked them all: 200 ms with the event loop
+    stopped, every few seconds under load, which was the webhooks' and the steps' p99."""
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None, boundaries: Boundaries | None = None) -> web.Application:
     settings = settings or Settings()
     check_start(settings)  # ConfigError: one line saying why
@@ -173,6 +182,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             await start(app, svc)
         svc.tasks.append(asyncio.create_task(worker.run(settings.sweep_seconds), name="outbox"))
         svc.tasks.append(asyncio.create_task(_inbox_sweeper(svc, settings.sweep_seconds), name="inbox"))
+        freeze_startup_objects()
         log.info("started", sandbox=settings.sandbox, sqlite=db.is_sqlite, channels=sorted(channels))
 
     async def cleanup(app: web.Application) -> None:
