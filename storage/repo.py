@@ -178,6 +178,13 @@ async def report_get(s: AsyncSession, report_id: int, for_update: bool = False) 
     return (await s.exec(stmt)).first()
 
 
+async def reports_get(s: AsyncSession, report_ids: Sequence[int]) -> list[Report]:
+    """Several reports by id, in id order (one query)."""
+    if not report_ids:
+        return []
+    return list((await s.exec(select(Report).where(col(Report.id).in_(list(report_ids))).order_by(Report.id))).all())
+
+
 async def report_by_ref(s: AsyncSession, ref: str) -> Report | None:
     return (await s.exec(select(Report).where(Report.ref == ref))).first()
 
@@ -289,6 +296,24 @@ async def outbox_add(s: AsyncSession, **fields) -> OutboxMessage:
     row = OutboxMessage(status="pending", attempts=0, **fields)
     s.add(row)
     return row
+
+
+# Every column a new outbox row may be given, with its value when not given: the rows of one
+# executemany must all name the same columns.
+_OUTBOX_NEW = dict(
+    report_id=None, card_edit=False, reply_token=None, reply_until=None, reply_ambiguous=False, source_event=None,
+    not_before=None, status="pending", attempts=0, claimed_until=None, sent_at=None, message_id=None, last_error=None,
+)
+_OUTBOX_INSERT = sa.insert(OutboxMessage.__table__)
+
+
+async def outbox_add_many(s: AsyncSession, rows: Sequence[dict]) -> int:
+    """Several new outbox rows (each: platform, chat_id, payload, next_attempt_at, created_at and
+    any of `_OUTBOX_NEW`) in one statement, no ORM objects: a scheduler batch's messages,
+    inserted in the order given, as the ORM's flush of the same rows would."""
+    if rows:
+        await s.exec(_OUTBOX_INSERT, params=[{**_OUTBOX_NEW, **r} for r in rows])
+    return len(rows)
 
 
 async def outbox_get(s: AsyncSession, row_id: int, lock: bool = False) -> OutboxMessage | None:

@@ -28,20 +28,43 @@ def _insert(s: AsyncSession, table):
 # ---------------------------------------------------------------- due reports
 
 
-async def claim_batch(s: AsyncSession, now: datetime, limit: int, ids: Sequence[int] | None = None) -> list[Report]:
+# What a sweep needs of a due report (bot/scheduler.py): a plain row, not an ORM object (no
+# identity map, no change tracking: the batch writes its next due times in one statement).
+DUE_COLUMNS = (
+    "id", "ref", "team_id", "status", "urgent", "created_at", "reporter_platform", "reporter_chat",
+    "reporter_lang", "still_there", "still_there_at",
+)
+
+
+async def claim_batch(s: AsyncSession, now: datetime, limit: int, ids: Sequence[int] | None = None) -> list[sa.Row]:
     """Due reports nobody holds, locked for this transaction (SKIP LOCKED: concurrent sweepers
-    take disjoint rows and handle them before they commit). `ids`: only those (a retried part of a
-    batch that failed)."""
-    stmt = select(Report).where(
-        col(Report.next_due_at) <= now,
-        sa.or_(col(Report.sched_claimed_until).is_(None), col(Report.sched_claimed_until) < now),
+    take disjoint rows and handle them before they commit), as rows of `DUE_COLUMNS`. `ids`: only
+    those (a retried part of a batch that failed)."""
+    t = Report.__table__
+    stmt = sa.select(*(t.c[name] for name in DUE_COLUMNS)).where(
+        t.c.next_due_at <= now,
+        sa.or_(t.c.sched_claimed_until.is_(None), t.c.sched_claimed_until < now),
     )
     if ids is not None:
-        stmt = stmt.where(col(Report.id).in_(list(ids)))
-    stmt = stmt.order_by(col(Report.next_due_at)).limit(limit)
+        stmt = stmt.where(t.c.id.in_(list(ids)))
+    stmt = stmt.order_by(t.c.next_due_at).limit(limit)
     if _pg(s):
         stmt = stmt.with_for_update(skip_locked=True)
     return list((await s.exec(stmt)).all())
+
+
+_SET_DUE = (
+    sa.update(Report.__table__)
+    .where(Report.__table__.c.id == sa.bindparam("rid"))
+    .values(next_due_at=sa.bindparam("due"), sched_claimed_until=None)
+)
+
+
+async def set_next_due(s: AsyncSession, due: Sequence[tuple[int, datetime | None]]) -> None:
+    """Each claimed report's next due time (None: nothing more to send), its claim released: one
+    statement for the batch (executemany)."""
+    if due:
+        await s.exec(_SET_DUE, params=[{"rid": rid, "due": at} for rid, at in due])
 
 
 async def lease(s: AsyncSession, report_ids: Sequence[int], until: datetime) -> None:

@@ -140,17 +140,17 @@ async def test_restart_in_the_middle_repeats_nothing(sandbox, db_url, monkeypatc
     # a crash half-way: the outbox write fails after the ledger row → the transaction rolls back
     import bot.scheduler as sched
 
-    real = sched.repo.outbox_add
+    real = sched.repo.outbox_add_many
     calls = {"n": 0}
 
     async def crash(*a, **kw):
         calls["n"] += 1
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(sched.repo, "outbox_add", crash)
+    monkeypatch.setattr(sched.repo, "outbox_add_many", crash)
     sandbox.clock.advance(minutes=15)
     assert await sweep(sandbox.services, sandbox.clock(), digests=False) == 0 and calls["n"] == 1
-    monkeypatch.setattr(sched.repo, "outbox_add", real)
+    monkeypatch.setattr(sched.repo, "outbox_add_many", real)
 
     # a new process on the same database: the lease of the crashed claim lapses, it sends once
     other = Database(db_url)
