@@ -29,6 +29,15 @@ def _insert(s: AsyncSession, table):
     return (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+def unnest(table: sa.Table, rows: Sequence[dict], names: Sequence[str]):
+    """PostgreSQL: the rows as a table, `unnest($1::type[], $2::type[], ...) AS t(name, ...)`, one
+    array parameter per column of `names` (typed as `table`'s): a statement of the same text
+    whatever the number of rows (prepared once per connection, parsed in no time), where a VALUES
+    list would carry rows × columns parameters."""
+    arrays = (sa.bindparam(None, [r[n] for r in rows], type_=postgresql.ARRAY(table.c[n].type)) for n in names)
+    return sa.func.unnest(*arrays).table_valued(*names).render_derived()
+
+
 def _locking(stmt, s: AsyncSession, skip_locked: bool = False):
     """FOR UPDATE on PostgreSQL; SQLite serialises writers and ignores it."""
     if s.bind.dialect.name == "postgresql":
@@ -311,8 +320,19 @@ async def outbox_add_many(s: AsyncSession, rows: Sequence[dict]) -> int:
     """Several new outbox rows (each: platform, chat_id, payload, next_attempt_at, created_at and
     any of `_OUTBOX_NEW`) in one statement, no ORM objects: a scheduler batch's messages,
     inserted in the order given, as the ORM's flush of the same rows would."""
-    if rows:
-        await s.exec(_OUTBOX_INSERT, params=[{**_OUTBOX_NEW, **r} for r in rows])
+    if not rows:
+        return 0
+    given = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{**_OUTBOX_NEW, **r} for r in rows]
+    if s.bind.dialect.name != "postgresql":
+        await s.exec(_OUTBOX_INSERT, params=rows)
+        return len(rows)
+    # PostgreSQL: one array per column given, the others' constants in the statement
+    table = OutboxMessage.__table__
+    src = unnest(table, rows, given)
+    rest = [n for n in _OUTBOX_NEW if n not in given]
+    values = sa.select(*src.c, *(sa.literal(_OUTBOX_NEW[n], table.c[n].type) for n in rest))
+    await s.exec(table.insert().from_select([*given, *rest], values))
     return len(rows)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import repo
 from storage.models import ChatBinding, Conversation, OutboxMessage, ReminderSent, Report, ReportEvent, Team
 
 # Actions of the history that the deadlines depend on (flows.deadlines.episode).
@@ -62,9 +63,16 @@ _SET_DUE = (
 
 async def set_next_due(s: AsyncSession, due: Sequence[tuple[int, datetime | None]]) -> None:
     """Each claimed report's next due time (None: nothing more to send), its claim released: one
-    statement for the batch (executemany)."""
-    if due:
-        await s.exec(_SET_DUE, params=[{"rid": rid, "due": at} for rid, at in due])
+    statement for the batch (PostgreSQL: UPDATE … FROM unnest(ids, times); SQLite: executemany)."""
+    if not due:
+        return
+    rows = [{"id": rid, "next_due_at": at} for rid, at in due]
+    if not _pg(s):
+        await s.exec(_SET_DUE, params=[{"rid": r["id"], "due": r["next_due_at"]} for r in rows])
+        return
+    t = Report.__table__
+    v = repo.unnest(t, rows, ("id", "next_due_at"))
+    await s.exec(sa.update(t).where(t.c.id == v.c.id).values(next_due_at=v.c.next_due_at, sched_claimed_until=None))
 
 
 async def lease(s: AsyncSession, report_ids: Sequence[int], until: datetime) -> None:
@@ -111,9 +119,18 @@ async def ledger_add_many(s: AsyncSession, rows: Sequence[dict], now: datetime) 
         .on_conflict_do_nothing(index_elements=["report_id", "kind", "step"])
         .returning(table.c.report_id, table.c.kind, table.c.step)
     )
+    params = [{"sent_at": now, "due_at": None, "to": None, "coalesced": False, **r} for r in rows]
+    if _pg(s):  # INSERT … SELECT FROM unnest(one array per column): one short statement
+        names = ("report_id", "kind", "step", "due_at", "sent_at", "to", "coalesced")
+        src = repo.unnest(table, params, names)
+        stmt = (
+            postgresql.insert(table).from_select(names, sa.select(*src.c))
+            .on_conflict_do_nothing(index_elements=["report_id", "kind", "step"])
+            .returning(table.c.report_id, table.c.kind, table.c.step)
+        )
+        return {(rid, k, st) for rid, k, st in (await s.exec(stmt)).all()}
     # executemany with RETURNING: SQLAlchemy batches the rows into a few INSERTs ("insertmanyvalues")
     # from one cached statement, instead of compiling a new statement for each number of rows.
-    params = [{"sent_at": now, "due_at": None, "to": None, "coalesced": False, **r} for r in rows]
     return {(rid, k, st) for rid, k, st in (await s.exec(stmt, params=params)).all()}
 
 
