@@ -106,8 +106,9 @@ async def sweep(
     return sent
 
 
-# (session, report, now, its team): edits the report's cards so they show how long it has waited
-RefreshCards = Callable[[Any, Report, datetime, Team | None], Awaitable[int]]
+# (session, reports, now, their teams by id): edits the reports' cards so they show how long they
+# have waited (`Reports.refresh_cards`: a few statements for the whole batch)
+RefreshCards = Callable[[Any, list[Report], datetime, dict[int, Team]], Awaitable[int]]
 
 
 async def sweep_reports(
@@ -183,9 +184,8 @@ async def _handle(s, reports: list, now: datetime, policy: Policy, cards: Refres
                 carded.append(r.id)
     # the batch's messages in one statement, in the same transaction as their ledger rows
     sent = await repo.outbox_add_many(s, out)
-    if carded:  # the card's "waited N minutes" as the reminder says it (then the card edits)
-        for report in await repo.reports_get(s, carded):
-            await cards(s, report, now, teams.get(report.team_id))
+    if carded:  # the cards' "waited N minutes" as the reminders say it (after them in each chat)
+        await cards(s, await repo.reports_get(s, carded), now, teams)
     await sched_repo.set_next_due(s, [(r.id, plans[r.id].next_due_at) for r in reports])
     return sent
 

@@ -251,22 +251,80 @@ async def last_comment(s: AsyncSession, report_id: int) -> str | None:
     return (detail or {}).get("comment")
 
 
+HANDLING_ACTIONS = ("ack", "onsite", "close", "reopen", "undo")
+
+
 async def handling(s: AsyncSession, report_id: int) -> dict:
     """Who accepted the report and when (its first accept or on-site), and who closed it last
     and when (None when reopened since)."""
     stmt = (
         select(ReportEvent.action, ReportEvent.actor, ReportEvent.actor_name, ReportEvent.at)
-        .where(ReportEvent.report_id == report_id, col(ReportEvent.action).in_(("ack", "onsite", "close", "reopen", "undo")))
+        .where(ReportEvent.report_id == report_id, col(ReportEvent.action).in_(HANDLING_ACTIONS))
         .order_by(ReportEvent.id)
     )
-    out: dict = {"accepted_by": None, "accepted_at": None, "closed_by": None, "closed_by_key": None}
+    out = _handling_start()
     for action, actor, name, at in (await s.exec(stmt)).all():
-        if action in ("ack", "onsite") and out["accepted_at"] is None:
-            out["accepted_by"], out["accepted_at"] = name or actor, at
-        elif action == "close":
-            out["closed_by"], out["closed_by_key"] = name or actor, actor
+        _handling_step(out, action, actor, name, at)
+    return out
+
+
+def _handling_start() -> dict:
+    return {"accepted_by": None, "accepted_at": None, "closed_by": None, "closed_by_key": None}
+
+
+def _handling_step(out: dict, action: str, actor, name, at) -> None:
+    """One event of `HANDLING_ACTIONS`, in order, folded into `handling`'s answer."""
+    if action in ("ack", "onsite") and out["accepted_at"] is None:
+        out["accepted_by"], out["accepted_at"] = name or actor, at
+    elif action == "close":
+        out["closed_by"], out["closed_by_key"] = name or actor, actor
+    else:
+        out["closed_by"], out["closed_by_key"] = None, None
+
+
+async def view_details(s: AsyncSession, report_ids: Sequence[int]) -> dict[int, dict]:
+    """`last_comment`, `relayed_from` and `handling` of several reports (a sweep's cards) from one
+    query of their events: {report id: {"last_comment", "relayed_from", "handling"}}."""
+    out = {i: {"last_comment": None, "relayed_from": None, "handling": _handling_start()} for i in report_ids}
+    if not report_ids:
+        return out
+    stmt = (
+        select(ReportEvent.report_id, ReportEvent.action, ReportEvent.actor, ReportEvent.actor_name, ReportEvent.at, ReportEvent.detail)
+        .where(col(ReportEvent.report_id).in_(list(report_ids)), col(ReportEvent.action).in_(("comment", "submit", *HANDLING_ACTIONS)))
+        .order_by(ReportEvent.id)
+    )
+    for rid, action, actor, name, at, detail in (await s.exec(stmt)).all():
+        d = out[rid]
+        if action == "comment":
+            d["last_comment"] = (detail or {}).get("comment")  # the last one wins
+        elif action == "submit":
+            if d["relayed_from"] is None:
+                d["relayed_from"] = str((detail or {}).get("relayed_from") or "")
         else:
-            out["closed_by"], out["closed_by_key"] = None, None
+            _handling_step(d["handling"], action, actor, name, at)
+    for d in out.values():
+        d["relayed_from"] = d["relayed_from"] or ""
+    return out
+
+
+async def refs_by_id(s: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
+    """The refs of several reports, by id (`refs_of` for many reports at once)."""
+    if not ids:
+        return {}
+    return dict((await s.exec(select(Report.id, Report.ref).where(col(Report.id).in_(list(ids))))).all())
+
+
+async def bindings_for_teams(s: AsyncSession, team_ids: Sequence[int], roles: Sequence[str] = ("team",)) -> dict[int, list[ChatBinding]]:
+    """`bindings_for_team` of several teams, by team id, in binding order."""
+    out: dict[int, list[ChatBinding]] = {i: [] for i in team_ids}
+    if team_ids:
+        stmt = (
+            select(ChatBinding)
+            .where(col(ChatBinding.team_id).in_(list(team_ids)), col(ChatBinding.role).in_(roles))
+            .order_by(ChatBinding.id)
+        )
+        for b in (await s.exec(stmt)).all():
+            out[b.team_id].append(b)
     return out
 
 
