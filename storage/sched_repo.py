@@ -66,12 +66,11 @@ async def set_next_due(s: AsyncSession, due: Sequence[tuple[int, datetime | None
     statement for the batch (PostgreSQL: UPDATE … FROM unnest(ids, times); SQLite: executemany)."""
     if not due:
         return
-    rows = [{"id": rid, "next_due_at": at} for rid, at in due]
     if not _pg(s):
-        await s.exec(_SET_DUE, params=[{"rid": r["id"], "due": r["next_due_at"]} for r in rows])
+        await s.exec(_SET_DUE, params=[{"rid": rid, "due": at} for rid, at in due])
         return
     t = Report.__table__
-    v = repo.unnest(t, rows, ("id", "next_due_at"))
+    v = repo.unnest(t, [{"id": rid, "next_due_at": at} for rid, at in due], ("id", "next_due_at"))
     await s.exec(sa.update(t).where(t.c.id == v.c.id).values(next_due_at=v.c.next_due_at, sched_claimed_until=None))
 
 
@@ -114,23 +113,17 @@ async def ledger_add_many(s: AsyncSession, rows: Sequence[dict], now: datetime) 
     if not rows:
         return set()
     table = ReminderSent.__table__
-    stmt = (
-        _insert(s, table)
-        .on_conflict_do_nothing(index_elements=["report_id", "kind", "step"])
-        .returning(table.c.report_id, table.c.kind, table.c.step)
-    )
     params = [{"sent_at": now, "due_at": None, "to": None, "coalesced": False, **r} for r in rows]
     if _pg(s):  # INSERT … SELECT FROM unnest(one array per column): one short statement
         names = ("report_id", "kind", "step", "due_at", "sent_at", "to", "coalesced")
         src = repo.unnest(table, params, names)
-        stmt = (
-            postgresql.insert(table).from_select(names, sa.select(*src.c))
-            .on_conflict_do_nothing(index_elements=["report_id", "kind", "step"])
-            .returning(table.c.report_id, table.c.kind, table.c.step)
-        )
-        return {(rid, k, st) for rid, k, st in (await s.exec(stmt)).all()}
-    # executemany with RETURNING: SQLAlchemy batches the rows into a few INSERTs ("insertmanyvalues")
-    # from one cached statement, instead of compiling a new statement for each number of rows.
+        stmt = postgresql.insert(table).from_select(names, sa.select(*src.c))
+        params = None
+    else:
+        # executemany with RETURNING: SQLAlchemy batches the rows into a few INSERTs
+        # ("insertmanyvalues") from one cached statement, not a new statement per number of rows.
+        stmt = sqlite.insert(table)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["report_id", "kind", "step"]).returning(table.c.report_id, table.c.kind, table.c.step)
     return {(rid, k, st) for rid, k, st in (await s.exec(stmt, params=params)).all()}
 
 
