@@ -4,6 +4,8 @@ Creates a PostgreSQL database of its own (dropped at the end), fills it with ope
 deadlines lie ahead and a few hundred that are due, then times one sweep (batches of due reports, each claimed and
 handled in one transaction) and shows the EXPLAIN of
 the claim query, first with 10,000 open reports, then with 1,000,000, the due count the same.
+Each time it also times a sweep of as many new due reports with the reminded reports' cards
+refreshed (`Reports.refresh_cards`, what the app's sweep does), printed apart.
 
 Usage: .venv/bin/python bench/bench_sweep.py [OPEN_SMALL] [OPEN_LARGE] [DUE]
 Server: NAMJAI_TEST_PG (default postgresql://postgres@127.0.0.1:5432/test). Skips without one.
@@ -71,8 +73,10 @@ async def explain(conn) -> list[str]:
     return raise_rollback
 
 
-async def measure(url: str, conn, label: str) -> dict:
-    from bot.scheduler import sweep
+async def measure(url: str, conn, label: str, team_id: int, tag: str, due: int) -> dict:
+    from bot.reports import Reports
+    from bot.scheduler import sweep, sweep_reports
+    from storage.boundaries import Boundaries
     from storage.db import Database
 
     await conn.execute("ANALYZE reports")
@@ -107,10 +111,28 @@ async def measure(url: str, conn, label: str) -> dict:
         raise SystemExit(f"bench_sweep: {left} reports still due after the sweep")
     print(f"sweep: {sweep_s:.2f} s, {sent} messages queued: {sweep_s / due_n * 1000:.2f} ms per due report (aim <= 1 ms)")
     print(f"sweep again, nothing due: {idle_ms:.1f} ms ({again} messages)")
+    # The app's sweep also edits each reminded report's card (its waiting time): the same again
+    # with `Reports.refresh_cards`, on as many new due reports, measured apart.
+    await fill_due(conn, team_id, tag + "c", due)
+    await conn.execute("ANALYZE reports")
+    reports = Reports(Boundaries.default(), lambda: NOW)
+    policy = load_policy()
+    edits_before = await conn.fetchval("SELECT count(*) FROM outbox WHERE card_edit")
+    db = Database(url)
+    try:
+        t0 = time.perf_counter()
+        carded = await sweep_reports(db, NOW, policy, cards=reports.refresh_cards)
+        cards_s = time.perf_counter() - t0
+    finally:
+        await db.dispose()
+    edits = await conn.fetchval("SELECT count(*) FROM outbox WHERE card_edit") - edits_before
+    if carded != due or edits != due:  # one team chat: one card edit per reminded report
+        raise SystemExit(f"bench_sweep: {due} due reports but {carded} messages and {edits} card edits: not measuring the cards")
+    print(f"sweep with the cards' refresh: {cards_s:.2f} s, {carded} messages + {edits} card edits: {cards_s / due * 1000:.2f} ms per due report")
     print("EXPLAIN ANALYZE of the claim:")
     for line in plan:
         print("   " + line)
-    return {"open": open_n, "due": due_n, "sweep_s": sweep_s, "idle_ms": idle_ms, "plan": plan}
+    return {"open": open_n, "due": due_n, "sweep_s": sweep_s, "idle_ms": idle_ms, "plan": plan, "cards_s": cards_s}
 
 
 async def main(argv: list[str]) -> int:
@@ -153,12 +175,12 @@ async def main(argv: list[str]) -> int:
             await fill_open(conn, team_id, 1, small)
             await fill_due(conn, team_id, "a", due)
             print(f"filled {small:,} open + {due} due in {time.perf_counter() - t0:.1f} s")
-            a = await measure(url, conn, "small")
+            a = await measure(url, conn, "small", team_id, "a", due)
             t0 = time.perf_counter()
             await fill_open(conn, team_id, small + 1, large - small)
             await fill_due(conn, team_id, "b", due)
             print(f"\nfilled up to {large:,} open + {due} due in {time.perf_counter() - t0:.1f} s")
-            b = await measure(url, conn, "large")
+            b = await measure(url, conn, "large", team_id, "b", due)
         finally:
             await conn.close()
         ratio = b["sweep_s"] / a["sweep_s"]
@@ -170,6 +192,10 @@ async def main(argv: list[str]) -> int:
         print(
             f"per due report: {a['sweep_s'] / a['due'] * 1000:.2f} ms with {a['open']:,} open, "
             f"{b['sweep_s'] / b['due'] * 1000:.2f} ms with {b['open']:,} open (aim <= 1 ms)"
+        )
+        print(
+            f"with the cards' refresh: {a['cards_s'] / a['due'] * 1000:.2f} ms per due report with {a['open']:,} open, "
+            f"{b['cards_s'] / b['due'] * 1000:.2f} ms with {b['open']:,} open"
         )
         print(f"total {time.perf_counter() - started:.0f} s")
     finally:

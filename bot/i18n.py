@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import string
 from datetime import date, datetime
 from functools import cache, lru_cache
 from pathlib import Path
@@ -67,7 +66,7 @@ def text(msg: Msg | str, lang: str = DEFAULT_LANG) -> str:
     pattern = entry[lang]
     if isinstance(pattern, dict):  # plural forms, chosen by the parameter n
         pattern = pattern["one"] if msg.params.get("n") == 1 else pattern["other"]
-    return string.Formatter().vformat(pattern, (), params)
+    return pattern.format_map(params)  # str.format_map: the same fields as string.Formatter, in C
 
 
 def both(msg: Msg) -> str:

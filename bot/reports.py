@@ -139,13 +139,17 @@ class Reports:
         await self._outbox(s, platform, chat_id, payload, report_id=report_id)
 
     async def _outbox(self, s, platform: str, chat_id: str, payload: dict, **fields) -> None:
+        await repo.outbox_add(s, **self._outbox_row(s, platform, chat_id, payload, **fields))
+
+    def _outbox_row(self, s, platform: str, chat_id: str, payload: dict, **fields) -> dict:
+        """The columns of a new outbox row (`repo.outbox_add`, `repo.outbox_add_many`)."""
         now = self.clock()
         event = s.info.get("event")  # the inbox row being processed in this transaction, if any
         if event is not None and event.conv_key == f"{platform}:{chat_id}":
             fields["source_event"] = event.id
             if event.reply_token and event.reply_until and event.reply_until > now:
                 fields["reply_token"], fields["reply_until"] = event.reply_token, event.reply_until
-        await repo.outbox_add(s, platform=platform, chat_id=chat_id, payload=payload, next_attempt_at=now, created_at=now, **fields)
+        return dict(platform=platform, chat_id=chat_id, payload=payload, next_attempt_at=now, created_at=now, **fields)
 
     async def reporter_answering(self, s, ev, report_id: int | None, default_lang: str) -> tuple[Report | None, str]:
         """The report a reporter's button answers (a follow-up, the rating), locked, and the chat's
@@ -165,29 +169,56 @@ class Reports:
         bindings = await repo.bindings_for_team(s, team.id)
         if not bindings:
             log.warning("team_has_no_chat", team=team.code, report_id=report.id)
+        origin = await self._origin(s, view)
         ctx = self.context()
         for b in bindings:
-            v = replace(view, team_name=self.team_name(team, b.lang))
-            if view.relayed_from:  # a code in the view; the card names the team in the chat's language
-                origin = next((t for t in await self.teams(s) if t.code == view.relayed_from), None)
-                v = replace(v, relayed_from=self.team_name(origin, b.lang) or view.relayed_from)
-            c = cardflow.card(v, lambda code: ctx.province_name(code, b.lang))
-            if not actionable:
-                c = replace(c, buttons=())
-            await self._outbox(s, b.platform, b.chat_id, render_card(c, b.lang), report_id=report.id, card_edit=True)
+            await self._outbox(s, b.platform, b.chat_id, self._card(ctx, team, view, origin, b.lang, actionable), report_id=report.id, card_edit=True)
         return len(bindings)
 
-    async def refresh_cards(self, s, report: Report, now: datetime | None = None, team: Team | None = None) -> int:
-        """The report's cards edited in place in each of its team's chats, with their waiting time
-        as of `now` (a reminder going out: the card says how long it has waited). `team`: the
-        report's, when the caller has it already."""
-        team = team or await repo.team_get(s, report.team_id)
-        if team is None:
+    async def _origin(self, s, view: cardflow.ReportView) -> Team | None:
+        """The team a relayed report was meant for (its card names it in each chat's language)."""
+        if not view.relayed_from:  # a code in the view
+            return None
+        return next((t for t in await self.teams(s) if t.code == view.relayed_from), None)
+
+    def _card(self, ctx: FlowContext, team: Team, view: cardflow.ReportView, origin: Team | None, lang: str, actionable: bool = True) -> dict:
+        """A report's card rendered for one chat: the team names in its language."""
+        v = replace(view, team_name=self.team_name(team, lang))
+        if view.relayed_from:
+            v = replace(v, relayed_from=self.team_name(origin, lang) or view.relayed_from)
+        c = cardflow.card(v, lambda code: ctx.province_name(code, lang))
+        if not actionable:
+            c = replace(c, buttons=())
+        return render_card(c, lang)
+
+    async def refresh_cards(self, s, reports: list[Report], now: datetime, teams: dict[int, Team]) -> int:
+        """The reports' cards edited in place in each of their team's chats, with their waiting
+        time as of `now` (reminders going out: the card says how long it has waited). For a
+        sweep's batch: a few queries and one outbox statement, whatever the number of reports.
+        `teams`: theirs by id (the sweep has them; missing ones are read). Returns the edits."""
+        teams = dict(teams)
+        for tid in {r.team_id for r in reports} - set(teams):
+            team = await repo.team_get(s, tid)
+            if team is not None:
+                teams[tid] = team
+        reports = [r for r in reports if r.team_id in teams]
+        if not reports:
             return 0
-        view = await self.view(s, report, team)
-        if now is not None:
-            view = replace(view, now=now)
-        return await self.post_cards(s, report, team, view)
+        details = await repo.view_details(s, [r.id for r in reports])
+        refs = await repo.refs_by_id(s, sorted({i for r in reports for i in (r.repeat_of or ())}))
+        bindings = await repo.bindings_for_teams(s, sorted({r.team_id for r in reports}))
+        ctx = self.context()
+        rows = []
+        for r in reports:
+            team, d = teams[r.team_id], details[r.id]
+            repeats = tuple(refs[i] for i in sorted(set(r.repeat_of or ())) if i in refs)  # refs_of: by id
+            view = replace(self._view(r, team, "th", repeats, d["last_comment"], d["relayed_from"], d["handling"]), now=now)
+            if not bindings[team.id]:
+                log.warning("team_has_no_chat", team=team.code, report_id=r.id)
+            origin = await self._origin(s, view)
+            for b in bindings[team.id]:
+                rows.append(self._outbox_row(s, b.platform, b.chat_id, self._card(ctx, team, view, origin, b.lang), report_id=r.id, card_edit=True))
+        return await repo.outbox_add_many(s, rows)
 
     async def post_card_here(
         self, s, report: Report, team: Team, view: cardflow.ReportView, platform: str, chat_id: str, lang: str,
@@ -212,6 +243,16 @@ class Reports:
         """What flows need to know of a report. `fresh`: a report created in this transaction, with
         the refs of its repeat sightings (known already: no queries for them or for comments)."""
         team = team or next((t for t in await self.teams(s) if t.id == report.team_id), None) or await repo.team_get(s, report.team_id)
+        if fresh is not None:
+            return self._view(report, team, lang, fresh, None, "", {})
+        return self._view(
+            report, team, lang, tuple(await repo.refs_of(s, report.repeat_of or [])), await repo.last_comment(s, report.id),
+            await repo.relayed_from(s, report.id), await repo.handling(s, report.id),
+        )
+
+    def _view(
+        self, report: Report, team: Team | None, lang: str, repeats: tuple[str, ...], last_comment: str | None, relayed_from: str, handling: dict,
+    ) -> cardflow.ReportView:
         return cardflow.ReportView(
             id=report.id,
             ref=report.ref,
@@ -233,15 +274,15 @@ class Reports:
             law_track=report.law_track,
             team_name=self.team_name(team, lang),  # channels re-render it per chat language
             outcome=report.outcome,
-            repeats=fresh if fresh is not None else tuple(await repo.refs_of(s, report.repeat_of or [])),
-            last_comment=None if fresh is not None else await repo.last_comment(s, report.id),
+            repeats=repeats,
+            last_comment=last_comment,
             still_there=report.still_there,
             still_there_at=report.still_there_at,
             photos_purged=report.photos_purged_at is not None,
-            relayed_from="" if fresh is not None else await repo.relayed_from(s, report.id),
+            relayed_from=relayed_from,
             now=self.clock(),
             closed_at=report.closed_at,
-            **({} if fresh is not None else await repo.handling(s, report.id)),
+            **handling,
         )
 
     # ------------------------------------------------------------ a new report

@@ -106,8 +106,9 @@ async def sweep(
     return sent
 
 
-# (session, report, now, its team): edits the report's cards so they show how long it has waited
-RefreshCards = Callable[[Any, Report, datetime, Team | None], Awaitable[int]]
+# (session, reports, now, their teams by id): edits the reports' cards so they show how long they
+# have waited (`Reports.refresh_cards`: a few statements for the whole batch)
+RefreshCards = Callable[[Any, list[Report], datetime, dict[int, Team]], Awaitable[int]]
 
 
 async def sweep_reports(
@@ -150,9 +151,10 @@ async def _batch(
         return a[0] + b[0], len(claimed)
 
 
-async def _handle(s, reports: list[Report], now: datetime, policy: Policy, cards: RefreshCards | None = None) -> int:
-    """Plans every claimed report, records the ledger rows of the batch in one statement, then
-    queues the messages whose ledger key was free (someone else's key means already sent)."""
+async def _handle(s, reports: list, now: datetime, policy: Policy, cards: RefreshCards | None = None) -> int:
+    """Plans every claimed report (rows of `sched_repo.DUE_COLUMNS`), records the ledger rows of
+    the batch in one statement, then queues the messages whose ledger key was free (someone
+    else's key means already sent): a fixed number of statements per batch, whatever its size."""
     if not reports:
         return 0
     ids = [r.id for r in reports]
@@ -173,13 +175,18 @@ async def _handle(s, reports: list[Report], now: datetime, policy: Policy, cards
     team_ids = sorted({r.team_id for r in reports if fresh[r.id]})
     teams = await sched_repo.teams_get(s, team_ids)
     chats = await sched_repo.chats_of_teams(s, team_ids)
-    sent = 0
+    out: list[dict] = []
+    carded: list[int] = []
     for r in reports:
         if fresh[r.id]:
-            sent += await _emit(s, r, fresh[r.id], now, policy, teams.get(r.team_id), chats)
+            out += _messages(r, fresh[r.id], now, policy, teams.get(r.team_id), chats)
             if cards is not None and any(d.to != "reporter" for d in fresh[r.id]):
-                await cards(s, r, now, teams.get(r.team_id))  # the card's "waited N minutes" as the reminder says it
-        r.next_due_at, r.sched_claimed_until = plans[r.id].next_due_at, None
+                carded.append(r.id)
+    # the batch's messages in one statement, in the same transaction as their ledger rows
+    sent = await repo.outbox_add_many(s, out)
+    if carded:  # the cards' "waited N minutes" as the reminders say it (after them in each chat)
+        await cards(s, await repo.reports_get(s, carded), now, teams)
+    await sched_repo.set_next_due(s, [(r.id, plans[r.id].next_due_at) for r in reports])
     return sent
 
 
@@ -199,11 +206,11 @@ def _brief(r: Report, team: Team | None, lang: str) -> fu.ReportBrief:
     return fu.ReportBrief(r.id, r.ref, r.urgent, r.created_at, _team_name(team, lang), r.still_there, r.still_there_at)
 
 
-async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy, team: Team | None, chats: dict) -> int:
-    """Puts the messages for `dues` in the outbox: one per chat, naming everything overdue."""
-    buttons = cardflow.card(cardflow.ReportView(r.id, r.ref, r.status, r.created_at), lambda c: c).buttons
+def _messages(r, dues: list[Due], now: datetime, policy: Policy, team: Team | None, chats: dict) -> list[dict]:
+    """The outbox rows for `dues` of one report: one per chat, naming everything overdue (no I/O)."""
+    buttons = cardflow.card_buttons(cardflow.ReportView(r.id, r.ref, r.status, r.created_at))
     per_chat: dict[tuple[str, str], list] = {}
-    n = 0
+    out: list[dict] = []
     for d in dues:
         if d.to == "reporter":
             if not r.reporter_chat:
@@ -211,9 +218,8 @@ async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy, te
             at = volunteer_send_at(now, policy, r.urgent)
             payload = render_reply(fu.followup_question(_brief(r, team, r.reporter_lang)), r.reporter_lang)
             # held rows join the chat's queue at `not_before`: they do not hold its other messages
-            await repo.outbox_add(s, platform=r.reporter_platform, chat_id=r.reporter_chat, payload=payload, report_id=r.id,
-                                  next_attempt_at=at, not_before=at if at > now else None, created_at=now)
-            n += 1
+            out.append(dict(platform=r.reporter_platform, chat_id=r.reporter_chat, payload=payload, report_id=r.id,
+                            next_attempt_at=at, not_before=at if at > now else None, created_at=now))
             continue
         found = _chain_chats(chats, r.team_id, d.to, policy.chain)
         if not found:
@@ -225,10 +231,10 @@ async def _emit(s, r: Report, dues: list[Due], now: datetime, policy: Policy, te
             entry[2].append(d)
     for b, role, ds in per_chat.values():
         reply = fu.reminder(_brief(r, team, b.lang), ds, role, now, buttons, chat_role=b.role)
-        await repo.outbox_add(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), report_id=r.id, next_attempt_at=now, created_at=now)
-        n += 1
-    log.info("reminders", report_id=r.id, ref=r.ref, due=[f"{d.kind}:{d.step}:{d.to}" for d in dues], messages=n)
-    return n
+        out.append(dict(platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), report_id=r.id,
+                        next_attempt_at=now, created_at=now))
+    log.info("reminders", report_id=r.id, ref=r.ref, due=[f"{d.kind}:{d.step}:{d.to}" for d in dues], messages=len(out))
+    return out
 
 
 # ---------------------------------------------------------------- drafts

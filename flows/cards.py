@@ -125,6 +125,11 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
     if view.still_there is not None:
         lines.append(Msg("card.still_there.yes" if view.still_there else "card.still_there.no", {"at": view.still_there_at}))
     lines.append(Msg("card.reported_at", {"at": view.created_at}))
+    return Card(view.id, tuple(lines), card_buttons(view), view.photos, view.lat, view.lon, view.urgent, view.voice)
+
+
+def card_buttons(view: ReportView) -> tuple:
+    """The buttons of a report's card: what its status allows (a reminder carries them too)."""
     buttons = []
     actions = allowed_actions(Status(view.status))
     row = tuple(Button(Msg(f"act.{a}"), f"r:{view.id}:{a}") for a in actions if a in ("ack", "onsite"))
@@ -138,7 +143,7 @@ def card(view: ReportView, province_name: Callable[[str], str]) -> Card:
         if undo_open(view):
             row = (Button(Msg("act.undo"), f"r:{view.id}:undo"),) + row
         buttons.append(row)
-    return Card(view.id, tuple(lines), tuple(buttons), view.photos, view.lat, view.lon, view.urgent, view.voice)
+    return tuple(buttons)
 
 
 def undo_open(view: ReportView) -> bool:

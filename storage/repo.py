@@ -29,6 +29,15 @@ def _insert(s: AsyncSession, table):
     return (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+def unnest(table: sa.Table, rows: Sequence[dict], names: Sequence[str]):
+    """PostgreSQL: the rows as a table, `unnest($1::type[], $2::type[], ...) AS t(name, ...)`, one
+    array parameter per column of `names` (typed as `table`'s): a statement of the same text
+    whatever the number of rows (prepared once per connection, parsed in no time), where a VALUES
+    list would carry rows × columns parameters."""
+    arrays = (sa.bindparam(None, [r[n] for r in rows], type_=postgresql.ARRAY(table.c[n].type)) for n in names)
+    return sa.func.unnest(*arrays).table_valued(*names).render_derived()
+
+
 def _locking(stmt, s: AsyncSession, skip_locked: bool = False):
     """FOR UPDATE on PostgreSQL; SQLite serialises writers and ignores it."""
     if s.bind.dialect.name == "postgresql":
@@ -178,6 +187,13 @@ async def report_get(s: AsyncSession, report_id: int, for_update: bool = False) 
     return (await s.exec(stmt)).first()
 
 
+async def reports_get(s: AsyncSession, report_ids: Sequence[int]) -> list[Report]:
+    """Several reports by id, in id order (one query)."""
+    if not report_ids:
+        return []
+    return list((await s.exec(select(Report).where(col(Report.id).in_(list(report_ids))).order_by(Report.id))).all())
+
+
 async def report_by_ref(s: AsyncSession, ref: str) -> Report | None:
     return (await s.exec(select(Report).where(Report.ref == ref))).first()
 
@@ -235,22 +251,80 @@ async def last_comment(s: AsyncSession, report_id: int) -> str | None:
     return (detail or {}).get("comment")
 
 
+HANDLING_ACTIONS = ("ack", "onsite", "close", "reopen", "undo")
+
+
 async def handling(s: AsyncSession, report_id: int) -> dict:
     """Who accepted the report and when (its first accept or on-site), and who closed it last
     and when (None when reopened since)."""
     stmt = (
         select(ReportEvent.action, ReportEvent.actor, ReportEvent.actor_name, ReportEvent.at)
-        .where(ReportEvent.report_id == report_id, col(ReportEvent.action).in_(("ack", "onsite", "close", "reopen", "undo")))
+        .where(ReportEvent.report_id == report_id, col(ReportEvent.action).in_(HANDLING_ACTIONS))
         .order_by(ReportEvent.id)
     )
-    out: dict = {"accepted_by": None, "accepted_at": None, "closed_by": None, "closed_by_key": None}
+    out = _handling_start()
     for action, actor, name, at in (await s.exec(stmt)).all():
-        if action in ("ack", "onsite") and out["accepted_at"] is None:
-            out["accepted_by"], out["accepted_at"] = name or actor, at
-        elif action == "close":
-            out["closed_by"], out["closed_by_key"] = name or actor, actor
+        _handling_step(out, action, actor, name, at)
+    return out
+
+
+def _handling_start() -> dict:
+    return {"accepted_by": None, "accepted_at": None, "closed_by": None, "closed_by_key": None}
+
+
+def _handling_step(out: dict, action: str, actor, name, at) -> None:
+    """One event of `HANDLING_ACTIONS`, in order, folded into `handling`'s answer."""
+    if action in ("ack", "onsite") and out["accepted_at"] is None:
+        out["accepted_by"], out["accepted_at"] = name or actor, at
+    elif action == "close":
+        out["closed_by"], out["closed_by_key"] = name or actor, actor
+    else:
+        out["closed_by"], out["closed_by_key"] = None, None
+
+
+async def view_details(s: AsyncSession, report_ids: Sequence[int]) -> dict[int, dict]:
+    """`last_comment`, `relayed_from` and `handling` of several reports (a sweep's cards) from one
+    query of their events: {report id: {"last_comment", "relayed_from", "handling"}}."""
+    out = {i: {"last_comment": None, "relayed_from": None, "handling": _handling_start()} for i in report_ids}
+    if not report_ids:
+        return out
+    stmt = (
+        select(ReportEvent.report_id, ReportEvent.action, ReportEvent.actor, ReportEvent.actor_name, ReportEvent.at, ReportEvent.detail)
+        .where(col(ReportEvent.report_id).in_(list(report_ids)), col(ReportEvent.action).in_(("comment", "submit", *HANDLING_ACTIONS)))
+        .order_by(ReportEvent.id)
+    )
+    for rid, action, actor, name, at, detail in (await s.exec(stmt)).all():
+        d = out[rid]
+        if action == "comment":
+            d["last_comment"] = (detail or {}).get("comment")  # the last one wins
+        elif action == "submit":
+            if d["relayed_from"] is None:
+                d["relayed_from"] = str((detail or {}).get("relayed_from") or "")
         else:
-            out["closed_by"], out["closed_by_key"] = None, None
+            _handling_step(d["handling"], action, actor, name, at)
+    for d in out.values():
+        d["relayed_from"] = d["relayed_from"] or ""
+    return out
+
+
+async def refs_by_id(s: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
+    """The refs of several reports, by id (`refs_of` for many reports at once)."""
+    if not ids:
+        return {}
+    return dict((await s.exec(select(Report.id, Report.ref).where(col(Report.id).in_(list(ids))))).all())
+
+
+async def bindings_for_teams(s: AsyncSession, team_ids: Sequence[int], roles: Sequence[str] = ("team",)) -> dict[int, list[ChatBinding]]:
+    """`bindings_for_team` of several teams, by team id, in binding order."""
+    out: dict[int, list[ChatBinding]] = {i: [] for i in team_ids}
+    if team_ids:
+        stmt = (
+            select(ChatBinding)
+            .where(col(ChatBinding.team_id).in_(list(team_ids)), col(ChatBinding.role).in_(roles))
+            .order_by(ChatBinding.id)
+        )
+        for b in (await s.exec(stmt)).all():
+            out[b.team_id].append(b)
     return out
 
 
@@ -289,6 +363,35 @@ async def outbox_add(s: AsyncSession, **fields) -> OutboxMessage:
     row = OutboxMessage(status="pending", attempts=0, **fields)
     s.add(row)
     return row
+
+
+# Every column a new outbox row may be given, with its value when not given: the rows of one
+# executemany must all name the same columns.
+_OUTBOX_NEW = dict(
+    report_id=None, card_edit=False, reply_token=None, reply_until=None, reply_ambiguous=False, source_event=None,
+    not_before=None, status="pending", attempts=0, claimed_until=None, sent_at=None, message_id=None, last_error=None,
+)
+_OUTBOX_INSERT = sa.insert(OutboxMessage.__table__)
+
+
+async def outbox_add_many(s: AsyncSession, rows: Sequence[dict]) -> int:
+    """Several new outbox rows (each: platform, chat_id, payload, next_attempt_at, created_at and
+    any of `_OUTBOX_NEW`) in one statement, no ORM objects: a scheduler batch's messages,
+    inserted in the order given, as the ORM's flush of the same rows would."""
+    if not rows:
+        return 0
+    given = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{**_OUTBOX_NEW, **r} for r in rows]
+    if s.bind.dialect.name != "postgresql":
+        await s.exec(_OUTBOX_INSERT, params=rows)
+        return len(rows)
+    # PostgreSQL: one array per column given, the others' constants in the statement
+    table = OutboxMessage.__table__
+    src = unnest(table, rows, given)
+    rest = [n for n in _OUTBOX_NEW if n not in given]
+    values = sa.select(*src.c, *(sa.literal(_OUTBOX_NEW[n], table.c[n].type) for n in rest))
+    await s.exec(table.insert().from_select([*given, *rest], values))
+    return len(rows)
 
 
 async def outbox_get(s: AsyncSession, row_id: int, lock: bool = False) -> OutboxMessage | None:

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import repo
 from storage.models import ChatBinding, Conversation, OutboxMessage, ReminderSent, Report, ReportEvent, Team
 
 # Actions of the history that the deadlines depend on (flows.deadlines.episode).
@@ -28,20 +29,49 @@ def _insert(s: AsyncSession, table):
 # ---------------------------------------------------------------- due reports
 
 
-async def claim_batch(s: AsyncSession, now: datetime, limit: int, ids: Sequence[int] | None = None) -> list[Report]:
+# What a sweep needs of a due report (bot/scheduler.py): a plain row, not an ORM object (no
+# identity map, no change tracking: the batch writes its next due times in one statement).
+DUE_COLUMNS = (
+    "id", "ref", "team_id", "status", "urgent", "created_at", "reporter_platform", "reporter_chat",
+    "reporter_lang", "still_there", "still_there_at",
+)
+
+
+async def claim_batch(s: AsyncSession, now: datetime, limit: int, ids: Sequence[int] | None = None) -> list[sa.Row]:
     """Due reports nobody holds, locked for this transaction (SKIP LOCKED: concurrent sweepers
-    take disjoint rows and handle them before they commit). `ids`: only those (a retried part of a
-    batch that failed)."""
-    stmt = select(Report).where(
-        col(Report.next_due_at) <= now,
-        sa.or_(col(Report.sched_claimed_until).is_(None), col(Report.sched_claimed_until) < now),
+    take disjoint rows and handle them before they commit), as rows of `DUE_COLUMNS`. `ids`: only
+    those (a retried part of a batch that failed)."""
+    t = Report.__table__
+    stmt = sa.select(*(t.c[name] for name in DUE_COLUMNS)).where(
+        t.c.next_due_at <= now,
+        sa.or_(t.c.sched_claimed_until.is_(None), t.c.sched_claimed_until < now),
     )
     if ids is not None:
-        stmt = stmt.where(col(Report.id).in_(list(ids)))
-    stmt = stmt.order_by(col(Report.next_due_at)).limit(limit)
+        stmt = stmt.where(t.c.id.in_(list(ids)))
+    stmt = stmt.order_by(t.c.next_due_at).limit(limit)
     if _pg(s):
         stmt = stmt.with_for_update(skip_locked=True)
     return list((await s.exec(stmt)).all())
+
+
+_SET_DUE = (
+    sa.update(Report.__table__)
+    .where(Report.__table__.c.id == sa.bindparam("rid"))
+    .values(next_due_at=sa.bindparam("due"), sched_claimed_until=None)
+)
+
+
+async def set_next_due(s: AsyncSession, due: Sequence[tuple[int, datetime | None]]) -> None:
+    """Each claimed report's next due time (None: nothing more to send), its claim released: one
+    statement for the batch (PostgreSQL: UPDATE … FROM unnest(ids, times); SQLite: executemany)."""
+    if not due:
+        return
+    if not _pg(s):
+        await s.exec(_SET_DUE, params=[{"rid": rid, "due": at} for rid, at in due])
+        return
+    t = Report.__table__
+    v = repo.unnest(t, [{"id": rid, "next_due_at": at} for rid, at in due], ("id", "next_due_at"))
+    await s.exec(sa.update(t).where(t.c.id == v.c.id).values(next_due_at=v.c.next_due_at, sched_claimed_until=None))
 
 
 async def lease(s: AsyncSession, report_ids: Sequence[int], until: datetime) -> None:
@@ -83,14 +113,17 @@ async def ledger_add_many(s: AsyncSession, rows: Sequence[dict], now: datetime) 
     if not rows:
         return set()
     table = ReminderSent.__table__
-    stmt = (
-        _insert(s, table)
-        .on_conflict_do_nothing(index_elements=["report_id", "kind", "step"])
-        .returning(table.c.report_id, table.c.kind, table.c.step)
-    )
-    # executemany with RETURNING: SQLAlchemy batches the rows into a few INSERTs ("insertmanyvalues")
-    # from one cached statement, instead of compiling a new statement for each number of rows.
     params = [{"sent_at": now, "due_at": None, "to": None, "coalesced": False, **r} for r in rows]
+    if _pg(s):  # INSERT … SELECT FROM unnest(one array per column): one short statement
+        names = ("report_id", "kind", "step", "due_at", "sent_at", "to", "coalesced")
+        src = repo.unnest(table, params, names)
+        stmt = postgresql.insert(table).from_select(names, sa.select(*src.c))
+        params = None
+    else:
+        # executemany with RETURNING: SQLAlchemy batches the rows into a few INSERTs
+        # ("insertmanyvalues") from one cached statement, not a new statement per number of rows.
+        stmt = sqlite.insert(table)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["report_id", "kind", "step"]).returning(table.c.report_id, table.c.kind, table.c.step)
     return {(rid, k, st) for rid, k, st in (await s.exec(stmt, params=params)).all()}
 
 

@@ -140,17 +140,17 @@ async def test_restart_in_the_middle_repeats_nothing(sandbox, db_url, monkeypatc
     # a crash half-way: the outbox write fails after the ledger row → the transaction rolls back
     import bot.scheduler as sched
 
-    real = sched.repo.outbox_add
+    real = sched.repo.outbox_add_many
     calls = {"n": 0}
 
     async def crash(*a, **kw):
         calls["n"] += 1
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(sched.repo, "outbox_add", crash)
+    monkeypatch.setattr(sched.repo, "outbox_add_many", crash)
     sandbox.clock.advance(minutes=15)
     assert await sweep(sandbox.services, sandbox.clock(), digests=False) == 0 and calls["n"] == 1
-    monkeypatch.setattr(sched.repo, "outbox_add", real)
+    monkeypatch.setattr(sched.repo, "outbox_add_many", real)
 
     # a new process on the same database: the lease of the crashed claim lapses, it sends once
     other = Database(db_url)
@@ -466,3 +466,104 @@ async def test_a_reminder_refreshes_the_cards_waiting_time(sandbox):
     waited = i18n.text(duration_msg(sandbox.clock() - start), "th")
     after = (await team.card(ref))["text"]
     assert f"⏳ รอมาแล้ว {waited}" in after and after != before
+
+
+async def _due_reports(db, t0: datetime, n: int, tag: str, team_id: int | None = None) -> int:
+    """n urgent reports submitted at t0, nothing sent yet; the team (made once) has three chats."""
+    async with db.transaction() as s:
+        if team_id is None:
+            team = Team(code="tb", name_th="ทีม", name_en="Team", kind="provincial_centre", provinces=["20"])
+            s.add(team)
+            await s.flush()
+            team_id = team.id
+            for role in ("team", "supervisors", "director"):
+                s.add(ChatBinding(platform="sandbox", chat_id=f"{role}-chat", team_id=team_id, role=role, lang="th", created_at=t0))
+        for i in range(n):
+            r = Report(ref=f"NJ-{tag}-{i:04d}", team_id=team_id, status="new", urgent=True, urgency="injury",
+                       created_at=t0, updated_at=t0, next_due_at=t0)
+            s.add(r)
+            await s.flush()
+            s.add(ReportEvent(report_id=r.id, at=t0, action="submit", to_status="new"))
+    return team_id
+
+
+async def test_a_batch_costs_the_same_statements_whatever_its_size(db):
+    """The sweep handles a batch in set-based statements: 40 due reports take as many statements
+    as 4; each queued its escalation once, its ledger rows and its next due time written."""
+    from sqlalchemy import event
+
+    t0 = bkk(2026, 11, 25, 9, 0)
+    counted: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        counted.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    per_sweep = []
+    team_id = None
+    for tag, n in (("a", 4), ("b", 40)):
+        team_id = await _due_reports(db, t0, n, tag, team_id)
+        counted.clear()
+        now = t0 + timedelta(minutes=61)
+        assert await sweep(db, now, batch=200, digests=False) == n
+        per_sweep.append(len(counted))
+        async with db.session() as s:
+            reports = (await s.exec(Report.__table__.select().where(Report.ref.like(f"NJ-{tag}-%")))).all()
+            ids = {r.id for r in reports}
+            rows = [r for r in (await s.exec(OutboxMessage.__table__.select())).all() if r.report_id in ids]
+            ledger = [r for r in (await s.exec(ReminderSent.__table__.select())).all() if r.report_id in ids]
+        assert all(r.next_due_at > now and r.sched_claimed_until is None for r in reports)
+        assert sorted(r.report_id for r in rows) == sorted(ids)  # one message each: the director's chat
+        assert {r.chat_id for r in rows} == {"director-chat"} and all(r.status == "pending" and r.attempts == 0 for r in rows)
+        assert [r.report_id for r in sorted(rows, key=lambda r: r.id)] == sorted(ids)  # queued in claim order
+        assert all("NJ-" in r.payload["text"] and r.payload["buttons"] for r in rows)
+        assert len(ledger) == 3 * n and sum(1 for r in ledger if not r.coalesced) == n
+        assert await sweep(db, now, batch=200, digests=False) == 0
+    assert per_sweep[0] == per_sweep[1], per_sweep
+
+
+async def test_a_sweeps_cards_are_those_the_report_view_renders(db):
+    """`Reports.refresh_cards` reads a batch's card details in a few queries: the cards it queues
+    are the ones `view` + `post_cards` queue for each report (comments, who accepted, a relayed
+    report, repeat sightings, each chat's language)."""
+    from dataclasses import replace
+
+    from bot.reports import Reports
+    from storage.boundaries import Boundaries
+
+    t0 = bkk(2026, 11, 25, 9, 0)
+    now = t0 + timedelta(minutes=61)
+    async with db.transaction() as s:
+        origin = Team(code="origin", name_th="ต้นทาง", name_en="Origin", kind="municipality", provinces=["20"])
+        team = Team(code="tc", name_th="ทีม", name_en="Team", kind="provincial_centre", provinces=["20"])
+        s.add_all([origin, team])
+        await s.flush()
+        s.add(ChatBinding(platform="sandbox", chat_id="g-th", team_id=team.id, role="team", lang="th", created_at=t0))
+        s.add(ChatBinding(platform="sandbox", chat_id="g-en", team_id=team.id, role="team", lang="en", created_at=t0))
+        first = Report(ref="NJ-C-0", team_id=team.id, status="new", created_at=t0, updated_at=t0, next_due_at=t0)
+        s.add(first)
+        await s.flush()
+        s.add(ReportEvent(report_id=first.id, at=t0, action="submit", to_status="new"))
+        second = Report(ref="NJ-C-1", team_id=team.id, status="acknowledged", created_at=t0, updated_at=t0, next_due_at=t0,
+                        repeat_of=[first.id], note="x")
+        s.add(second)
+        await s.flush()
+        for at, action, detail in (
+            (t0, "submit", {"relayed_from": "origin"}), (t0 + timedelta(minutes=5), "ack", None),
+            (t0 + timedelta(minutes=6), "comment", {"comment": "first"}), (t0 + timedelta(minutes=7), "comment", {"comment": "last"}),
+        ):
+            s.add(ReportEvent(report_id=second.id, at=at, action=action, actor="line:u1", actor_name="Som", detail=detail, to_status="acknowledged"))
+        ids = [first.id, second.id]
+    reports_ = Reports(Boundaries.default(), lambda: now)
+    async with db.transaction() as s:
+        reports = await repo.reports_get(s, ids)
+        assert await reports_.refresh_cards(s, reports, now, {}) == 4
+        batch = [(r.report_id, r.chat_id, r.payload, r.card_edit) for r in (await s.exec(OutboxMessage.__table__.select().order_by(OutboxMessage.id))).all()]
+        await s.exec(OutboxMessage.__table__.delete())
+        for r in reports:
+            await reports_.post_cards(s, r, team, replace(await reports_.view(s, r, team), now=now))
+        await s.flush()
+        single = [(r.report_id, r.chat_id, r.payload, r.card_edit) for r in (await s.exec(OutboxMessage.__table__.select().order_by(OutboxMessage.id))).all()]
+    assert batch == single and all(edit for *_, edit in batch)
+    text = {chat: p["text"] for rid, chat, p, _ in batch if rid == ids[1]}
+    assert "last" in text["g-th"] and "Som" in text["g-en"] and "Origin" in text["g-en"] and "ต้นทาง" in text["g-th"] and "NJ-C-0" in text["g-th"]
