@@ -167,3 +167,21 @@ def test_serve_imports_its_libraries_without_rich():
         print(rich.__name__)
     """)
     assert out.split() == ["False", "False", "True", "rich"]
+
+
+# ---------------------------------------------------------------- the neighbouring countries' mask
+
+
+def test_the_neighbour_mask_is_built_when_a_point_is_in_no_subdistrict():
+    from storage.boundaries import ADMIN_FILE, NEIGHBOURS_FILE, Boundaries
+
+    b = Boundaries.from_files(ADMIN_FILE, NEIGHBOURS_FILE)
+    assert b._mask is None
+    assert b.locate(13.7563, 100.5018).province_code == "10"  # Bangkok: inside, no mask needed
+    assert b._mask is None
+    # Vientiane: 0.8 km from a Nong Khai subdistrict, so snapped to it but for the mask
+    laos = b.locate(17.9667, 102.6000)
+    assert not laos.inside and laos.province_code is None and not laos.snapped
+    assert b._mask is not None and len(b._mask[0]) > 5
+    assert b.locate(17.9667, 102.6000) == laos
+    assert Boundaries.from_files(ADMIN_FILE, None).locate(17.9667, 102.6000).snapped  # without a mask
