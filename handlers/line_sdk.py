@@ -88,19 +88,21 @@ class _LazyPackage(importlib.abc.Loader):
         module.__all__ = list(table)
 
 
+_CHECKS_LOCK = threading.Lock()
+
+
 def _lazy_validate_arguments(func=None, *, config=None):
     """pydantic.v1.validate_arguments, its model built on the first call."""
     from pydantic.v1 import validate_arguments
 
     def decorate(f):
         checked = None
-        lock = threading.Lock()
 
         @functools.wraps(f)
         def wrapper(*args, **kwargs):
             nonlocal checked
             if checked is None:
-                with lock:
+                with _CHECKS_LOCK:
                     if checked is None:
                         checked = validate_arguments(f, config=config)
             return checked(*args, **kwargs)
