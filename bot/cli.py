@@ -98,20 +98,6 @@ def serve(
     port: Optional[int] = typer.Option(None, help="Port to listen on (default NAMJAI_PORT, else 8080)."),
 ) -> None:
     """Starts the bot (web sandbox, webhooks, delivery, scheduler) on NAMJAI_HOST:NAMJAI_PORT."""
-    import gc
-
-    # The start's imports make some 170,000 long-lived objects and next to no garbage; the
-    # collector's passes over them took a quarter of the import time (0.25-0.3 s). It is on again
-    # before the server starts (and whatever way this ends).
-    gc.disable()
-    try:
-        _serve(host, port, gc.enable)
-    finally:
-        gc.enable()
-
-
-def _serve(host: Optional[str], port: Optional[int], imported) -> None:
-    """`serve`; `imported()` once the application is made (everything it needs imported)."""
     _import_libraries_lean()
     import errno
     import socket
@@ -147,9 +133,7 @@ def _serve(host: Optional[str], port: Optional[int], imported) -> None:
             typer.echo(f"  {line}")
         from bot.logging import access_logger
 
-        application = create_app(settings)
-        imported()
-        web.run_app(application, sock=sock, print=None, access_log_class=access_logger(settings.log_remote_addr))
+        web.run_app(create_app(settings), sock=sock, print=None, access_log_class=access_logger(settings.log_remote_addr))
     except (PhotoStoreError, ConfigError) as e:  # also a store that does not answer at start-up (its check)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

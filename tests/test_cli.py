@@ -185,9 +185,6 @@ def test_serve_on_a_taken_port_is_one_line(env):
     assert r.exit_code == 2
     lines = [line for line in r.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "already in use" in lines[0] and "--port" in lines[0]
-    import gc
-
-    assert gc.isenabled()  # serve turns the collector off for its imports only
 
 
 def test_serve_says_where_the_data_lives_and_migrations_are_quiet(env):
