@@ -3,8 +3,8 @@
 A start on a database already at the newest revision (every start but the first after an
 update) is told so without alembic: `head_revision` reads the revision files' `revision` and
 `down_revision` lines and `stored_revision` the `alembic_version` table. Alembic (with mako and
-pygments, about 8 MiB and 0.15 s) is imported only when there is something to migrate or the
-files do not name one head.
+pygments: a restart's resident memory 9 MiB lower in bench_process, 0.15 s less) is imported only
+when there is something to migrate or the files do not name one head.
 """
 
 from __future__ import annotations
