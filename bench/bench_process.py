@@ -3,8 +3,10 @@
 Starts the real `namjai serve` (a fresh SQLite database of its own, scheduler on, sandbox off) with
 both channels configured against the loopback fakes (tests/fake_telegram.py, tests/fake_line.py,
 run in this process), `--runs` times; for each run prints the seconds from spawning the process
-to the first `200` from `/healthz`, and its resident set size (VmRSS) then and after 2 s idle. A
-run with the sandbox only is printed for comparison. Aims (both channels): <= 100 MiB, <= 1.5 s.
+to the first `200` from `/healthz`, and its resident set size (VmRSS) then and after 2 s idle.
+Then the same restarting on one database (created and migrated by a first, unmeasured start: what
+every start but the first is), and a run with the sandbox only for comparison. Aims (both
+channels): <= 100 MiB, <= 1.5 s.
 
 It checks that it measured what it prints: both webhooks answer as configured channels do (the
 Telegram webhook refuses a request without its secret with 403/401, LINE's one without a
@@ -46,9 +48,11 @@ def rss_mib(pid: int) -> float:
     raise SystemExit("bench_process: no VmRSS in /proc (Linux only)")
 
 
-async def one_run(env: dict, channels: bool) -> tuple[float, float, float]:
+async def one_run(env: dict, channels: bool, data_dir: str | None = None) -> tuple[float, float, float]:
+    """One start; `data_dir`: the database and photos there (a restart), else a fresh directory."""
     port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as fresh:
+        tmp = data_dir or fresh
         env = {
             **os.environ, **env,
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db", "NAMJAI_PHOTO_DIR": f"{tmp}/photos",
@@ -121,6 +125,10 @@ async def main() -> None:
         }
         runs = [await one_run(both, True) for _ in range(args.runs)]
         show("both channels", runs, True)
+        with tempfile.TemporaryDirectory() as kept:  # a restart: the schema is at head already
+            await one_run(both, True, kept)  # the first start creates and migrates the database
+            restarts = [await one_run(both, True, kept) for _ in range(args.runs)]
+        show("both, restart", restarts, True)
         sandbox = [await one_run({"NAMJAI_SANDBOX": "true"}, False) for _ in range(args.runs)]
         show("sandbox only", sandbox, False)
 

@@ -22,7 +22,7 @@ from handlers.base import SERVICES, STARTERS, STOPPERS, ReplyToken, watch
 from storage import pipeline, repo
 from storage.boundaries import Boundaries
 from storage.db import Database
-from storage.migrate import current, upgrade
+from storage.migrate import at_head, current, upgrade_if_behind
 from storage.photos import PhotoStore, open_store
 
 log = structlog.get_logger("namjai.app")
@@ -80,8 +80,8 @@ class Services:
 async def prepare_database(db: Database, settings: Settings) -> None:
     """Migrates the embedded database; on PostgreSQL the operator runs `namjai db upgrade`."""
     if db.is_sqlite:
-        await upgrade(db)
-    else:
+        await upgrade_if_behind(db)
+    elif not await at_head(db):
         from alembic.script import ScriptDirectory
 
         from storage.migrate import alembic_config

@@ -88,6 +88,7 @@ def draw_menu(font_path: str) -> bytes:
 
 
 def menu_request():
+    import handlers.line_sdk  # noqa: F401
     from linebot.v3.messaging import PostbackAction, RichMenuArea, RichMenuBounds, RichMenuRequest, RichMenuSize, URIAction
 
     from bot.i18n import text as render
@@ -108,6 +109,7 @@ def menu_request():
 
 async def create_rich_menu(access_token: str, api_host: str | None, image: bytes, make_default: bool = True) -> str:
     """Creates the menu on LINE, uploads its image, makes it every user's default; its id."""
+    import handlers.line_sdk  # noqa: F401
     from linebot.v3.messaging import AsyncApiClient, AsyncMessagingApi, AsyncMessagingApiBlob, Configuration
 
     async with AsyncApiClient(Configuration(access_token=access_token, host=api_host or None)) as client:

@@ -106,7 +106,7 @@ def access_logger(remote: bool) -> type[AccessLogger]:
 def setup(level: str = "INFO", fmt: str = "console", *, cache: bool = False) -> None:
     """Configures structlog and the standard library's logging. Loggers are not cached on first use
     (`cache`): a cached module logger would keep an earlier configuration's output and processors."""
-    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -20,7 +20,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-import jinja2
+from functools import cache
+
 from aiohttp import web
 from aiohttp_session import AbstractStorage, Session, get_session, new_session
 from aiohttp_session import setup as session_setup
@@ -48,7 +49,13 @@ PAGE_SIZE = 50  # the list's page
 EXPORT_COLUMNS = ("ref", "received", "status", "urgent", "team", "province", "district", "subdistrict",
                   "who", "count", "urgency", "law_track", "outcome", "acknowledged", "on_site", "closed", "reporter")
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]))
+
+@cache
+def _templates():
+    """The pages' templates (jinja2 is imported by the first page served, not at start: 2 MiB)."""
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]))
 
 
 class DbStorage(AbstractStorage):
@@ -138,7 +145,7 @@ class Ctx:
         return self.svc.fmt_time(at, self.lang) if at else ""
 
     def render(self, name: str, status: int = 200, **kw) -> web.Response:
-        html = _env.get_template(f"console/{name}").render(c=self, t=self.t, when=self.when, **kw)
+        html = _templates().get_template(f"console/{name}").render(c=self, t=self.t, when=self.when, **kw)
         return web.Response(text=html, status=status, content_type="text/html",
                             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
 
@@ -243,7 +250,7 @@ async def login_page(request: web.Request) -> web.Response:
     if peek is None:
         return _page_text(svc, "console.link_refused", 403)
     name, lang = peek
-    html = _env.get_template("console/login.html").render(
+    html = _templates().get_template("console/login.html").render(
         t=lambda key, **p: svc.text(Msg(key, p), lang), lang=lang, name=name, token=token)
     return web.Response(text=html, content_type="text/html",
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})

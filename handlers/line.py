@@ -25,6 +25,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
+
+import handlers.line_sdk  # noqa: F401  (before any linebot import: only the parts used are loaded)
 from aiohttp import web
 from linebot.v3.exceptions import InvalidSignatureError
 

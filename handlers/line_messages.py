@@ -20,6 +20,8 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 import structlog
+
+import handlers.line_sdk  # noqa: F401  (before any linebot import: only the parts used are loaded)
 from linebot.v3.messaging import (
     CameraAction,
     CameraRollAction,

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,10 +205,11 @@ class Boundaries:
     """Thai subdistricts (with their district and province) plus neighbouring-country outlines."""
 
     def __init__(self, codes: Sequence[str], geoms: Sequence, names: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
-                 neighbours: Mapping[str, Any] | None = None):
+                 neighbours: Mapping[str, Any] | Path | None = None):
         """``codes``: 6-digit DOPA subdistrict codes; ``geoms``: their shapely (Multi)Polygons;
         ``names``: {"p"|"d"|"s": {code: (name_th, name_en)}} (missing names are empty);
-        ``neighbours``: a GeoJSON FeatureCollection of neighbouring countries (the mask)."""
+        ``neighbours``: a GeoJSON FeatureCollection of neighbouring countries (the mask), or the
+        path of one (read when the mask is first needed)."""
         codes = [str(c) for c in codes]
         if len(set(codes)) != len(codes):
             raise ValueError("duplicate subdistrict codes")
@@ -233,12 +235,11 @@ class Boundaries:
         self._geoms = geo
         shapely.prepare(self._geoms)
         self._tree = shapely.STRtree(self._geoms)
-        n_geoms: list = []
-        for feat in (neighbours or {}).get("features", ()):
-            n_geoms.extend(_split(_to_geometry(feat["geometry"])))
-        self._npieces = np.asarray(n_geoms, dtype=object)
-        shapely.prepare(self._npieces)
-        self._ntree = shapely.STRtree(self._npieces)
+        # The neighbouring countries' mask is built on first need (a point in no subdistrict):
+        # splitting their outlines takes about half of the load's time.
+        self._neighbours: Mapping[str, Any] | Path | None = neighbours
+        self._mask: tuple[np.ndarray, Any] | None = None
+        self._mask_lock = threading.Lock()
         self._places: dict[tuple[int, bool, tuple[str, ...]], Place] = {}
 
     # -- construction ------------------------------------------------------
@@ -252,8 +253,7 @@ class Boundaries:
             codes = [f"{c:06d}" for c in z["codes"].tolist()]
             meta = json.loads(z["meta"].tobytes().decode("utf-8"))
         geoms = shapely.from_ragged_array(shapely.GeometryType.MULTIPOLYGON, coords, offsets)
-        neigh = json.loads(Path(neighbours_path).read_text(encoding="utf-8")) if neighbours_path else None
-        return cls(codes, geoms, meta["names"], neigh)
+        return cls(codes, geoms, meta["names"], Path(neighbours_path) if neighbours_path else None)
 
     @classmethod
     def from_geojson(cls, subdistricts: Mapping[str, Any], neighbours: Mapping[str, Any] | None = None,
@@ -335,8 +335,9 @@ class Boundaries:
 
         # 2. in no subdistrict: inside a neighbouring country -> outside
         rest = np.flatnonzero(sub < 0)
-        if rest.size and len(self._npieces):
-            npairs = self._ntree.query(pts[rest], predicate="intersects")
+        npieces, ntree = self._neighbour_mask() if rest.size else (None, None)
+        if rest.size and len(npieces):
+            npairs = ntree.query(pts[rest], predicate="intersects")
             in_country = np.zeros(rest.size, dtype=bool)
             in_country[npairs[0]] = True
             rest = rest[~in_country]
@@ -365,6 +366,22 @@ class Boundaries:
         return {self._sub[g]: float(x) for g, x in sorted(zip(cand.tolist(), d.tolist()), key=lambda t: t[1]) if x <= radius_m}
 
     # -- internals -----------------------------------------------------------
+
+    def _neighbour_mask(self) -> tuple[np.ndarray, Any]:
+        """The neighbouring countries' outlines in pieces, and their tree (built once)."""
+        with self._mask_lock:
+            if self._mask is None:
+                source = self._neighbours
+                if isinstance(source, Path):
+                    source = json.loads(source.read_text(encoding="utf-8"))
+                n_geoms: list = []
+                for feat in (source or {}).get("features", ()):
+                    n_geoms.extend(_split(_to_geometry(feat["geometry"])))
+                pieces = np.asarray(n_geoms, dtype=object)
+                shapely.prepare(pieces)
+                self._mask = (pieces, shapely.STRtree(pieces))
+                self._neighbours = None
+            return self._mask
 
     def _candidates(self, lats: np.ndarray, lons: np.ndarray, which: np.ndarray, radius_m: float):
         """(point index into which, subdistrict index) pairs whose bboxes meet the radius box."""
