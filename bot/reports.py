@@ -139,10 +139,10 @@ class Reports:
         await self._outbox(s, platform, chat_id, payload, report_id=report_id)
 
     async def _outbox(self, s, platform: str, chat_id: str, payload: dict, **fields) -> None:
-        await repo.outbox_add(s, **self._outbox_row(s, platform, chat_id, payload, **fields))
+        await repo.outbox_queue(s, **self._outbox_row(s, platform, chat_id, payload, **fields))
 
     def _outbox_row(self, s, platform: str, chat_id: str, payload: dict, **fields) -> dict:
-        """The columns of a new outbox row (`repo.outbox_add`, `repo.outbox_add_many`)."""
+        """The columns of a new outbox row (`repo.outbox_queue`, `repo.outbox_add_many`)."""
         now = self.clock()
         event = s.info.get("event")  # the inbox row being processed in this transaction, if any
         if event is not None and event.conv_key == f"{platform}:{chat_id}":

@@ -360,10 +360,25 @@ async def access_log(s: AsyncSession, actor: str, what: str, report_id: int | No
 
 
 async def outbox_add(s: AsyncSession, **fields) -> OutboxMessage:
+    """A new outbox row as an ORM object (its id once flushed); `outbox_queue` costs less."""
+    if s.info.get(_PENDING):  # after the rows queued before it: ids in the order added
+        await s.run_sync(write_pending_outbox)
     row = OutboxMessage(status="pending", attempts=0, **fields)
     s.add(row)
     return row
 
+
+async def outbox_queue(s: AsyncSession, **fields) -> None:
+    """A new outbox row (platform, chat_id, payload, next_attempt_at, created_at and any of
+    `_OUTBOX_NEW`), written with the transaction's other queued rows in one statement: held in
+    the session until its next statement or its commit, whichever comes first
+    (`write_pending_outbox`, called by the session's events, storage/db.py), so that every
+    statement of the transaction sees it, and the rows keep the order they were queued in (ids
+    ascending: a chat's order)."""
+    s.info.setdefault(_PENDING, []).append(fields)
+
+
+_PENDING = "outbox_pending"
 
 # Every column a new outbox row may be given, with its value when not given: the rows of one
 # executemany must all name the same columns.
@@ -374,24 +389,43 @@ _OUTBOX_NEW = dict(
 _OUTBOX_INSERT = sa.insert(OutboxMessage.__table__)
 
 
-async def outbox_add_many(s: AsyncSession, rows: Sequence[dict]) -> int:
-    """Several new outbox rows (each: platform, chat_id, payload, next_attempt_at, created_at and
-    any of `_OUTBOX_NEW`) in one statement, no ORM objects: a scheduler batch's messages,
-    inserted in the order given, as the ORM's flush of the same rows would."""
-    if not rows:
-        return 0
+def _outbox_insert(dialect: str, rows: Sequence[dict]) -> tuple[sa.Executable, list[dict] | None]:
+    """The one statement (and its executemany parameters, if any) inserting new outbox rows in
+    the order given."""
     given = list(dict.fromkeys(k for r in rows for k in r))
     rows = [{**_OUTBOX_NEW, **r} for r in rows]
-    if s.bind.dialect.name != "postgresql":
-        await s.exec(_OUTBOX_INSERT, params=rows)
-        return len(rows)
+    if dialect != "postgresql":
+        return _OUTBOX_INSERT, rows
     # PostgreSQL: one array per column given, the others' constants in the statement
     table = OutboxMessage.__table__
     src = unnest(table, rows, given)
     rest = [n for n in _OUTBOX_NEW if n not in given]
     values = sa.select(*src.c, *(sa.literal(_OUTBOX_NEW[n], table.c[n].type) for n in rest))
-    await s.exec(table.insert().from_select([*given, *rest], values))
+    return table.insert().from_select([*given, *rest], values), None
+
+
+async def outbox_add_many(s: AsyncSession, rows: Sequence[dict]) -> int:
+    """Several new outbox rows (each as `outbox_add`'s) in one statement, no ORM objects: a
+    scheduler batch's messages, inserted in the order given (after any still held by `outbox_add`)."""
+    if not rows:
+        return 0
+    stmt, params = _outbox_insert(s.bind.dialect.name, rows)
+    await s.exec(stmt, params=params)  # the session's events write the held rows first
     return len(rows)
+
+
+def write_pending_outbox(session) -> None:
+    """Writes the outbox rows `outbox_add` holds in this (sync) session, in one statement; called
+    by the session's events before any other statement and before commit (storage/db.py)."""
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        stmt, params = _outbox_insert(session.get_bind().dialect.name, rows)
+        session.execute(stmt, params)
+
+
+def drop_pending_outbox(session) -> None:
+    """A rollback: the rows held were never written."""
+    session.info.pop(_PENDING, None)
 
 
 async def outbox_get(s: AsyncSession, row_id: int, lock: bool = False) -> OutboxMessage | None:
