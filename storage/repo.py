@@ -107,6 +107,16 @@ async def bindings_for_team(s: AsyncSession, team_id: int, roles: Sequence[str] 
     return list((await s.exec(stmt)).all())
 
 
+async def bindings_by_team(s: AsyncSession, roles: Sequence[str] = ("team",)) -> dict[int, list[ChatBinding]]:
+    """Every team's chats in these roles, by team id, in binding order (teams with none left
+    out): `bound_team_ids` and `bindings_for_team` of any team in one query (a few rows a team)."""
+    stmt = select(ChatBinding).where(col(ChatBinding.role).in_(roles)).order_by(ChatBinding.id)
+    out: dict[int, list[ChatBinding]] = {}
+    for b in (await s.exec(stmt)).all():
+        out.setdefault(b.team_id, []).append(b)
+    return out
+
+
 async def bound_team_ids(s: AsyncSession, roles: Sequence[str] = ("team",)) -> set[int]:
     """The teams that have at least one chat bound in these roles."""
     stmt = select(ChatBinding.team_id).where(col(ChatBinding.role).in_(roles)).distinct()
