@@ -50,10 +50,15 @@ def _locking(stmt, s: AsyncSession, skip_locked: bool = False):
 
 async def conversation_lock(s: AsyncSession, platform: str, chat_id: str, user_id: str, now: datetime) -> Conversation:
     """The conversation row, created if new, locked for this transaction (one update at a time)."""
-    stmt = select(Conversation).where(
-        Conversation.platform == platform, Conversation.chat_id == chat_id, Conversation.user_id == user_id
-    )
-    row = (await s.exec(_locking(stmt, s))).first()
+    pg = s.bind.dialect.name == "postgresql"
+    stmt = _CONVERSATION.get(pg)
+    if stmt is None:  # built once (with its parameters bound at each call): building costs a round trip's time
+        stmt = _CONVERSATION[pg] = _locking(select(Conversation).where(
+            Conversation.platform == sa.bindparam("platform"), Conversation.chat_id == sa.bindparam("chat_id"),
+            Conversation.user_id == sa.bindparam("user_id"),
+        ), s)
+    key = {"platform": platform, "chat_id": chat_id, "user_id": user_id}
+    row = (await s.exec(stmt, params=key)).first()
     if row is not None:
         return row
     await s.exec(
@@ -61,7 +66,10 @@ async def conversation_lock(s: AsyncSession, platform: str, chat_id: str, user_i
         .values(platform=platform, chat_id=chat_id, user_id=user_id, state=None, lang="th", step="idle", updated_at=now)
         .on_conflict_do_nothing(index_elements=["platform", "chat_id", "user_id"])
     )
-    return (await s.exec(_locking(stmt, s))).one()
+    return (await s.exec(stmt, params=key)).one()
+
+
+_CONVERSATION: dict[bool, object] = {}  # `conversation_lock`'s select, by whether PostgreSQL
 
 
 async def conversation_get(s: AsyncSession, platform: str, chat_id: str, user_id: str) -> Conversation | None:
