@@ -61,12 +61,15 @@ async def conversation_lock(s: AsyncSession, platform: str, chat_id: str, user_i
     row = (await s.exec(stmt, params=key)).first()
     if row is not None:
         return row
-    await s.exec(
-        _insert(s, Conversation.__table__)
+    # a new conversation: the row inserted comes back (and is this transaction's until it ends);
+    # a concurrent insert of the same conversation won: read it, locked
+    created = (await s.exec(
+        _insert(s, Conversation)
         .values(platform=platform, chat_id=chat_id, user_id=user_id, state=None, lang="th", step="idle", updated_at=now)
         .on_conflict_do_nothing(index_elements=["platform", "chat_id", "user_id"])
-    )
-    return (await s.exec(stmt, params=key)).one()
+        .returning(Conversation)
+    )).scalars().first()
+    return created if created is not None else (await s.exec(stmt, params=key)).one()
 
 
 _CONVERSATION: dict[bool, object] = {}  # `conversation_lock`'s select, by whether PostgreSQL
