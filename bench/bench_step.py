@@ -75,12 +75,16 @@ async def run(url: str, volunteers: int) -> tuple[list[float], float]:
 
     event.listen(db.engine.sync_engine, "before_cursor_execute", count)
     times: list[float] = []
+    kinds: dict[int, tuple[list[float], list[int]]] = {}  # step of the script -> (its times, its statements)
     for n in range(volunteers):
         addr = Address("bench", f"u{n}", f"u{n}")
-        for ev in script(addr, n):
+        for k, ev in enumerate(script(addr, n)):
+            before = statements
             t0 = time.perf_counter()
             await engine.handle(ev)
             times.append((time.perf_counter() - t0) * 1000)
+            kinds.setdefault(k, ([], []))[0].append(times[-1])
+            kinds[k][1].append(statements - before)
     event.remove(db.engine.sync_engine, "before_cursor_execute", count)
     async with db.session() as s:
         reports = (await s.exec(sa.select(sa.func.count()).select_from(Report))).scalar_one()
@@ -91,14 +95,20 @@ async def run(url: str, volunteers: int) -> tuple[list[float], float]:
     if reports != volunteers + 1 or pending or replies < len(times):
         raise SystemExit(f"bench_step: {reports} reports for {volunteers + 1} volunteers, {pending} events not done, "
                          f"{replies} outbox rows for {len(times)} steps: not measuring steps")
-    return times, statements / len(times)
+    return times, statements / len(times), kinds
 
 
-def report(name: str, result: tuple[list[float], float]) -> None:
-    times, per_step = result
-    times.sort()
-    p = lambda q: times[min(len(times) - 1, int(q * len(times)))]  # noqa: E731
-    print(f"{name:10} steps={len(times):5}  p50={p(0.50):6.2f} ms  p99={p(0.99):6.2f} ms  mean={statistics.mean(times):6.2f} ms  statements/step={per_step:4.1f}  (aim p99 < 10 ms)")
+def pct(times: list[float], q: float) -> float:
+    times = sorted(times)
+    return times[min(len(times) - 1, int(q * len(times)))]
+
+
+def report(name: str, result: tuple[list[float], float, dict]) -> None:
+    times, per_step, kinds = result
+    print(f"{name:10} steps={len(times):5}  p50={pct(times, 0.50):6.2f} ms  p99={pct(times, 0.99):6.2f} ms  mean={statistics.mean(times):6.2f} ms  statements/step={per_step:4.1f}  (aim p99 < 10 ms)")
+    labels = [type(ev).__name__ + (f" {ev.data.split('@')[0]}" if hasattr(ev, "data") else "") for ev in script(Address("x", "x", "x"), 0)]
+    for k, (ts, counts) in sorted(kinds.items()):
+        print(f"  step {k + 1} {labels[k]:26} p50={pct(ts, 0.50):6.2f} ms  p99={pct(ts, 0.99):6.2f} ms  statements={statistics.mean(counts):4.1f}")
 
 
 async def main() -> None:

@@ -118,6 +118,10 @@ class Inbox:
         self._drainers: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()
         self._followed: set[str] = set()  # the last step's read saw another event after the head
+        # Only a try-lock can be refused (PostgreSQL): a replica refused leaves its event to the
+        # holder, who must look again after its commit. SQLite's writer lock is waited for, never
+        # refused: a process that stored an event processes it itself, so no look is needed there.
+        self._look_again = not db.is_sqlite
         self.stopping = False  # shutdown: finish the step in hand, start no other (the events wait in the database)
 
     async def ingest(self, ev: InboundEvent, reply: ReplyToken | None = None) -> int | None:
@@ -158,8 +162,9 @@ class Inbox:
                 return
             # Processed: another event may be due, stored meanwhile by a replica whose try-lock
             # failed while this one held the conversation (it left it to us). The step's own read
-            # says so when it saw one; else a plain read asks, before another locking step.
-            if conv_key not in self._followed and not await self._due(conv_key) and conv_key not in self._again:
+            # says so when it saw one; else a plain read asks, before another locking step
+            # (PostgreSQL only: on SQLite nobody is refused the lock, nothing is left to us).
+            if conv_key not in self._followed and not (self._look_again and await self._due(conv_key)) and conv_key not in self._again:
                 return  # (`_again` read after the await: a kick during it found this task still running)
         self.kick_later(conv_key)
 

@@ -139,10 +139,10 @@ class Reports:
         await self._outbox(s, platform, chat_id, payload, report_id=report_id)
 
     async def _outbox(self, s, platform: str, chat_id: str, payload: dict, **fields) -> None:
-        await repo.outbox_add(s, **self._outbox_row(s, platform, chat_id, payload, **fields))
+        await repo.outbox_queue(s, **self._outbox_row(s, platform, chat_id, payload, **fields))
 
     def _outbox_row(self, s, platform: str, chat_id: str, payload: dict, **fields) -> dict:
-        """The columns of a new outbox row (`repo.outbox_add`, `repo.outbox_add_many`)."""
+        """The columns of a new outbox row (`repo.outbox_queue`, `repo.outbox_add_many`)."""
         now = self.clock()
         event = s.info.get("event")  # the inbox row being processed in this transaction, if any
         if event is not None and event.conv_key == f"{platform}:{chat_id}":
@@ -164,9 +164,13 @@ class Reports:
             return None, lang
         return report, lang
 
-    async def post_cards(self, s, report: Report, team: Team, view: cardflow.ReportView, actionable: bool = True) -> int:
-        """Puts the report's card (new or updated) in the outbox for each of the team's chats."""
-        bindings = await repo.bindings_for_team(s, team.id)
+    async def post_cards(
+        self, s, report: Report, team: Team, view: cardflow.ReportView, actionable: bool = True, bindings: list | None = None,
+    ) -> int:
+        """Puts the report's card (new or updated) in the outbox for each of the team's chats
+        (`bindings`: the team's, when the caller has read them)."""
+        if bindings is None:
+            bindings = await repo.bindings_for_team(s, team.id)
         if not bindings:
             log.warning("team_has_no_chat", team=team.code, report_id=report.id)
         origin = await self._origin(s, view)
@@ -303,8 +307,8 @@ class Reports:
             raise RuntimeError("no team to route to: import teams first (namjai teams import)")
         # a team without a chat would leave the report unseen: the nearest team up the chain
         # that has one takes it (and may transfer it); with none, the reporter gets the hotline
-        bound_ids = await repo.bound_team_ids(s)
-        bound = {t.code for t in teams if t.id in bound_ids}
+        chats = await repo.bindings_by_team(s)  # read once: which teams have a chat, and the chosen one's
+        bound = {t.code for t in teams if t.id in chats}
         relayed_from: Team | None = None
         unreachable = False
         if team.code not in bound:
@@ -364,7 +368,7 @@ class Reports:
         view = await self.view(s, report, team, conv.lang, fresh=tuple(refs[i] for i in sorted(repeat_ids)))
         view = replace(view, relayed_from=relayed_from.code if relayed_from else "", unreachable=unreachable)
         await self.send(s, a.platform, a.chat_id, cardflow.submitted(view), conv.lang, report_id=report.id)
-        chats = await self.post_cards(s, report, team, view)
+        posted = await self.post_cards(s, report, team, view, bindings=chats.get(team.id, []))
         metrics.REPORTS.labels("urgent" if report.urgent else "normal").inc()
-        log.info("report_submitted", report_id=report.id, team=team.code, urgent=report.urgent, chats=chats)
+        log.info("report_submitted", report_id=report.id, team=team.code, urgent=report.urgent, chats=posted)
         return report

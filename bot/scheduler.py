@@ -265,7 +265,7 @@ async def sweep_drafts(db: Database, now: datetime, policy: Policy, *, batch: in
             if not has_draft:  # a question before any report (the privacy notice): silently
                 continue
             if await sched_repo.ledger_add(s, report_id=0, kind="draft", step=key[:80], now=now, to="volunteer"):
-                await repo.outbox_add(s, platform=c.platform, chat_id=c.chat_id, payload=render_reply(reply, c.lang), next_attempt_at=now, created_at=now)
+                await repo.outbox_queue(s, platform=c.platform, chat_id=c.chat_id, payload=render_reply(reply, c.lang), next_attempt_at=now, created_at=now)
                 sent += 1
     if photos is not None and dropped:
         from bot.engine import drop_unused_media
@@ -315,7 +315,7 @@ async def send_digests(db: Database, now: datetime, policy: Policy) -> int:
                     by_age, late = fu.digest_tally([(r.ref, f) for r, f in facts], policy, now)
                     for b in chats:
                         reply = fu.daily_digest(_team_name(team, b.lang), day, new, by_age, late, policy.overdue_list_max)
-                        await repo.outbox_add(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), next_attempt_at=now, created_at=now)
+                        await repo.outbox_queue(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), next_attempt_at=now, created_at=now)
                         sent += 1
                 await sched_repo.ledger_add(s, report_id=0, kind="digest", step=marker, now=now)
     week = weekly_slot(now, policy)
@@ -336,7 +336,7 @@ async def send_digests(db: Database, now: datetime, policy: Policy) -> int:
                     late = sum(1 for _, f in facts if overdue(f, policy, now))
                     for b in chats:
                         reply = fu.weekly_summary(_team_name(team, b.lang), week, new, closed, len(facts), late)
-                        await repo.outbox_add(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), next_attempt_at=now, created_at=now)
+                        await repo.outbox_queue(s, platform=b.platform, chat_id=b.chat_id, payload=render_reply(reply, b.lang), next_attempt_at=now, created_at=now)
                         sent += 1
                 await sched_repo.ledger_add(s, report_id=0, kind="weekly", step=marker, now=now)
     return sent

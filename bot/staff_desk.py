@@ -179,7 +179,7 @@ class StaffDesk:
             return
         report.rating_asked_at = now
         payload = render_reply(followup.rating_question(report.id, report.ref), report.reporter_lang)
-        await repo.outbox_add(
+        await repo.outbox_queue(
             s, platform=report.reporter_platform, chat_id=report.reporter_chat, payload=payload, report_id=report.id,
             next_attempt_at=at, not_before=at if at > now else None, created_at=now,
         )

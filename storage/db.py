@@ -10,7 +10,31 @@ from typing import AsyncIterator
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import Session as SyncSession
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage import repo
+
+
+class _Session(SyncSession):
+    """Our sessions' sync half: the outbox rows `repo.outbox_add` holds are written before the
+    session's next statement or its commit (one statement for a step's rows), forgotten at a
+    rollback."""
+
+
+@event.listens_for(_Session, "do_orm_execute")
+def _before_statement(state) -> None:
+    repo.write_pending_outbox(state.session)
+
+
+@event.listens_for(_Session, "before_commit")
+def _before_commit(session) -> None:
+    repo.write_pending_outbox(session)
+
+
+@event.listens_for(_Session, "after_soft_rollback")
+def _after_rollback(session, _previous_transaction) -> None:
+    repo.drop_pending_outbox(session)
 
 
 class Database:
@@ -33,14 +57,14 @@ class Database:
             # webhooks (the platform redelivers after a 500) take that as the database's, not the
             # work's (tests/test_pipeline.py).
             self.engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow)
-        self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, sync_session_class=_Session, expire_on_commit=False)
         # Write transactions take SQLite's write lock at BEGIN (IMMEDIATE), so a read-then-write
         # (claiming outbox rows, locking a conversation) cannot interleave with another process.
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
-        self._writers = async_sessionmaker(writer, class_=AsyncSession, expire_on_commit=False)
+        self._writers = async_sessionmaker(writer, class_=AsyncSession, sync_session_class=_Session, expire_on_commit=False)
         # One-statement reads outside any transaction (no BEGIN, no COMMIT: fewer round trips).
         self._readers = async_sessionmaker(
-            self.engine.execution_options(isolation_level="AUTOCOMMIT"), class_=AsyncSession, expire_on_commit=False
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), class_=AsyncSession, sync_session_class=_Session, expire_on_commit=False
         )
         # SQLite has one writer: serialise our write transactions in this process instead of
         # letting them fail with "database is locked". (Several processes need PostgreSQL.)

@@ -34,6 +34,18 @@ def _insert(s: AsyncSession, table):
     return (postgresql.insert if _pg(s) else sqlite.insert)(table)
 
 
+# The steps' statements, built once per dialect (and variant) with bound parameters: building a
+# statement and its cache key costs about as much as a round trip to a local database.
+_BUILT: dict[tuple, object] = {}
+
+
+def _built(key: tuple, build: Callable[[], object]):
+    stmt = _BUILT.get(key)
+    if stmt is None:
+        stmt = _BUILT[key] = build()
+    return stmt
+
+
 def lock_key(name: str) -> int:
     """A stable signed 64-bit key for PostgreSQL's advisory locks."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
@@ -49,7 +61,8 @@ async def try_advisory_lock(s: AsyncSession, name: str) -> bool:
     """The same lock without waiting for it: False when another transaction holds it (PostgreSQL);
     SQLite's single writer: always True."""
     if _pg(s):
-        return bool((await s.exec(sa.select(sa.func.pg_try_advisory_xact_lock(lock_key(name))))).one()[0])
+        stmt = _built(("try_lock",), lambda: sa.select(sa.func.pg_try_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger))))
+        return bool((await s.exec(stmt, params={"key": lock_key(name)})).one()[0])
     return True
 
 
@@ -65,11 +78,11 @@ async def inbox_insert_many(s: AsyncSession, rows: Sequence[dict], now: datetime
         {"status": "pending", "attempts": 0, "received_at": now, "reply_token": None, "reply_until": None, **r}
         for r in unique.values()
     ]
-    stmt = (
+    stmt = _built(("inbox_insert", _pg(s)), lambda: (
         _insert(s, table)
         .on_conflict_do_nothing(index_elements=["platform", "event_id"])
         .returning(table.c.id, table.c.platform, table.c.event_id)
-    )
+    ))
     # executemany with RETURNING ("insertmanyvalues"): one cached statement whatever the batch's
     # size, sent as few multi-row INSERTs; `.values(list)` would compile a new one per size.
     return {(p, e): i for i, p, e in (await s.exec(stmt, params=values)).all()}
@@ -84,21 +97,25 @@ async def inbox_head(s: AsyncSession, conv_key: str, lock: bool = False) -> Inbo
 async def inbox_heads(s: AsyncSession, conv_key: str, lock: bool = False, n: int = 2) -> list[InboxEvent]:
     """The `n` oldest pending events of a conversation: the head, and whether another follows it
     (so that a drainer knows without asking again)."""
-    stmt = select(InboxEvent).where(InboxEvent.conv_key == conv_key, InboxEvent.status == "pending").order_by(InboxEvent.id).limit(n)
-    if lock and _pg(s):
-        stmt = stmt.with_for_update()
-    return list((await s.exec(stmt)).all())
+    lock = lock and _pg(s)
+
+    def build():
+        stmt = select(InboxEvent).where(InboxEvent.conv_key == sa.bindparam("conv_key"), InboxEvent.status == "pending")
+        stmt = stmt.order_by(InboxEvent.id).limit(n)
+        return stmt.with_for_update() if lock else stmt
+
+    return list((await s.exec(_built(("inbox_heads", n, lock), build), params={"conv_key": conv_key})).all())
 
 
 async def inbox_due(s: AsyncSession, conv_key: str, now: datetime) -> bool:
     """Whether a pending event of the conversation may be due now (a plain read, no lock: the
     drainer's cheap look before it takes the conversation's lock again)."""
-    stmt = select(InboxEvent.id).where(
-        InboxEvent.conv_key == conv_key,
+    stmt = _built(("inbox_due",), lambda: select(InboxEvent.id).where(
+        InboxEvent.conv_key == sa.bindparam("conv_key"),
         InboxEvent.status == "pending",
-        sa.or_(col(InboxEvent.next_attempt_at).is_(None), col(InboxEvent.next_attempt_at) <= now),
-    ).limit(1)
-    return (await s.exec(stmt)).first() is not None
+        sa.or_(col(InboxEvent.next_attempt_at).is_(None), col(InboxEvent.next_attempt_at) <= sa.bindparam("now", type_=InboxEvent.__table__.c.next_attempt_at.type)),
+    ).limit(1))
+    return (await s.exec(stmt, params={"conv_key": conv_key, "now": now})).first() is not None
 
 
 async def inbox_set_payload(s: AsyncSession, inbox_id: int, payload: dict) -> None:
@@ -114,7 +131,9 @@ async def inbox_failed(s: AsyncSession, inbox_id: int, attempts: int, status: st
 
 
 async def inbox_done(s: AsyncSession, inbox_id: int, now: datetime) -> None:
-    await s.exec(sa.update(InboxEvent).where(InboxEvent.id == inbox_id).values(status="done", processed_at=now))
+    stmt = _built(("inbox_done",), lambda: sa.update(InboxEvent).where(InboxEvent.id == sa.bindparam("inbox_id")).values(
+        status="done", processed_at=sa.bindparam("now", type_=InboxEvent.__table__.c.processed_at.type)))
+    await s.exec(stmt, params={"inbox_id": inbox_id, "now": now})
 
 
 async def inbox_stalled(s: AsyncSession, now: datetime, older_than: timedelta, limit: int) -> list[str]:

@@ -50,18 +50,29 @@ def _locking(stmt, s: AsyncSession, skip_locked: bool = False):
 
 async def conversation_lock(s: AsyncSession, platform: str, chat_id: str, user_id: str, now: datetime) -> Conversation:
     """The conversation row, created if new, locked for this transaction (one update at a time)."""
-    stmt = select(Conversation).where(
-        Conversation.platform == platform, Conversation.chat_id == chat_id, Conversation.user_id == user_id
-    )
-    row = (await s.exec(_locking(stmt, s))).first()
+    pg = s.bind.dialect.name == "postgresql"
+    stmt = _CONVERSATION.get(pg)
+    if stmt is None:  # built once (with its parameters bound at each call): building costs a round trip's time
+        stmt = _CONVERSATION[pg] = _locking(select(Conversation).where(
+            Conversation.platform == sa.bindparam("platform"), Conversation.chat_id == sa.bindparam("chat_id"),
+            Conversation.user_id == sa.bindparam("user_id"),
+        ), s)
+    key = {"platform": platform, "chat_id": chat_id, "user_id": user_id}
+    row = (await s.exec(stmt, params=key)).first()
     if row is not None:
         return row
-    await s.exec(
-        _insert(s, Conversation.__table__)
+    # a new conversation: the row inserted comes back (and is this transaction's until it ends);
+    # a concurrent insert of the same conversation won: read it, locked
+    created = (await s.exec(
+        _insert(s, Conversation)
         .values(platform=platform, chat_id=chat_id, user_id=user_id, state=None, lang="th", step="idle", updated_at=now)
         .on_conflict_do_nothing(index_elements=["platform", "chat_id", "user_id"])
-    )
-    return (await s.exec(_locking(stmt, s))).one()
+        .returning(Conversation)
+    )).scalars().first()
+    return created if created is not None else (await s.exec(stmt, params=key)).one()
+
+
+_CONVERSATION: dict[bool, object] = {}  # `conversation_lock`'s select, by whether PostgreSQL
 
 
 async def conversation_get(s: AsyncSession, platform: str, chat_id: str, user_id: str) -> Conversation | None:
@@ -105,6 +116,16 @@ async def team_upsert(s: AsyncSession, **fields) -> tuple[Team, bool]:
 async def bindings_for_team(s: AsyncSession, team_id: int, roles: Sequence[str] = ("team",)) -> list[ChatBinding]:
     stmt = select(ChatBinding).where(ChatBinding.team_id == team_id, col(ChatBinding.role).in_(roles)).order_by(ChatBinding.id)
     return list((await s.exec(stmt)).all())
+
+
+async def bindings_by_team(s: AsyncSession, roles: Sequence[str] = ("team",)) -> dict[int, list[ChatBinding]]:
+    """Every team's chats in these roles, by team id, in binding order (teams with none left
+    out): `bound_team_ids` and `bindings_for_team` of any team in one query (a few rows a team)."""
+    stmt = select(ChatBinding).where(col(ChatBinding.role).in_(roles)).order_by(ChatBinding.id)
+    out: dict[int, list[ChatBinding]] = {}
+    for b in (await s.exec(stmt)).all():
+        out.setdefault(b.team_id, []).append(b)
+    return out
 
 
 async def bound_team_ids(s: AsyncSession, roles: Sequence[str] = ("team",)) -> set[int]:
@@ -360,10 +381,25 @@ async def access_log(s: AsyncSession, actor: str, what: str, report_id: int | No
 
 
 async def outbox_add(s: AsyncSession, **fields) -> OutboxMessage:
+    """A new outbox row as an ORM object (its id once flushed); `outbox_queue` costs less."""
+    if s.info.get(_PENDING):  # after the rows queued before it: ids in the order added
+        await s.run_sync(write_pending_outbox)
     row = OutboxMessage(status="pending", attempts=0, **fields)
     s.add(row)
     return row
 
+
+async def outbox_queue(s: AsyncSession, **fields) -> None:
+    """A new outbox row (platform, chat_id, payload, next_attempt_at, created_at and any of
+    `_OUTBOX_NEW`), written with the transaction's other queued rows in one statement: held in
+    the session until its next statement or its commit, whichever comes first
+    (`write_pending_outbox`, called by the session's events, storage/db.py), so that every
+    statement of the transaction sees it, and the rows keep the order they were queued in (ids
+    ascending: a chat's order)."""
+    s.info.setdefault(_PENDING, []).append(fields)
+
+
+_PENDING = "outbox_pending"
 
 # Every column a new outbox row may be given, with its value when not given: the rows of one
 # executemany must all name the same columns.
@@ -374,24 +410,43 @@ _OUTBOX_NEW = dict(
 _OUTBOX_INSERT = sa.insert(OutboxMessage.__table__)
 
 
-async def outbox_add_many(s: AsyncSession, rows: Sequence[dict]) -> int:
-    """Several new outbox rows (each: platform, chat_id, payload, next_attempt_at, created_at and
-    any of `_OUTBOX_NEW`) in one statement, no ORM objects: a scheduler batch's messages,
-    inserted in the order given, as the ORM's flush of the same rows would."""
-    if not rows:
-        return 0
+def _outbox_insert(dialect: str, rows: Sequence[dict]) -> tuple[sa.Executable, list[dict] | None]:
+    """The one statement (and its executemany parameters, if any) inserting new outbox rows in
+    the order given."""
     given = list(dict.fromkeys(k for r in rows for k in r))
     rows = [{**_OUTBOX_NEW, **r} for r in rows]
-    if s.bind.dialect.name != "postgresql":
-        await s.exec(_OUTBOX_INSERT, params=rows)
-        return len(rows)
+    if dialect != "postgresql":
+        return _OUTBOX_INSERT, rows
     # PostgreSQL: one array per column given, the others' constants in the statement
     table = OutboxMessage.__table__
     src = unnest(table, rows, given)
     rest = [n for n in _OUTBOX_NEW if n not in given]
     values = sa.select(*src.c, *(sa.literal(_OUTBOX_NEW[n], table.c[n].type) for n in rest))
-    await s.exec(table.insert().from_select([*given, *rest], values))
+    return table.insert().from_select([*given, *rest], values), None
+
+
+async def outbox_add_many(s: AsyncSession, rows: Sequence[dict]) -> int:
+    """Several new outbox rows (each as `outbox_add`'s) in one statement, no ORM objects: a
+    scheduler batch's messages, inserted in the order given (after any still held by `outbox_add`)."""
+    if not rows:
+        return 0
+    stmt, params = _outbox_insert(s.bind.dialect.name, rows)
+    await s.exec(stmt, params=params)  # the session's events write the held rows first
     return len(rows)
+
+
+def write_pending_outbox(session) -> None:
+    """Writes the outbox rows `outbox_add` holds in this (sync) session, in one statement; called
+    by the session's events before any other statement and before commit (storage/db.py)."""
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        stmt, params = _outbox_insert(session.get_bind().dialect.name, rows)
+        session.execute(stmt, params)
+
+
+def drop_pending_outbox(session) -> None:
+    """A rollback: the rows held were never written."""
+    session.info.pop(_PENDING, None)
 
 
 async def outbox_get(s: AsyncSession, row_id: int, lock: bool = False) -> OutboxMessage | None:

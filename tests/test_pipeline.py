@@ -599,3 +599,42 @@ async def test_connections_postgresql_dropped_cost_one_deferred_step_and_no_atte
     async with pg_db.session() as s:
         row = (await s.exec(sa.select(InboxEvent).where(InboxEvent.event_id == "a-1"))).scalar_one()
     assert row.status == "done" and row.attempts == 0
+
+
+async def test_queued_outbox_rows_are_one_statement_seen_by_the_next_one_in_order_and_gone_at_a_rollback(db, clock):
+    """`repo.outbox_queue` holds a transaction's new rows and writes them in one statement before
+    the session's next statement (which sees them) or at commit; ids follow the order added, an
+    ORM row (`outbox_add`) in between included; a rolled back transaction writes none."""
+    from sqlalchemy import event
+
+    inserts: list[bool] = []
+
+    def seen(_conn, _cur, statement, _params, _ctx, many):
+        if statement.lstrip().upper().startswith("INSERT INTO OUTBOX"):
+            inserts.append(many)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.transaction() as s:
+            for n in (1, 2, 3):
+                await repo.outbox_queue(s, platform="fake", chat_id="q", payload={"n": n}, next_attempt_at=clock(), created_at=clock())
+            assert inserts == []  # held so far
+            assert [r.payload["n"] for r in await repo.outbox_for_chat(s, "fake", "q")] == [1, 2, 3]  # the next statement sees them
+            assert len(inserts) == 1  # the three in one statement
+            await repo.outbox_queue(s, platform="fake", chat_id="q", payload={"n": 4}, next_attempt_at=clock(), created_at=clock())
+            await repo.outbox_add(s, platform="fake", chat_id="q", payload={"n": 5}, next_attempt_at=clock(), created_at=clock())
+            await repo.outbox_queue(s, platform="fake", chat_id="q", payload={"n": 6}, report_id=7, next_attempt_at=clock(), created_at=clock())
+        # (6 written at commit)
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as s:
+                await repo.outbox_queue(s, platform="fake", chat_id="q", payload={"n": 99}, next_attempt_at=clock(), created_at=clock())
+                raise RuntimeError("rolled back")
+        async with db.transaction() as s:  # the same session factory: nothing of the rollback left
+            await repo.outbox_queue(s, platform="fake", chat_id="q", payload={"n": 7}, next_attempt_at=clock(), created_at=clock())
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    async with db.session() as s:
+        rows = await repo.outbox_for_chat(s, "fake", "q")
+    assert [r.payload["n"] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r.id for r in rows] == sorted(r.id for r in rows)
+    assert rows[5].report_id == 7 and rows[0].report_id is None and all(r.status == "pending" and r.attempts == 0 for r in rows)
