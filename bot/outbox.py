@@ -37,6 +37,7 @@ LEASE = timedelta(seconds=60)
 MAX_BACKOFF = 900.0
 CHAIN = 20  # rows of one chat sent back to back before the worker looks at other chats
 SEND_SECONDS = 30.0  # a send's longest time, unless its channel says (`send_seconds`): see rate_reserve
+ROOM_WAIT = 1.5  # seconds: the longest a row waits in place for room in the limits (_deliver_in_turn)
 
 
 def backoff(attempts: int) -> float:
@@ -58,8 +59,10 @@ class OutboxWorker:
         self.batch = batch
         self.concurrency = concurrency
         self._wake = asyncio.Event()
+        self._halt = asyncio.Event()  # set by `stop`: ends a wait for room at once
         self._stopping = False
         self._soonest: float | None = None  # seconds until the earliest row deferred in this round
+        self._room: dict[str, asyncio.Lock] = {}  # per platform: the one chain of this replica waiting for room
 
     def kick(self) -> None:
         self._wake.set()
@@ -70,6 +73,7 @@ class OutboxWorker:
         replicas, and the loop ends. Cancelling instead could leave a connection half rolled back,
         and a send cut in flight may have reached the platform unrecorded: it would go again."""
         self._stopping = True
+        self._halt.set()
         self._wake.set()
 
     async def deliver_due(self) -> int:
@@ -103,7 +107,7 @@ class OutboxWorker:
         settled = 0
         for _ in range(CHAIN):
             try:
-                done, chat = await self._deliver_one(row_id, claim)
+                done, chat = await self._deliver_in_turn(row_id, claim)
             except Exception:  # the database went away mid-delivery: the lease lapses, tried again
                 log.exception("outbox_deliver_error", outbox_id=row_id)
                 return settled
@@ -117,22 +121,62 @@ class OutboxWorker:
                 row_id, claim = nxt[0].id, nxt[0].claimed_until
         return settled
 
-    async def _deliver_one(self, row_id: int, claim: datetime) -> tuple[int, tuple[str, str] | None]:
+    async def _deliver_in_turn(self, row_id: int, claim: datetime) -> tuple[int, tuple[str, str] | None]:
+        """Sends one claimed row. When the limits have no room for it yet but will have soon (within
+        ROOM_WAIT in all), it waits for the room here, still claimed, so its chat's later rows still
+        wait behind it, rather than going back to the queue until the next round claims it again:
+        that round trip cost a backlog a tenth of its rate. One chain per platform waits for room at
+        a time and the others queue behind it, so a place that frees goes to one of them when it
+        frees rather than being polled for by all. A longer wait, or a wait in place that ran out
+        (another replica took the places), sends the row back to the queue until its time. Waiting
+        for our own limits is never an attempt."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + ROOM_WAIT
+        done, chat, wait = await self._deliver_one(row_id, claim, ROOM_WAIT)
+        if wait is None:
+            return done, chat
+        due = loop.time() + wait
+        async with self._room.setdefault(chat[0], asyncio.Lock()):
+            while wait is not None:
+                await self._pause(due - loop.time())  # none when the chains ahead took that long
+                if self._stopping:  # nothing new starts: the row goes back, for the other replicas
+                    async with self.db.transaction() as s:
+                        await pipeline.outbox_release(s, [(row_id, claim)])
+                    return 0, None
+                done, chat, wait = await self._deliver_one(row_id, claim, until - loop.time())
+                if wait is not None:
+                    due = loop.time() + wait
+        return done, chat
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps that long, or until the worker stops."""
+        if seconds > 0 and not self._stopping:
+            try:
+                async with asyncio.timeout(seconds):
+                    await self._halt.wait()
+            except TimeoutError:
+                pass
+
+    async def _deliver_one(
+        self, row_id: int, claim: datetime, in_place: float = 0.0,
+    ) -> tuple[int, tuple[str, str] | None, float | None]:
         """Sends one claimed row (and the followers a batched reply takes), unless the claim is no
         longer this worker's: a row that waited in this replica's queue past its lease may have been
-        claimed, and be in flight, elsewhere (found by tests/test_replicas.py: a question sent twice)."""
+        claimed, and be in flight, elsewhere (found by tests/test_replicas.py: a question sent twice).
+        Returns (rows settled, its chat when it was sent, None), or, when the limits have room for it
+        within `in_place` seconds, (0, its chat, the seconds to wait): the row stays claimed."""
         channel_batch = 1
         async with self.db.transaction() as s:
             row = await repo.outbox_get(s, row_id, lock=True)
             if row is None or row.status != "pending":
-                return 0, None
+                return 0, None, None
             if row.claimed_until != claim:  # the lease lapsed and another worker claimed it (or it waits)
                 metrics.OUTBOX.labels(row.platform, "claim_lost").inc()
                 log.info("outbox_claim_lost", outbox_id=row_id)
-                return 0, None
+                return 0, None, None
             channel = self.channels.get(row.platform)
             if channel is None:
-                return 0, None
+                return 0, None, None
             channel_batch = getattr(channel, "reply_batch", 1)
             followers: list[OutboxMessage] = []
             now = self.clock()
@@ -165,12 +209,15 @@ class OutboxWorker:
                 hold = getattr(channel, "send_seconds", SEND_SECONDS)
                 wait, marks = await pipeline.rate_reserve(s, buckets, self.clock, cost, hold)
                 if wait > 0:  # our own limit: the row waits for room; not an attempt
-                    for r in rows:
+                    metrics.OUTBOX.labels(row.platform, "deferred").inc()
+                    for r in followers:
                         r.claimed_until = None
+                    if wait <= in_place and not self._stopping:  # soon: waited for in place (_deliver_in_turn)
+                        return 0, (row.platform, row.chat_id), wait
+                    row.claimed_until = None
                     row.next_attempt_at = now + timedelta(seconds=wait)
                     self._soonest = wait if self._soonest is None else min(self._soonest, wait)
-                    metrics.OUTBOX.labels(row.platform, "deferred").inc()
-                    return 0, None
+                    return 0, None, None
             lease = self.clock() + LEASE  # the send starts now: the lease covers it whole
             for r in rows:
                 r.claimed_until = lease
@@ -183,16 +230,21 @@ class OutboxWorker:
         except Exception as exc:  # a bug or a network fault: retried like a server error
             log.exception("send_crashed", outbox_id=row_id, platform=row.platform)
             result = SendResult(False, error=f"{type(exc).__name__}: {exc}")
-        return await self._record(rows, card_msg, result, marks), chat
+        answered = self.clock()  # before waiting for a connection (or SQLite's writer) to record it
+        return await self._record(rows, card_msg, result, marks, answered), chat, None
 
-    async def _record(self, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int] = ()) -> int:
+    async def _record(
+        self, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int] = (),
+        answered: datetime | None = None,
+    ) -> int:
         head = rows[0]
         platform = head.platform
         async with self.db.transaction() as s:
             now = self.clock()
             # the limits' marks of this send: at its answer, whatever the answer (the platform may
-            # count a refused call too); read after the answer, so never before the platform saw it
-            await pipeline.rate_settle(s, marks, now)
+            # count a refused call too); read once the answer was in, so never before the platform
+            # saw it, and as soon as it was: each moment after it is lost to the rate
+            await pipeline.rate_settle(s, marks, answered or now)
             stored = {r.id: r for r in await pipeline.outbox_get_many(s, [r.id for r in rows])}
             row = stored.get(head.id)
             if row is None:
