@@ -2,8 +2,8 @@
 
 A backlog is put in the outbox at once: `--private` messages spread over 100 private chats and
 `--groups` group chats with `--per-group` messages each (more than 20 makes the per-group limit
-bite: the rest waits for the next minute). One OutboxWorker (this process, the app's settings:
-batch 50, 8 at once) delivers it with the real `TelegramChannel` (python-telegram-bot's Bot) to the
+bite: the rest waits for the next minute). One OutboxWorker (this process, the app's default
+settings: its batch, concurrency and limits) delivers it with the real `TelegramChannel` (python-telegram-bot's Bot) to the
 fake Bot API, which runs in a process of its own (`tests/fake_platforms.py`, no pytest) and stamps
 each call as it arrives.
 
@@ -80,8 +80,11 @@ async def run(url: str, fake: dict, private: int, groups: int, per_group: int) -
     async def no_photos(key: str) -> bytes:
         raise KeyError(key)
 
-    channel = TelegramChannel(application.bot, no_photos)
     defaults = Settings(_env_file=None)
+    channel = TelegramChannel(  # as the app builds it (handlers/telegram.py), with its default limits
+        application.bot, no_photos, per_second=int(defaults.telegram_rate_per_second),
+        group_per_minute=defaults.telegram_group_per_minute, margin=defaults.telegram_limit_margin,
+    )
     worker = OutboxWorker(db, {"telegram": channel}, batch=defaults.outbox_batch, concurrency=defaults.outbox_concurrency)
     chats: dict[str, list[str]] = defaultdict(list)
     now = datetime.now(timezone.utc)
