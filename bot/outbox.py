@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -38,6 +39,24 @@ MAX_BACKOFF = 900.0
 CHAIN = 20  # rows of one chat sent back to back before the worker looks at other chats
 SEND_SECONDS = 30.0  # a send's longest time, unless its channel says (`send_seconds`): see rate_reserve
 ROOM_WAIT = 1.5  # seconds: the longest a row waits in place for room in the limits (_deliver_in_turn)
+
+
+@dataclass
+class _Ready:
+    """A row taken for its send: its claim renewed for it, its places in the limits reserved."""
+
+    channel: Channel
+    rows: list[OutboxMessage]  # the row, then the followers of a batched reply
+    card_msg: str | None
+    marks: list[int]
+
+
+@dataclass
+class _Wait:
+    """A row the limits will have room for in `seconds`; still claimed."""
+
+    seconds: float
+    platform: str
 
 
 def backoff(attempts: int) -> float:
@@ -94,7 +113,7 @@ class OutboxWorker:
                 if self._stopping:
                     unstarted.append((row_id, claim))
                     return 0
-                return await self._deliver_chat(row_id, claim)
+                return await self._deliver_chat(row_id, claim, gate)
 
         settled = sum(await asyncio.gather(*(one(i, c) for i, c in claims)))
         if unstarted:
@@ -102,12 +121,12 @@ class OutboxWorker:
                 await pipeline.outbox_release(s, unstarted)
         return settled
 
-    async def _deliver_chat(self, row_id: int, claim: datetime) -> int:
+    async def _deliver_chat(self, row_id: int, claim: datetime, gate: asyncio.Semaphore | None = None) -> int:
         """Delivers a chat's head, then its next rows while they are due (one in flight at a time)."""
         settled = 0
         for _ in range(CHAIN):
             try:
-                done, chat = await self._deliver_in_turn(row_id, claim)
+                done, chat = await self._deliver_in_turn(row_id, claim, gate)
             except Exception:  # the database went away mid-delivery: the lease lapses, tried again
                 log.exception("outbox_deliver_error", outbox_id=row_id)
                 return settled
@@ -121,32 +140,50 @@ class OutboxWorker:
                 row_id, claim = nxt[0].id, nxt[0].claimed_until
         return settled
 
-    async def _deliver_in_turn(self, row_id: int, claim: datetime) -> tuple[int, tuple[str, str] | None]:
+    async def _deliver_in_turn(
+        self, row_id: int, claim: datetime, gate: asyncio.Semaphore | None = None,
+    ) -> tuple[int, tuple[str, str] | None]:
         """Sends one claimed row. When the limits have no room for it yet but will have soon (within
         ROOM_WAIT in all), it waits for the room here, still claimed, so its chat's later rows still
-        wait behind it, rather than going back to the queue until the next round claims it again:
-        that round trip cost a backlog a tenth of its rate. One chain per platform waits for room at
-        a time and the others queue behind it, so a place that frees goes to one of them when it
-        frees rather than being polled for by all. A longer wait, or a wait in place that ran out
-        (another replica took the places), sends the row back to the queue until its time. Waiting
-        for our own limits is never an attempt."""
+        wait behind it, rather than going back to the queue until a later round claims it again:
+        that round trip cost a backlog a tenth of its rate. The rows of a platform that wait for
+        room queue for it in turn (one lock per platform, held until the room is taken, not during
+        the send), so a place that frees goes to the next of them rather than being polled for by
+        all; while a row only waits it gives its place among the replica's `concurrency` (`gate`)
+        to the rows of other platforms. A longer wait, or a wait in place that ran out (another
+        replica took the places), sends the row back to the queue until its time. Waiting for our
+        own limits is never an attempt."""
         loop = asyncio.get_running_loop()
         until = loop.time() + ROOM_WAIT
-        done, chat, wait = await self._deliver_one(row_id, claim, ROOM_WAIT)
-        if wait is None:
-            return done, chat
-        due = loop.time() + wait
-        async with self._room.setdefault(chat[0], asyncio.Lock()):
-            while wait is not None:
-                await self._pause(due - loop.time())  # none when the chains ahead took that long
-                if self._stopping:  # nothing new starts: the row goes back, for the other replicas
-                    async with self.db.transaction() as s:
-                        await pipeline.outbox_release(s, [(row_id, claim)])
-                    return 0, None
-                done, chat, wait = await self._deliver_one(row_id, claim, until - loop.time())
-                if wait is not None:
-                    due = loop.time() + wait
-        return done, chat
+        got = await self._take(row_id, claim, ROOM_WAIT)
+        if isinstance(got, _Wait):
+            due = loop.time() + got.seconds
+            if gate is not None:
+                gate.release()
+            held = False  # the gate, again
+            try:
+                async with self._room.setdefault(got.platform, asyncio.Lock()):
+                    while isinstance(got, _Wait):
+                        await self._pause(due - loop.time())  # none when the rows ahead took that long
+                        if gate is not None:
+                            await gate.acquire()
+                        held = True
+                        if self._stopping:  # nothing new starts: the row goes back, for the other replicas
+                            async with self.db.transaction() as s:
+                                await pipeline.outbox_release(s, [(row_id, claim)])
+                            return 0, None
+                        got = await self._take(row_id, claim, until - loop.time())
+                        if isinstance(got, _Wait):
+                            due = loop.time() + got.seconds
+                            if gate is not None:
+                                gate.release()
+                            held = False
+            finally:
+                if gate is not None and not held:  # the caller gives it back
+                    await gate.acquire()
+        if got is None:
+            return 0, None
+        return await self._send(got)
 
     async def _pause(self, seconds: float) -> None:
         """Sleeps that long, or until the worker stops."""
@@ -157,26 +194,24 @@ class OutboxWorker:
             except TimeoutError:
                 pass
 
-    async def _deliver_one(
-        self, row_id: int, claim: datetime, in_place: float = 0.0,
-    ) -> tuple[int, tuple[str, str] | None, float | None]:
-        """Sends one claimed row (and the followers a batched reply takes), unless the claim is no
-        longer this worker's: a row that waited in this replica's queue past its lease may have been
-        claimed, and be in flight, elsewhere (found by tests/test_replicas.py: a question sent twice).
-        Returns (rows settled, its chat when it was sent, None), or, when the limits have room for it
-        within `in_place` seconds, (0, its chat, the seconds to wait): the row stays claimed."""
+    async def _take(self, row_id: int, claim: datetime, in_place: float = 0.0) -> _Ready | _Wait | None:
+        """Takes one claimed row (and the followers a batched reply takes) and its places in the
+        limits, unless the claim is no longer this worker's: a row that waited in this replica's
+        queue past its lease may have been claimed, and be in flight, elsewhere (found by
+        tests/test_replicas.py: a question sent twice). No room: the row goes back to the queue
+        until there may be, or, when that is within `in_place` seconds, stays claimed (`_Wait`)."""
         channel_batch = 1
         async with self.db.transaction() as s:
             row = await repo.outbox_get(s, row_id, lock=True)
             if row is None or row.status != "pending":
-                return 0, None, None
+                return None
             if row.claimed_until != claim:  # the lease lapsed and another worker claimed it (or it waits)
                 metrics.OUTBOX.labels(row.platform, "claim_lost").inc()
                 log.info("outbox_claim_lost", outbox_id=row_id)
-                return 0, None, None
+                return None
             channel = self.channels.get(row.platform)
             if channel is None:
-                return 0, None, None
+                return None
             channel_batch = getattr(channel, "reply_batch", 1)
             followers: list[OutboxMessage] = []
             now = self.clock()
@@ -213,25 +248,29 @@ class OutboxWorker:
                     for r in followers:
                         r.claimed_until = None
                     if wait <= in_place and not self._stopping:  # soon: waited for in place (_deliver_in_turn)
-                        return 0, (row.platform, row.chat_id), wait
+                        return _Wait(wait, row.platform)
                     row.claimed_until = None
                     row.next_attempt_at = now + timedelta(seconds=wait)
                     self._soonest = wait if self._soonest is None else min(self._soonest, wait)
-                    return 0, None, None
+                    return None
             lease = self.clock() + LEASE  # the send starts now: the lease covers it whole
             for r in rows:
                 r.claimed_until = lease
-        chat = (row.platform, row.chat_id)
+        return _Ready(channel, rows, card_msg, marks)
+
+    async def _send(self, ready: _Ready) -> tuple[int, tuple[str, str]]:
+        """Sends a taken row and records the answer; returns (rows settled, its chat)."""
+        rows, row = ready.rows, ready.rows[0]
         try:
-            if followers:
-                result = await channel.send_batch(rows)
+            if len(rows) > 1:
+                result = await ready.channel.send_batch(rows)
             else:
-                result = await channel.send(row, card_msg)
+                result = await ready.channel.send(row, ready.card_msg)
         except Exception as exc:  # a bug or a network fault: retried like a server error
-            log.exception("send_crashed", outbox_id=row_id, platform=row.platform)
+            log.exception("send_crashed", outbox_id=row.id, platform=row.platform)
             result = SendResult(False, error=f"{type(exc).__name__}: {exc}")
         answered = self.clock()  # before waiting for a connection (or SQLite's writer) to record it
-        return await self._record(rows, card_msg, result, marks, answered), chat, None
+        return await self._record(rows, ready.card_msg, result, ready.marks, answered), (row.platform, row.chat_id)
 
     async def _record(
         self, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int] = (),

@@ -414,6 +414,28 @@ async def test_a_backlog_waits_for_room_in_place_and_the_limit_holds_at_the_plat
     assert (80 - limit) / span >= 0.6 * limit / window, f"{80 / span:.1f} messages/s"
 
 
+async def test_a_row_waiting_for_room_does_not_hold_back_another_platforms_row(db):
+    """One at a time (concurrency 1): a row waiting in place for its platform's room gives its turn
+    to a row of a platform that has room, rather than holding it for the rest of the second."""
+    limited = JitteryPlatform(lambda row: [("fake", 1, 1.0)], jitter=0.0)
+    free = JitteryPlatform(lambda row: [], jitter=0.0)
+    worker = OutboxWorker(db, {"fake": limited, "other": free}, concurrency=1)
+    now = lambda: datetime.now(timezone.utc)  # noqa: E731
+    await queue(db, now, "c", 0)
+    await queue(db, now, "d", 0)  # waits for the second's room
+    async with db.transaction() as s:
+        await repo.outbox_add(s, platform="other", chat_id="e", payload={"n": 0}, next_attempt_at=now(), created_at=now())
+    start = now()
+    running = asyncio.create_task(worker.run(interval=0.05))
+    try:
+        await until(lambda: len(limited.arrived) == 2, "both limited rows sent", tries=500)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 10)
+    assert free.received == {"e": [0]}
+    assert (free.arrived[0] - start).total_seconds() < 0.7 < (limited.arrived[1] - start).total_seconds()
+
+
 async def test_a_stop_ends_a_wait_for_room_and_gives_the_row_back(db):
     """A row waiting in place for room when the replica stops is not sent and not tried: it goes
     back to the queue at once, for the other replicas."""
