@@ -5,11 +5,13 @@
   waits (throttled, backing off) holds its chat's later rows back. After a row is sent the worker
   goes on with the same chat's next row.
 - Limits: before a row reaches its channel, the channel's buckets (Telegram: 30 a second overall,
-  20 a minute per group) are reserved in the database. No room: the row waits for it. That wait is
-  our own back-pressure: it is not an attempt, and never fails a row. The limits hold as the
-  platform counts arrivals: a reserved place stands for the latest moment the message can arrive
-  (the reservation plus the send's time limit) until the platform answers, then for the answer's
-  time (storage.pipeline.rate_reserve), so a send delayed in flight cannot bunch with later ones.
+  20 a minute per group) are reserved in the database. No room: the row waits for it, in place
+  when the room is near (ROOM_WAIT: still claimed, the platform's waiting rows in turn), else in
+  the queue until its time. That wait is our own back-pressure: it is not an attempt, and never
+  fails a row. The limits hold as the platform counts arrivals: a reserved place stands for the
+  latest moment the message can arrive (the reservation plus the send's time limit) until the
+  platform answers, then for the moment the answer came in (storage.pipeline.rate_reserve), so a
+  send delayed in flight cannot bunch with later ones, whatever the network's jitter.
 - Attempts are platform answers: 429 waits as long as asked, 5xx and network errors back off (to
   15 minutes at most), and only a permanent refusal (blocked, chat gone, bad payload) fails a row.
   Failed rows are listed and put back by `namjai outbox failed|retry`.
