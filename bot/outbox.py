@@ -103,32 +103,32 @@ class OutboxWorker:
             return 0
         async with self.db.transaction() as s:
             heads = await pipeline.outbox_claim_heads(s, list(self.channels), self.clock(), LEASE, self.batch)
-            claims = [(r.id, r.claimed_until) for r in heads]
+            claims = [(r.id, r.claimed_until, r.platform) for r in heads]
         if not claims:
             return 0
         gate = asyncio.Semaphore(self.concurrency)
 
         unstarted: list[tuple[int, datetime]] = []
 
-        async def one(row_id: int, claim: datetime) -> int:
+        async def one(row_id: int, claim: datetime, platform: str) -> int:
             async with gate:
                 if self._stopping:
                     unstarted.append((row_id, claim))
                     return 0
-                return await self._deliver_chat(row_id, claim, gate)
+                return await self._deliver_chat(row_id, claim, platform, gate)
 
-        settled = sum(await asyncio.gather(*(one(i, c) for i, c in claims)))
+        settled = sum(await asyncio.gather(*(one(*c) for c in claims)))
         if unstarted:
             async with self.db.transaction() as s:
                 await pipeline.outbox_release(s, unstarted)
         return settled
 
-    async def _deliver_chat(self, row_id: int, claim: datetime, gate: asyncio.Semaphore | None = None) -> int:
+    async def _deliver_chat(self, row_id: int, claim: datetime, platform: str, gate: asyncio.Semaphore | None = None) -> int:
         """Delivers a chat's head, then its next rows while they are due (one in flight at a time)."""
         settled = 0
         for _ in range(CHAIN):
             try:
-                done, chat = await self._deliver_in_turn(row_id, claim, gate)
+                done, chat = await self._deliver_in_turn(row_id, claim, platform, gate)
             except Exception:  # the database went away mid-delivery: the lease lapses, tried again
                 log.exception("outbox_deliver_error", outbox_id=row_id)
                 return settled
@@ -139,53 +139,57 @@ class OutboxWorker:
                 nxt = await pipeline.outbox_claim_heads(s, (), self.clock(), LEASE, 1, chat=chat)
                 if not nxt:
                     return settled
-                row_id, claim = nxt[0].id, nxt[0].claimed_until
+                row_id, claim, platform = nxt[0].id, nxt[0].claimed_until, nxt[0].platform
         return settled
 
     async def _deliver_in_turn(
-        self, row_id: int, claim: datetime, gate: asyncio.Semaphore | None = None,
+        self, row_id: int, claim: datetime, platform: str, gate: asyncio.Semaphore | None = None,
     ) -> tuple[int, tuple[str, str] | None]:
         """Sends one claimed row. When the limits have no room for it yet but will have soon (within
-        ROOM_WAIT in all), it waits for the room here, still claimed, so its chat's later rows still
-        wait behind it, rather than going back to the queue until a later round claims it again:
-        that round trip cost a backlog a tenth of its rate. The rows of a platform that wait for
-        room queue for it in turn (one lock per platform, held until the room is taken, not during
-        the send), so a place that frees goes to the next of them rather than being polled for by
-        all; while a row only waits it gives its place among the replica's `concurrency` (`gate`)
-        to the rows of other platforms. A longer wait, or a wait in place that ran out (another
-        replica took the places), sends the row back to the queue until its time. Waiting for our
-        own limits is never an attempt."""
+        ROOM_WAIT), it waits for the room here, still claimed, so its chat's later rows still wait
+        behind it, rather than going back to the queue until a later round claims it again: that
+        round trip cost a backlog a tenth of its rate. A platform's rows wait for room in turn (a
+        lock per platform, held until the room is taken, not through the send; a row that finds it
+        held joins the turn without asking the database first), so a place that frees goes to the
+        next of them rather than being polled for by all; while a row only waits it gives its place
+        among the replica's `concurrency` (`gate`) to rows of other platforms. A longer wait, or a
+        turn's wait that ran out (other replicas took the places), sends the row back to the queue
+        until its time. Waiting for our own limits is never an attempt."""
+        room = self._room.setdefault(platform, asyncio.Lock())
         loop = asyncio.get_running_loop()
-        until = loop.time() + ROOM_WAIT
-        got = await self._take(row_id, claim, ROOM_WAIT)
-        if isinstance(got, _Wait):
-            due = loop.time() + got.seconds
-            if gate is not None:
-                gate.release()
-            held = False  # the gate, again
-            try:
-                async with self._room.setdefault(got.platform, asyncio.Lock()):
-                    while isinstance(got, _Wait):
-                        await self._pause(due - loop.time())  # none when the rows ahead took that long
-                        if gate is not None:
-                            await gate.acquire()
-                        held = True
-                        if self._stopping:  # nothing new starts: the row goes back, for the other replicas
-                            async with self.db.transaction() as s:
-                                await pipeline.outbox_release(s, [(row_id, claim)])
-                            return 0, None
-                        got = await self._take(row_id, claim, until - loop.time())
-                        if isinstance(got, _Wait):
-                            due = loop.time() + got.seconds
-                            if gate is not None:
-                                gate.release()
-                            held = False
-            finally:
-                if gate is not None and not held:  # the caller gives it back
-                    await gate.acquire()
-        if got is None:
-            return 0, None
-        return await self._send(got)
+        got: _Ready | _Wait | None = None
+        due = loop.time()
+        if not room.locked():
+            got = await self._take(row_id, claim, ROOM_WAIT)
+            if not isinstance(got, _Wait):
+                return (0, None) if got is None else await self._send(got)
+            due += got.seconds
+        if gate is not None:
+            gate.release()
+        held = False  # the gate, taken again before each look at the limits
+        try:
+            async with room:
+                until = loop.time() + ROOM_WAIT  # this row's turn
+                while True:
+                    await self._pause(due - loop.time())  # none when the rows ahead took that long
+                    if gate is not None:
+                        await gate.acquire()
+                    held = True
+                    if self._stopping:  # nothing new starts: the row goes back, for the other replicas
+                        async with self.db.transaction() as s:
+                            await pipeline.outbox_release(s, [(row_id, claim)])
+                        return 0, None
+                    got = await self._take(row_id, claim, until - loop.time())
+                    if not isinstance(got, _Wait):
+                        break
+                    due = loop.time() + got.seconds
+                    if gate is not None:
+                        gate.release()
+                    held = False
+        finally:
+            if gate is not None and not held:  # the caller gives it back
+                await gate.acquire()
+        return (0, None) if got is None else await self._send(got)
 
     async def _pause(self, seconds: float) -> None:
         """Sleeps that long, or until the worker stops."""
