@@ -2,8 +2,8 @@
 
 A backlog is put in the outbox at once: `--private` messages spread over 100 private chats and
 `--groups` group chats with `--per-group` messages each (more than 20 makes the per-group limit
-bite: the rest waits for the next minute). One OutboxWorker (this process, the app's settings:
-batch 50, 8 at once) delivers it with the real `TelegramChannel` (python-telegram-bot's Bot) to the
+bite: the rest waits for the next minute). One OutboxWorker (this process, the app's default
+settings: its batch, concurrency and limits) delivers it with the real `TelegramChannel` (python-telegram-bot's Bot) to the
 fake Bot API, which runs in a process of its own (`tests/fake_platforms.py`, no pytest) and stamps
 each call as it arrives.
 
@@ -54,8 +54,8 @@ def start_fake(tmp: str) -> tuple[subprocess.Popen, dict]:
     raise SystemExit("bench_outbox: the fake platforms did not start in 10 s")
 
 
-def calls(control: str) -> list[dict]:
-    with urlopen(f"{control}/telegram/calls?since=0", timeout=30) as r:
+def calls(control: str, since: int = 0) -> list[dict]:
+    with urlopen(f"{control}/telegram/calls?since={since}", timeout=30) as r:
         return json.loads(r.read())
 
 
@@ -80,8 +80,11 @@ async def run(url: str, fake: dict, private: int, groups: int, per_group: int) -
     async def no_photos(key: str) -> bytes:
         raise KeyError(key)
 
-    channel = TelegramChannel(application.bot, no_photos)
     defaults = Settings(_env_file=None)
+    channel = TelegramChannel(  # as the app builds it (handlers/telegram.py), with its default limits
+        application.bot, no_photos, per_second=int(defaults.telegram_rate_per_second),
+        group_per_minute=defaults.telegram_group_per_minute, margin=defaults.telegram_limit_margin,
+    )
     worker = OutboxWorker(db, {"telegram": channel}, batch=defaults.outbox_batch, concurrency=defaults.outbox_concurrency)
     chats: dict[str, list[str]] = defaultdict(list)
     now = datetime.now(timezone.utc)
@@ -98,9 +101,9 @@ async def run(url: str, fake: dict, private: int, groups: int, per_group: int) -
                 chats[chat].append(text)
                 await repo.outbox_add(s, platform="telegram", chat_id=chat, payload={"text": text, "buttons": []}, next_attempt_at=now, created_at=now)
     total = private + groups * per_group
+    before = len(calls(fake["control"]))  # the calls of an earlier run (SQLite's, before PostgreSQL's) are not this run's
     loop = asyncio.get_running_loop()
     runner = asyncio.create_task(worker.run(0.2))
-    started = time.time()
     deadline = loop.time() + 60 + 70 * (per_group // 20 + 1) + total / 5
     while loop.time() < deadline:
         await asyncio.sleep(0.5)
@@ -115,7 +118,7 @@ async def run(url: str, fake: dict, private: int, groups: int, per_group: int) -
     async with db.session() as s:
         sent = (await s.exec(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "sent"))).one()[0]
     await db.dispose()
-    seen = [c for c in calls(fake["control"]) if c["t"] >= started - 1 and c["method"] == "sendMessage"]
+    seen = [c for c in calls(fake["control"], before) if c["method"] == "sendMessage"]
     ok = [c for c in seen if c["ok"]]
     if sent != total or len(ok) != total:
         raise SystemExit(f"bench_outbox: {sent} of {total} rows sent, the fake saw {len(ok)} successful sends: not measuring delivery")

@@ -52,9 +52,11 @@ class Settings(BaseSettings):
     telegram_api_file_base: str | None = None  # default: telegram_api_base + "/file/bot"
     telegram_rate_per_second: float = 30.0  # all chats together (Bot API: ~30 messages/s)
     telegram_group_per_minute: int = 20  # per group chat (Bot API: 20 messages/min)
-    # Added to each window, so that network jitter cannot squeeze two windows' messages into one
-    # at the platform: 30 in 1.1 s and 20 in 61 s by default.
-    telegram_limit_margin: float = 0.1
+    # Added to each window (30 in 1.03 s and 20 in 60.03 s by default). Network jitter needs none: a
+    # mark stands for its send's answer, never earlier than Telegram saw it (storage/pipeline.py
+    # rate_reserve). It covers the clocks of replicas on different hosts, which mark by their own:
+    # keep it above their largest difference (NTP keeps hosts within a few milliseconds).
+    telegram_limit_margin: float = 0.03
     line_rate_per_second: float = 1000.0  # LINE Messaging API: 2,000 requests/s per channel
     # --- line settings (handlers/line.py)
     line_channel_secret: SecretStr | None = None

@@ -70,7 +70,7 @@ class TelegramChannel:
         on_migrated: Callable[[str, str], Awaitable[None]] | None = None,
         per_second: int = 30,
         group_per_minute: int = 20,
-        margin: float = 0.1,
+        margin: float = 0.03,  # bot/settings.py telegram_limit_margin
     ):
         self.bot = bot
         self.photo_bytes = photo_bytes

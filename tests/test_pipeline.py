@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -351,12 +351,112 @@ class GatedChannel:
         return SendResult(True, message_id=f"m{row.id}")
 
 
-async def until(check, what: str):
-    for _ in range(500):
+async def until(check, what: str, tries: int = 500):
+    for _ in range(tries):
         if check():
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"never: {what}")
+
+
+class JitteryPlatform:
+    """Real time: a message reaches the platform after a random delay and its answer comes back
+    after another; the platform stamps each arrival as it counts it."""
+
+    platform = "fake"
+
+    def __init__(self, buckets, jitter: float):
+        self._buckets = buckets
+        self.jitter = jitter
+        self.arrived: list[datetime] = []
+        self.received: dict[str, list[int]] = {}
+
+    def limits(self, row):
+        return self._buckets(row)
+
+    async def send(self, row, card_message_id):
+        await asyncio.sleep(random.random() * self.jitter)
+        self.arrived.append(datetime.now(timezone.utc))
+        self.received.setdefault(row.chat_id, []).append(int(row.payload["n"]))
+        await asyncio.sleep(random.random() * self.jitter)
+        return SendResult(True, message_id=f"m{row.id}")
+
+
+async def test_a_backlog_waits_for_room_in_place_and_the_limit_holds_at_the_platform_through_jitter(db, db_url):
+    """Two replicas (real clocks) share 10 a 0.3 s window with no margin, their rows waiting for room
+    in place (bot/outbox.py ROOM_WAIT); each send takes 0–30 ms to arrive and 0–30 ms more to be
+    answered. As the platform counts arrivals no window has more than 10, every chat's rows arrive
+    once and in order, no wait for room counted as an attempt, and the backlog goes at most of the
+    limit (about 24 of 33 a second measured on a loaded machine: the round trips count against it)."""
+    limit, window = 10, 0.3
+    ch = JitteryPlatform(lambda row: [("fake", limit, window)], jitter=0.03)
+    chats = [f"c{k}" for k in range(20)]
+    for n in range(4):
+        for chat in chats:
+            await queue(db, lambda: datetime.now(timezone.utc), chat, n)
+    other_db = Database(db_url)
+    workers = [OutboxWorker(d, {"fake": ch}, concurrency=4) for d in (db, other_db)]
+    runs = [asyncio.create_task(w.run(interval=0.05)) for w in workers]
+    try:
+        await until(lambda: len(ch.arrived) == 80, "the backlog delivered", tries=3000)
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), 10)
+        await other_db.dispose()
+    assert peak(ch.arrived, window) <= limit
+    assert ch.received == {chat: [0, 1, 2, 3] for chat in chats}
+    async with db.session() as s:
+        rows = (await s.exec(OutboxMessage.__table__.select())).all()
+    assert {(r.status, r.attempts) for r in rows} == {("sent", 1)}
+    span = (max(ch.arrived) - min(ch.arrived)).total_seconds()
+    # the first 10 go at once, each later 10 a window plus a send's round trip after them
+    assert (80 - limit) / span >= 0.6 * limit / window, f"{80 / span:.1f} messages/s"
+
+
+async def test_a_row_waiting_for_room_does_not_hold_back_another_platforms_row(db):
+    """One at a time (concurrency 1): a row waiting in place for its platform's room gives its turn
+    to a row of a platform that has room, rather than holding it for the rest of the second."""
+    limited = JitteryPlatform(lambda row: [("fake", 1, 1.0)], jitter=0.0)
+    free = JitteryPlatform(lambda row: [], jitter=0.0)
+    worker = OutboxWorker(db, {"fake": limited, "other": free}, concurrency=1)
+    now = lambda: datetime.now(timezone.utc)  # noqa: E731
+    await queue(db, now, "c", 0)
+    await queue(db, now, "d", 0)  # waits for the second's room
+    async with db.transaction() as s:
+        await repo.outbox_add(s, platform="other", chat_id="e", payload={"n": 0}, next_attempt_at=now(), created_at=now())
+    start = now()
+    running = asyncio.create_task(worker.run(interval=0.05))
+    try:
+        await until(lambda: len(limited.arrived) == 2, "both limited rows sent", tries=500)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 10)
+    assert free.received == {"e": [0]}
+    assert (free.arrived[0] - start).total_seconds() < 0.7 < (limited.arrived[1] - start).total_seconds()
+
+
+async def test_a_stop_ends_a_wait_for_room_and_gives_the_row_back(db):
+    """A row waiting in place for room when the replica stops is not sent and not tried: it goes
+    back to the queue at once, for the other replicas."""
+    ch = JitteryPlatform(lambda row: [("fake", 1, 1.0)], jitter=0.0)
+    worker = OutboxWorker(db, {"fake": ch}, concurrency=2)
+    now = lambda: datetime.now(timezone.utc)  # noqa: E731
+    rows = [await queue(db, now, "c", 0), await queue(db, now, "d", 0)]
+    running = asyncio.create_task(worker.run(interval=0.05))
+    try:
+        await until(lambda: len(ch.arrived) == 1, "one row sent")
+        await asyncio.sleep(0.1)  # the other waits in place for the second's room
+        started = asyncio.get_running_loop().time()
+        worker.stop()
+        await asyncio.wait_for(running, 10)
+        assert asyncio.get_running_loop().time() - started < 0.5  # not the rest of the second
+    finally:
+        worker.stop()
+        running.cancel()
+    async with db.session() as s:
+        got = sorted((r.status, r.attempts, r.claimed_until is None) for r in await pipeline.outbox_get_many(s, rows))
+    assert got == [("pending", 0, True), ("sent", 1, True)] and len(ch.arrived) == 1
 
 
 async def test_a_row_that_waited_past_its_lease_is_not_sent_by_a_second_worker(db, db_url, clock):

@@ -118,9 +118,9 @@ async def test_errors_map_to_send_results(channel, fake, status, expect):
 
 
 def test_limits_are_declared_for_the_shared_limiter(channel):
-    """The channel names its buckets; the outbox holds them in the database (tests/test_limits.py)."""
-    assert channel.limits(row(PRIVATE)) == [("telegram", 30, 1.1)]
-    assert channel.limits(row(GROUP)) == [("telegram", 30, 1.1), (f"telegram:{GROUP}", 20, 60.1)]
+    """The channel names its buckets; the outbox holds them in the database (tests/test_pipeline.py)."""
+    assert channel.limits(row(PRIVATE)) == [("telegram", 30, 1.03)]
+    assert channel.limits(row(GROUP)) == [("telegram", 30, 1.03), (f"telegram:{GROUP}", 20, 60.03)]
 
 
 async def test_set_webhook_with_secret_and_command_menus(channel, fake):
