@@ -104,6 +104,7 @@ async def throughput(cluster: Cluster, teams, volunteers: int, first: int) -> di
     before = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"]
     watch = Watch(cluster)
     watch.poll()
+    calls0 = len(watch.tg) + len(watch.line)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
         sender = Sender(cluster, http)
         cpu0 = await asyncio.to_thread(cpu_snapshot, cluster)
@@ -122,6 +123,7 @@ async def throughput(cluster: Cluster, teams, volunteers: int, first: int) -> di
                 break
             await asyncio.sleep(0.5)
         cpu1 = await asyncio.to_thread(cpu_snapshot, cluster)
+        posts, redeliveries = sender.posts, sender.redeliveries
     made = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"] - before
     assert made == len(vols), f"{made} reports made of {len(vols)}"
     assert len(receipts) == len(vols), f"{len(receipts)} receipts of {len(vols)}"
@@ -130,7 +132,9 @@ async def throughput(cluster: Cluster, teams, volunteers: int, first: int) -> di
     end = max(receipts.values())
     cpu = cpu_per_report(cpu0, cpu1, made)
     assert cpu["replicas"] > 0 and cpu["postgres"] > 0, f"the processes' CPU time was not read: {cpu}"
-    return {"reports": made, "seconds": end - t0, "rate": made / (end - t0), "p99": p99(lat), "p50": statistics.median(lat), "cpu": cpu}
+    calls = len(watch.tg) + len(watch.line) - calls0  # the platform calls of this round
+    return {"reports": made, "seconds": end - t0, "rate": made / (end - t0), "p99": p99(lat), "p50": statistics.median(lat), "cpu": cpu,
+            "posts": posts, "redeliveries": redeliveries, "calls": calls}
 
 
 async def typing(cluster: Cluster, teams, n: int, first: int) -> dict:
@@ -238,7 +242,8 @@ async def main(args) -> None:
                   f"× {r['rate'] / results[args.replicas[0]]['rate']:.2f} of {args.replicas[0]}", flush=True)
             c = r["cpu"]
             print("    CPU ms per report: " + ", ".join(f"{k} {v * 1000:.0f}" for k, v in c.items())
-                  + f"; all {sum(c.values()) * 1000:.0f}", flush=True)
+                  + f"; all {sum(c.values()) * 1000:.0f}; webhook posts {r['posts']} ({r['redeliveries']} redelivered), "
+                  f"platform calls {r['calls']} ({r['calls'] / r['reports']:.1f} a report)", flush=True)
         one = results.get(1)
         if one is not None:
             # What this machine allows: one replica is bound by its own core (a process runs its event
