@@ -58,7 +58,6 @@ class _Wait:
     """A row the limits will have room for in `seconds`; still claimed."""
 
     seconds: float
-    platform: str
 
 
 def backoff(attempts: int) -> float:
@@ -123,7 +122,7 @@ class OutboxWorker:
                 await pipeline.outbox_release(s, unstarted)
         return settled
 
-    async def _deliver_chat(self, row_id: int, claim: datetime, platform: str, gate: asyncio.Semaphore | None = None) -> int:
+    async def _deliver_chat(self, row_id: int, claim: datetime, platform: str, gate: asyncio.Semaphore) -> int:
         """Delivers a chat's head, then its next rows while they are due (one in flight at a time)."""
         settled = 0
         for _ in range(CHAIN):
@@ -142,12 +141,12 @@ class OutboxWorker:
         return settled
 
     async def _deliver_in_turn(
-        self, row_id: int, claim: datetime, platform: str, gate: asyncio.Semaphore | None = None,
+        self, row_id: int, claim: datetime, platform: str, gate: asyncio.Semaphore,
     ) -> tuple[int, tuple[int, datetime] | None]:
         """Sends one claimed row; returns the rows settled and, when the chat goes on, its next row
         claimed (id, claim: same chat, same platform). When the limits have no room for it yet but
-        will have soon (within ROOM_WAIT), it waits for the room here, still claimed, so its chat's later rows still wait
-        behind it, rather than going back to the queue until a later round claims it again: that
+        will have soon (within ROOM_WAIT), it waits for the room here, still claimed, so its chat's
+        later rows still wait behind it, rather than going back to the queue until a later round claims it again: that
         round trip cost a backlog a tenth of its rate. A platform's rows wait for room in turn (a
         lock per platform, held until the room is taken, not through the send; a row that finds it
         held joins the turn without asking the database first), so a place that frees goes to the
@@ -164,16 +163,14 @@ class OutboxWorker:
             if not isinstance(got, _Wait):
                 return (0, None) if got is None else await self._send(got)
             due += got.seconds
-        if gate is not None:
-            gate.release()
+        gate.release()
         held = False  # the gate, taken again before each look at the limits
         try:
             async with room:
                 until = loop.time() + ROOM_WAIT  # this row's turn
                 while True:
                     await self._pause(due - loop.time())  # none when the rows ahead took that long
-                    if gate is not None:
-                        await gate.acquire()
+                    await gate.acquire()
                     held = True
                     if self._stopping:  # nothing new starts: the row goes back, for the other replicas
                         async with self.db.transaction() as s:
@@ -183,11 +180,10 @@ class OutboxWorker:
                     if not isinstance(got, _Wait):
                         break
                     due = loop.time() + got.seconds
-                    if gate is not None:
-                        gate.release()
+                    gate.release()
                     held = False
         finally:
-            if gate is not None and not held:  # the caller gives it back
+            if not held:  # the caller gives it back
                 await gate.acquire()
         return (0, None) if got is None else await self._send(got)
 
@@ -254,7 +250,7 @@ class OutboxWorker:
                     for r in followers:
                         r.claimed_until = None
                     if wait <= in_place and not self._stopping:  # soon: waited for in place (_deliver_in_turn)
-                        return _Wait(wait, row.platform)
+                        return _Wait(wait)
                     row.claimed_until = None
                     row.next_attempt_at = now + timedelta(seconds=wait)
                     self._soonest = wait if self._soonest is None else min(self._soonest, wait)
@@ -280,8 +276,7 @@ class OutboxWorker:
         return await self._record(rows, ready.card_msg, result, ready.marks, answered)
 
     async def _record(
-        self, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int] = (),
-        answered: datetime | None = None,
+        self, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int], answered: datetime,
     ) -> tuple[int, tuple[int, datetime] | None]:
         """Records a send's answer; when the chat may go on (the row settled), claims its next row
         in the same transaction (one transaction a message, not two)."""
@@ -295,7 +290,7 @@ class OutboxWorker:
             return settled, ((nxt[0].id, nxt[0].claimed_until) if nxt else None)
 
     async def _settle(
-        self, s, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int], answered: datetime | None,
+        self, s, rows: list[OutboxMessage], card_msg: str | None, result: SendResult, marks: list[int], answered: datetime,
     ) -> int:
         head = rows[0]
         platform = head.platform
@@ -303,7 +298,7 @@ class OutboxWorker:
         # the limits' marks of this send: at its answer, whatever the answer (the platform may
         # count a refused call too); read once the answer was in, so never before the platform
         # saw it, and as soon as it was: each moment after it is lost to the rate
-        await pipeline.rate_settle(s, marks, answered or now)
+        await pipeline.rate_settle(s, marks, answered)
         stored = {r.id: r for r in await pipeline.outbox_get_many(s, [r.id for r in rows])}
         row = stored.get(head.id)
         if row is None:
