@@ -307,7 +307,7 @@ class Reports:
             raise RuntimeError("no team to route to: import teams first (namjai teams import)")
         # a team without a chat would leave the report unseen: the nearest team up the chain
         # that has one takes it (and may transfer it); with none, the reporter gets the hotline
-        chats = await repo.bindings_by_team(s)  # read once: which teams have a chat, and the chosen one's
+        chats = await repo.bindings_for_teams(s)  # read once: which teams have a chat, and the chosen one's
         bound = {t.code for t in teams if t.id in chats}
         relayed_from: Team | None = None
         unreachable = False

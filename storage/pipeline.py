@@ -24,6 +24,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import ClusterState, InboxEvent, OutboxMessage, RateMark
+from storage.repo import built  # the steps' statements, built once
 
 
 def _pg(s: AsyncSession) -> bool:
@@ -32,18 +33,6 @@ def _pg(s: AsyncSession) -> bool:
 
 def _insert(s: AsyncSession, table):
     return (postgresql.insert if _pg(s) else sqlite.insert)(table)
-
-
-# The steps' statements, built once per dialect (and variant) with bound parameters: building a
-# statement and its cache key costs about as much as a round trip to a local database.
-_BUILT: dict[tuple, object] = {}
-
-
-def _built(key: tuple, build: Callable[[], object]):
-    stmt = _BUILT.get(key)
-    if stmt is None:
-        stmt = _BUILT[key] = build()
-    return stmt
 
 
 def lock_key(name: str) -> int:
@@ -61,7 +50,7 @@ async def try_advisory_lock(s: AsyncSession, name: str) -> bool:
     """The same lock without waiting for it: False when another transaction holds it (PostgreSQL);
     SQLite's single writer: always True."""
     if _pg(s):
-        stmt = _built(("try_lock",), lambda: sa.select(sa.func.pg_try_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger))))
+        stmt = built(("try_lock",), lambda: sa.select(sa.func.pg_try_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger))))
         return bool((await s.exec(stmt, params={"key": lock_key(name)})).one()[0])
     return True
 
@@ -78,7 +67,7 @@ async def inbox_insert_many(s: AsyncSession, rows: Sequence[dict], now: datetime
         {"status": "pending", "attempts": 0, "received_at": now, "reply_token": None, "reply_until": None, **r}
         for r in unique.values()
     ]
-    stmt = _built(("inbox_insert", _pg(s)), lambda: (
+    stmt = built(("inbox_insert", _pg(s)), lambda: (
         _insert(s, table)
         .on_conflict_do_nothing(index_elements=["platform", "event_id"])
         .returning(table.c.id, table.c.platform, table.c.event_id)
@@ -104,13 +93,13 @@ async def inbox_heads(s: AsyncSession, conv_key: str, lock: bool = False, n: int
         stmt = stmt.order_by(InboxEvent.id).limit(n)
         return stmt.with_for_update() if lock else stmt
 
-    return list((await s.exec(_built(("inbox_heads", n, lock), build), params={"conv_key": conv_key})).all())
+    return list((await s.exec(built(("inbox_heads", n, lock), build), params={"conv_key": conv_key})).all())
 
 
 async def inbox_due(s: AsyncSession, conv_key: str, now: datetime) -> bool:
     """Whether a pending event of the conversation may be due now (a plain read, no lock: the
     drainer's cheap look before it takes the conversation's lock again)."""
-    stmt = _built(("inbox_due",), lambda: select(InboxEvent.id).where(
+    stmt = built(("inbox_due",), lambda: select(InboxEvent.id).where(
         InboxEvent.conv_key == sa.bindparam("conv_key"),
         InboxEvent.status == "pending",
         sa.or_(col(InboxEvent.next_attempt_at).is_(None), col(InboxEvent.next_attempt_at) <= sa.bindparam("now", type_=InboxEvent.__table__.c.next_attempt_at.type)),
@@ -131,7 +120,7 @@ async def inbox_failed(s: AsyncSession, inbox_id: int, attempts: int, status: st
 
 
 async def inbox_done(s: AsyncSession, inbox_id: int, now: datetime) -> None:
-    stmt = _built(("inbox_done",), lambda: sa.update(InboxEvent).where(InboxEvent.id == sa.bindparam("inbox_id")).values(
+    stmt = built(("inbox_done",), lambda: sa.update(InboxEvent).where(InboxEvent.id == sa.bindparam("inbox_id")).values(
         status="done", processed_at=sa.bindparam("now", type_=InboxEvent.__table__.c.processed_at.type)))
     await s.exec(stmt, params={"inbox_id": inbox_id, "now": now})
 

@@ -29,6 +29,19 @@ def _insert(s: AsyncSession, table):
     return (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+# Hot statements built once per dialect (and variant) with bound parameters: building a
+# statement and its cache key costs about as much as a round trip to a local database.
+_BUILT: dict[tuple, object] = {}
+
+
+def built(key: tuple, build):
+    """The statement `build()` makes, built the first time `key` is asked for."""
+    stmt = _BUILT.get(key)
+    if stmt is None:
+        stmt = _BUILT[key] = build()
+    return stmt
+
+
 def unnest(table: sa.Table, rows: Sequence[dict], names: Sequence[str]):
     """PostgreSQL: the rows as a table, `unnest($1::type[], $2::type[], ...) AS t(name, ...)`, one
     array parameter per column of `names` (typed as `table`'s): a statement of the same text
@@ -50,13 +63,10 @@ def _locking(stmt, s: AsyncSession, skip_locked: bool = False):
 
 async def conversation_lock(s: AsyncSession, platform: str, chat_id: str, user_id: str, now: datetime) -> Conversation:
     """The conversation row, created if new, locked for this transaction (one update at a time)."""
-    pg = s.bind.dialect.name == "postgresql"
-    stmt = _CONVERSATION.get(pg)
-    if stmt is None:  # built once (with its parameters bound at each call): building costs a round trip's time
-        stmt = _CONVERSATION[pg] = _locking(select(Conversation).where(
-            Conversation.platform == sa.bindparam("platform"), Conversation.chat_id == sa.bindparam("chat_id"),
-            Conversation.user_id == sa.bindparam("user_id"),
-        ), s)
+    stmt = built(("conversation_lock", s.bind.dialect.name), lambda: _locking(select(Conversation).where(
+        Conversation.platform == sa.bindparam("platform"), Conversation.chat_id == sa.bindparam("chat_id"),
+        Conversation.user_id == sa.bindparam("user_id"),
+    ), s))
     key = {"platform": platform, "chat_id": chat_id, "user_id": user_id}
     row = (await s.exec(stmt, params=key)).first()
     if row is not None:
@@ -71,8 +81,6 @@ async def conversation_lock(s: AsyncSession, platform: str, chat_id: str, user_i
     )).scalars().first()
     return created if created is not None else (await s.exec(stmt, params=key)).one()
 
-
-_CONVERSATION: dict[bool, object] = {}  # `conversation_lock`'s select, by whether PostgreSQL
 
 
 async def conversation_get(s: AsyncSession, platform: str, chat_id: str, user_id: str) -> Conversation | None:
@@ -116,16 +124,6 @@ async def team_upsert(s: AsyncSession, **fields) -> tuple[Team, bool]:
 async def bindings_for_team(s: AsyncSession, team_id: int, roles: Sequence[str] = ("team",)) -> list[ChatBinding]:
     stmt = select(ChatBinding).where(ChatBinding.team_id == team_id, col(ChatBinding.role).in_(roles)).order_by(ChatBinding.id)
     return list((await s.exec(stmt)).all())
-
-
-async def bindings_by_team(s: AsyncSession, roles: Sequence[str] = ("team",)) -> dict[int, list[ChatBinding]]:
-    """Every team's chats in these roles, by team id, in binding order (teams with none left
-    out): `bound_team_ids` and `bindings_for_team` of any team in one query (a few rows a team)."""
-    stmt = select(ChatBinding).where(col(ChatBinding.role).in_(roles)).order_by(ChatBinding.id)
-    out: dict[int, list[ChatBinding]] = {}
-    for b in (await s.exec(stmt)).all():
-        out.setdefault(b.team_id, []).append(b)
-    return out
 
 
 async def bound_team_ids(s: AsyncSession, roles: Sequence[str] = ("team",)) -> set[int]:
@@ -335,17 +333,19 @@ async def refs_by_id(s: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
     return dict((await s.exec(select(Report.id, Report.ref).where(col(Report.id).in_(list(ids))))).all())
 
 
-async def bindings_for_teams(s: AsyncSession, team_ids: Sequence[int], roles: Sequence[str] = ("team",)) -> dict[int, list[ChatBinding]]:
-    """`bindings_for_team` of several teams, by team id, in binding order."""
-    out: dict[int, list[ChatBinding]] = {i: [] for i in team_ids}
-    if team_ids:
-        stmt = (
-            select(ChatBinding)
-            .where(col(ChatBinding.team_id).in_(list(team_ids)), col(ChatBinding.role).in_(roles))
-            .order_by(ChatBinding.id)
-        )
-        for b in (await s.exec(stmt)).all():
-            out[b.team_id].append(b)
+async def bindings_for_teams(
+    s: AsyncSession, team_ids: Sequence[int] | None = None, roles: Sequence[str] = ("team",),
+) -> dict[int, list[ChatBinding]]:
+    """`bindings_for_team` of several teams (each of `team_ids`, chats or not), or of every team
+    that has a chat (`team_ids` None), by team id, in binding order: one query."""
+    out: dict[int, list[ChatBinding]] = {i: [] for i in team_ids or ()}
+    stmt = select(ChatBinding).where(col(ChatBinding.role).in_(roles)).order_by(ChatBinding.id)
+    if team_ids is not None:
+        if not team_ids:
+            return out
+        stmt = stmt.where(col(ChatBinding.team_id).in_(list(team_ids)))
+    for b in (await s.exec(stmt)).all():
+        out.setdefault(b.team_id, []).append(b)
     return out
 
 
@@ -427,7 +427,7 @@ def _outbox_insert(dialect: str, rows: Sequence[dict]) -> tuple[sa.Executable, l
 
 async def outbox_add_many(s: AsyncSession, rows: Sequence[dict]) -> int:
     """Several new outbox rows (each as `outbox_add`'s) in one statement, no ORM objects: a
-    scheduler batch's messages, inserted in the order given (after any still held by `outbox_add`)."""
+    scheduler batch's messages, inserted in the order given (after any still held by `outbox_queue`)."""
     if not rows:
         return 0
     stmt, params = _outbox_insert(s.bind.dialect.name, rows)
@@ -436,7 +436,7 @@ async def outbox_add_many(s: AsyncSession, rows: Sequence[dict]) -> int:
 
 
 def write_pending_outbox(session) -> None:
-    """Writes the outbox rows `outbox_add` holds in this (sync) session, in one statement; called
+    """Writes the outbox rows `outbox_queue` holds in this (sync) session, in one statement; called
     by the session's events before any other statement and before commit (storage/db.py)."""
     rows = session.info.pop(_PENDING, None)
     if rows:
