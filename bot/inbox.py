@@ -164,8 +164,10 @@ class Inbox:
             # failed while this one held the conversation (it left it to us). The step's own read
             # says so when it saw one; else a plain read asks, before another locking step
             # (PostgreSQL only: on SQLite nobody is refused the lock, nothing is left to us).
-            if conv_key not in self._followed and not (self._look_again and await self._due(conv_key)) and conv_key not in self._again:
-                return  # (`_again` read after the await: a kick during it found this task still running)
+            if conv_key in self._followed or (self._look_again and await self._due(conv_key)):
+                continue
+            if conv_key not in self._again:  # read after the await: a kick during it found this task running
+                return
         self.kick_later(conv_key)
 
     async def _due(self, conv_key: str) -> bool:

@@ -17,7 +17,7 @@ from storage import repo
 
 
 class _Session(SyncSession):
-    """Our sessions' sync half: the outbox rows `repo.outbox_add` holds are written before the
+    """Our sessions' sync half: the outbox rows `repo.outbox_queue` holds are written before the
     session's next statement or its commit (one statement for a step's rows), forgotten at a
     rollback."""
 
