@@ -3,9 +3,9 @@
 A backlog is put in the outbox at once: `--private` messages spread over 100 private chats and
 `--groups` group chats with `--per-group` messages each (more than 20 makes the per-group limit
 bite: the rest waits for the next minute). One OutboxWorker (this process, the app's default
-settings: its batch, concurrency and limits) delivers it with the real `TelegramChannel` (python-telegram-bot's Bot) to the
-fake Bot API, which runs in a process of its own (`tests/fake_platforms.py`, no pytest) and stamps
-each call as it arrives.
+settings: its batch, concurrency and limits) delivers it with the real `TelegramChannel`
+(python-telegram-bot's Bot) to the fake Bot API, which runs in a process of its own
+(`tests/fake_platforms.py`, no pytest) and stamps each call as it arrives.
 
 Printed, from the fake's stamps: the private backlog's delivery rate (messages/s, from the first
 call to the last private one; aim >= 27/s, 90 % of Telegram's 30/s), the most messages in any

@@ -5,8 +5,10 @@ once on ONE replica (each waits for the bot's answer before the next step).
     .venv/bin/python bench/bench_replicas.py [--volunteers 60] [--typing 50]
 
 Prints, per replica count: completed reports/s (first webhook to the last receipt at the fake
-platform), the p99 from a volunteer's "send" to its receipt arriving, and the ratio to one replica;
-for the typing run, the p50/p99 from each event to the bot's first answer arriving. It checks that
+platform), the p99 from a volunteer's "send" to its receipt arriving, the ratio to one replica,
+the CPU time per report of each part (replicas, PostgreSQL's backends, haproxy, the fakes, this
+driver: from /proc, so Linux and the same host), the webhook posts and platform calls, and the
+ceiling two cores allow at one replica's CPU per report; for the typing run, the p50/p99 from each event to the bot's first answer arriving. It checks that
 it measured what it prints: every report made (count in the database) and every receipt/answer
 counted. The processes are tests/cluster.py's (no pytest): the fake Telegram and LINE platforms in
 a process of their own, haproxy, the replicas. Telegram's shared 30 messages/s is raised for the

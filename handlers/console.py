@@ -17,10 +17,9 @@ import json
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
+from functools import cache
 from pathlib import Path
 from urllib.parse import quote
-
-from functools import cache
 
 from aiohttp import web
 from aiohttp_session import AbstractStorage, Session, get_session, new_session
