@@ -1,14 +1,16 @@
 """End to end with real processes: webhook in (through haproxy) → processed → delivered to the fake
 platform, for 1, 2 and 3 `namjai serve` replicas on one PostgreSQL; then 50 volunteers typing at
-once on ONE replica (each waits for the bot's answer before the next step).
+once on ONE replica (each waits for the bot's answer, then a think time, before the next step).
 
-    .venv/bin/python bench/bench_replicas.py [--volunteers 60] [--typing 50]
+    .venv/bin/python bench/bench_replicas.py [--volunteers 60] [--typing 50] [--replicas 1 2 3] [--think 0.3 2]
 
 Prints, per replica count: completed reports/s (first webhook to the last receipt at the fake
 platform), the p99 from a volunteer's "send" to its receipt arriving, the ratio to one replica,
 the CPU time per report of each part (replicas, PostgreSQL's backends, haproxy, the fakes, this
 driver: from /proc, so Linux and the same host), the webhook posts and platform calls, and the
-ceiling two cores allow at one replica's CPU per report; for the typing run, the p50/p99 from each event to the bot's first answer arriving. It checks that
+ceiling two cores allow at one replica's CPU per report; for each typing run (one per think time),
+the steps/s, the p50/p99 from each event to the bot's first answer arriving, the CPU per step of
+the replica and of PostgreSQL, and the PostgreSQL sessions opened meanwhile. It checks that
 it measured what it prints: every report made (count in the database) and every receipt/answer
 counted. The processes are tests/cluster.py's (no pytest): the fake Telegram and LINE platforms in
 a process of their own, haproxy, the replicas. Telegram's shared 30 messages/s is raised for the
@@ -139,8 +141,16 @@ async def throughput(cluster: Cluster, teams, volunteers: int, first: int) -> di
             "posts": posts, "redeliveries": redeliveries, "calls": calls}
 
 
-async def typing(cluster: Cluster, teams, n: int, first: int) -> dict:
-    """n volunteers at once on one replica, each waiting for the bot's answer before its next step."""
+async def pg_sessions(cluster: Cluster) -> int:
+    """Sessions ever opened on the run's database (PostgreSQL 14+): a pool too small for the demand
+    keeps opening and closing connections, each with a TLS handshake and type introspection."""
+    rows = await cluster.query("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+    return int(rows[0]["sessions"])
+
+
+async def typing(cluster: Cluster, teams, n: int, first: int, think: float) -> dict:
+    """n volunteers at once on one replica, each waiting for the bot's answer before its next step
+    and `think` seconds more (reading, then tapping)."""
     url = cluster.nodes[0].url
     pts = [(t, p) for t in teams for p in t.points]
     watch = Watch(cluster)
@@ -193,22 +203,29 @@ async def typing(cluster: Cluster, teams, n: int, first: int) -> dict:
                     raise TimeoutError(f"no answer to {step} in {v.chat}")
                 await asyncio.sleep(0.01)
             latencies.append(arrived[v.chat][have] - t)
-            await asyncio.sleep(0.3)  # the volunteer reads, then taps the next button
+            await asyncio.sleep(think)  # the volunteer reads, then taps the next button
         return v
 
     before = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
         sender = Sender(cluster, http)
         poll = asyncio.create_task(poller())
+        sessions0 = await pg_sessions(cluster)
+        cpu0 = await asyncio.to_thread(cpu_snapshot, cluster)
         t0 = time.time()
         await asyncio.gather(*(one(i, sender) for i in range(n)))
         seconds = time.time() - t0
+        cpu1 = await asyncio.to_thread(cpu_snapshot, cluster)
         stop.set()
         await poll
     made = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"] - before
     assert made == n, f"{made} reports made of {n}"
     assert len(latencies) == n * 10, "an answer to every step measured"
-    return {"reports": made, "answers": len(latencies), "seconds": seconds, "p50": statistics.median(latencies), "p99": p99(latencies)}
+    cpu = cpu_per_report(cpu0, cpu1, len(latencies))
+    assert cpu["replicas"] > 0 and cpu["postgres"] > 0, f"the processes' CPU time was not read: {cpu}"
+    sessions = await pg_sessions(cluster) - sessions0 - 1  # less this query's own
+    return {"reports": made, "answers": len(latencies), "seconds": seconds, "p50": statistics.median(latencies),
+            "p99": p99(latencies), "cpu": cpu, "sessions": sessions}
 
 
 def set_replicas(cluster: Cluster, n: int) -> None:
@@ -262,9 +279,15 @@ async def main(args) -> None:
                           f"(1 replica's own core allows {1 / c['replicas']:.2f} reports/s)", flush=True)
         if args.typing:
             await asyncio.to_thread(set_replicas, cluster, 1)
-            t = await typing(cluster, teams, args.typing, first)
-            print(f"{args.typing} volunteers typing on 1 replica: {t['answers']} answers, event→first answer "
-                  f"p50 {t['p50'] * 1000:.0f} ms p99 {t['p99'] * 1000:.0f} ms (aim < 200 ms)", flush=True)
+            for think in args.think:
+                t = await typing(cluster, teams, args.typing, first, think)
+                first += args.typing
+                c = t["cpu"]
+                print(f"{args.typing} volunteers typing on 1 replica, {think:g} s between answer and next tap: "
+                      f"{t['answers']} answers in {t['seconds']:.1f} s = {t['answers'] / t['seconds']:.1f} steps/s, "
+                      f"event→first answer p50 {t['p50'] * 1000:.0f} ms p99 {t['p99'] * 1000:.0f} ms (aim < 200 ms)", flush=True)
+                print(f"    CPU ms per step: replica {c['replicas'] * 1000:.1f}, postgres {c['postgres'] * 1000:.1f}; "
+                      f"new PostgreSQL sessions {t['sessions']}", flush=True)
     finally:
         await asyncio.to_thread(cluster.close)  # it drops the database with an event loop of its own
 
@@ -273,5 +296,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--volunteers", type=int, default=60)
     ap.add_argument("--typing", type=int, default=50)
-    ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--replicas", type=int, nargs="*", default=[1, 2, 3], help="none: the typing runs only")
+    ap.add_argument("--think", type=float, nargs="+", default=[0.3, 2.0], help="seconds between an answer and the next tap")
     asyncio.run(main(ap.parse_args()))

@@ -75,11 +75,13 @@ class Settings(BaseSettings):
     outbox_batch: int = 50  # chats whose next message one delivery round claims
     outbox_concurrency: int = 4  # chats delivered at once by one replica (each holds a connection)
     inbox_concurrency: int = 3  # conversations processed at once by one replica (each holds a connection)
-    # Connections per replica: pool + overflow, at least inbox_concurrency + outbox_concurrency + 3
-    # (webhook writes, /healthz, the scheduler). All replicas, the CLI and migrations share
+    # Connections per replica. The pool (kept open) covers the steady demand, inbox_concurrency +
+    # outbox_concurrency + 3 (webhook writes, /healthz, the scheduler): a pool smaller than that
+    # opens and closes overflow connections all the time, and each new one costs a TLS handshake,
+    # type introspection and prepared statements again. All replicas, the CLI and migrations share
     # PostgreSQL's max_connections (100 by default): see deploy/README.md.
-    db_pool_size: int = 5
-    db_max_overflow: int = 5
+    db_pool_size: int = 10
+    db_max_overflow: int = 2
     # How often the background loops look for work they were not told about (crash recovery).
     sweep_seconds: float = 2.0
 

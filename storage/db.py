@@ -40,7 +40,7 @@ def _after_rollback(session, _previous_transaction) -> None:
 class Database:
     """One engine and a session factory; `is_sqlite` tells the few places that must differ."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 5, max_overflow: int = 5):
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 2):
         self.url = url
         u = make_url(url)
         self.is_sqlite = u.get_backend_name() == "sqlite"

@@ -43,7 +43,8 @@ def lock_key(name: str) -> int:
 async def advisory_lock(s: AsyncSession, name: str) -> None:
     """Held until the transaction ends (PostgreSQL); SQLite's single writer needs none."""
     if _pg(s):
-        await s.exec(sa.select(sa.func.pg_advisory_xact_lock(lock_key(name))))
+        stmt = built(("lock",), lambda: sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger))))
+        await s.exec(stmt, params={"key": lock_key(name)})
 
 
 async def try_advisory_lock(s: AsyncSession, name: str) -> bool:
@@ -161,23 +162,33 @@ async def outbox_claim_heads(
 ) -> list[OutboxMessage]:
     """Claims, for `lease`, the oldest queued row of each chat that is due and not in flight (at
     most `limit` chats; `chat`: that chat's head only). Later rows of a chat wait for its head."""
-    o = OutboxMessage.__table__
-    p = o.alias("older")
-    older = sa.exists().where(p.c.platform == o.c.platform, p.c.chat_id == o.c.chat_id, p.c.id < o.c.id, _queued(p, now))
-    conds = [
-        _queued(o, now),
-        o.c.next_attempt_at <= now,
-        sa.or_(o.c.claimed_until.is_(None), o.c.claimed_until < now),
-        ~older,
-    ]
-    if chat is not None:
-        conds += [o.c.platform == chat[0], o.c.chat_id == chat[1]]
+    pg, one_chat = _pg(s), chat is not None
+
+    def build():
+        o = OutboxMessage.__table__
+        p = o.alias("older")
+        now_ = sa.bindparam("now")
+        older = sa.exists().where(p.c.platform == o.c.platform, p.c.chat_id == o.c.chat_id, p.c.id < o.c.id, _queued(p, now_))
+        conds = [
+            _queued(o, now_),
+            o.c.next_attempt_at <= now_,
+            sa.or_(o.c.claimed_until.is_(None), o.c.claimed_until < now_),
+            ~older,
+        ]
+        if one_chat:
+            conds += [o.c.platform == sa.bindparam("platform"), o.c.chat_id == sa.bindparam("chat_id")]
+        else:
+            conds.append(o.c.platform.in_(sa.bindparam("platforms", expanding=True)))
+        stmt = select(OutboxMessage).where(*conds).order_by(OutboxMessage.id).limit(sa.bindparam("limit", type_=sa.Integer))
+        return stmt.with_for_update(skip_locked=True, of=OutboxMessage) if pg else stmt
+
+    params: dict = {"now": now, "limit": limit}
+    if one_chat:
+        params["platform"], params["chat_id"] = chat
     else:
-        conds.append(o.c.platform.in_(list(platforms)))
-    stmt = select(OutboxMessage).where(*conds).order_by(OutboxMessage.id).limit(limit)
-    if _pg(s):
-        stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
-    rows = list((await s.exec(stmt)).all())
+        params["platforms"] = list(platforms)
+    stmt = built(("outbox_claim_heads", pg, one_chat), build)
+    rows = list((await s.exec(stmt, params=params)).all())
     for row in rows:
         row.claimed_until = now + lease
     return rows
@@ -186,20 +197,24 @@ async def outbox_claim_heads(
 async def outbox_reply_followers(s: AsyncSession, head: OutboxMessage, now: datetime, lease: timedelta, limit: int) -> list[OutboxMessage]:
     """The rows right after `head` in its chat that answer the same event with the same reply
     token (LINE sends them in one Reply call), claimed with it."""
-    o = OutboxMessage.__table__
-    stmt = (
-        select(OutboxMessage)
-        .where(
-            OutboxMessage.platform == head.platform, OutboxMessage.chat_id == head.chat_id,
-            OutboxMessage.id > head.id, _queued(o, now),
+    pg = _pg(s)
+
+    def build():
+        o = OutboxMessage.__table__
+        stmt = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.platform == sa.bindparam("platform"), OutboxMessage.chat_id == sa.bindparam("chat_id"),
+                OutboxMessage.id > sa.bindparam("after_id"), _queued(o, sa.bindparam("now")),
+            )
+            .order_by(OutboxMessage.id)
+            .limit(sa.bindparam("limit", type_=sa.Integer))
         )
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
-    if _pg(s):
-        stmt = stmt.with_for_update(skip_locked=True)
+        return stmt.with_for_update(skip_locked=True) if pg else stmt
+
+    params = {"platform": head.platform, "chat_id": head.chat_id, "after_id": head.id, "now": now, "limit": limit}
     out = []
-    for row in (await s.exec(stmt)).all():
+    for row in (await s.exec(built(("outbox_reply_followers", pg), build), params=params)).all():
         if row.reply_token is None or row.reply_token != head.reply_token:
             break
         row.claimed_until = now + lease
@@ -216,7 +231,8 @@ async def outbox_release(s: AsyncSession, claims: Sequence[tuple[int, datetime]]
 
 
 async def outbox_get_many(s: AsyncSession, ids: Sequence[int]) -> list[OutboxMessage]:
-    rows = (await s.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(list(ids))))).all()
+    stmt = built(("outbox_get_many",), lambda: select(OutboxMessage).where(col(OutboxMessage.id).in_(sa.bindparam("ids", expanding=True))))
+    rows = (await s.exec(stmt, params={"ids": list(ids)})).all()
     by_id = {r.id: r for r in rows}
     return [by_id[i] for i in ids if i in by_id]
 
@@ -255,16 +271,17 @@ async def rate_reserve(
     now = clock()
     wait = 0.0
     m = RateMark.__table__
+    latest = built(("rate_latest",), lambda: (
+        sa.select(m.c.at)
+        .where(m.c.bucket == sa.bindparam("bucket"), m.c.at > sa.bindparam("since"))
+        .order_by(m.c.at.desc())
+        .limit(sa.bindparam("n", type_=sa.Integer))
+    ))
     for name, limit, window in buckets:
         if cost > limit:
             cost = limit  # an oversized request waits for an empty window, never forever
-        stmt = (
-            sa.select(m.c.at)
-            .where(m.c.bucket == name, m.c.at > now - timedelta(seconds=window))
-            .order_by(m.c.at.desc())
-            .limit(limit - cost + 1)
-        )
-        marks = list((await s.exec(stmt)).scalars().all())
+        params = {"bucket": name, "since": now - timedelta(seconds=window), "n": limit - cost + 1}
+        marks = list((await s.exec(latest, params=params)).scalars().all())
         if len(marks) > limit - cost:
             oldest = marks[limit - cost]
             room = (oldest + timedelta(seconds=window) - now).total_seconds()
@@ -275,7 +292,8 @@ async def rate_reserve(
         return max(wait, 0.001), []
     at = now + timedelta(seconds=hold)
     rows = [{"bucket": name, "at": at} for name, _, _ in buckets for _ in range(cost)]
-    ids = list((await s.exec(sa.insert(m).returning(m.c.id), params=rows)).scalars().all())
+    insert = built(("rate_insert",), lambda: sa.insert(m).returning(m.c.id))
+    ids = list((await s.exec(insert, params=rows)).scalars().all())
     return 0.0, ids
 
 
@@ -286,7 +304,8 @@ async def rate_settle(s: AsyncSession, ids: Sequence[int], at: datetime) -> None
     """Moves the marks of a send to when the platform answered it (no earlier than it saw it)."""
     if ids:
         m = RateMark.__table__
-        await s.exec(sa.update(m).where(m.c.id.in_(list(ids))).values(at=at))
+        stmt = built(("rate_settle",), lambda: sa.update(m).where(m.c.id.in_(sa.bindparam("ids", expanding=True))).values(at=sa.bindparam("settled_at")))
+        await s.exec(stmt, params={"ids": list(ids), "settled_at": at})
 
 
 async def rate_prune(s: AsyncSession, before: datetime) -> int:

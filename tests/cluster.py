@@ -217,7 +217,7 @@ class Cluster:
             "NAMJAI_TELEGRAM_API_BASE": self.fakes["telegram"],
             "NAMJAI_LINE_CHANNEL_SECRET": LINE_SECRET, "NAMJAI_LINE_ACCESS_TOKEN": LINE_TOKEN,
             "NAMJAI_LINE_API_HOST": self.fakes["line"], "NAMJAI_LOG_LEVEL": self.log_level, "NAMJAI_LOG_FORMAT": "json",
-            "NAMJAI_SWEEP_SECONDS": "0.5", "NAMJAI_DB_POOL_SIZE": "5", "NAMJAI_DB_MAX_OVERFLOW": "5",
+            "NAMJAI_SWEEP_SECONDS": "0.5", "NAMJAI_DB_POOL_SIZE": "10", "NAMJAI_DB_MAX_OVERFLOW": "2",
             **self.s3_env, **self.env_extra,
         })
         return env
