@@ -8,14 +8,16 @@ Prints, per replica count: completed reports/s (first webhook to the last receip
 platform), the p99 from a volunteer's "send" to its receipt arriving, the ratio to one replica,
 the CPU time per report of each part (replicas, PostgreSQL's backends, haproxy, the fakes, this
 driver: from /proc, so Linux and the same host), the webhook posts and platform calls, and the
-ceiling two cores allow at one replica's CPU per report; for each typing run (one per think time),
-the steps/s, the p50/p99 from each event to the bot's first answer arriving, the CPU per step of
-the replica and of PostgreSQL, and the PostgreSQL sessions opened meanwhile. It checks that
-it measured what it prints: every report made (count in the database) and every receipt/answer
-counted. The processes are tests/cluster.py's (no pytest): the fake Telegram and LINE platforms in
-a process of their own, haproxy, the replicas. Telegram's shared 30 messages/s is raised for the
-throughput runs (else that limit is all it measures: about 11 messages a report); no group is
-bound, so no card is sent. Photos: moto's S3 server when installed (test extras), else one folder.
+ceiling two cores allow at one replica's CPU per report. Then, after a warm-up of 10 volunteers,
+two typing runs per think time: in step (all start together and think exactly as long, so their
+taps come in bursts of 50) and spread (random starts, think times between half and one and a half
+of it); for each, the steps/s, the p50/p99 from each event to the bot's first answer arriving, the
+CPU per step of the replica and of PostgreSQL, and the PostgreSQL sessions opened meanwhile. It
+checks that it measured what it prints: every report made (count in the database) and every
+receipt/answer counted. The processes are tests/cluster.py's (no pytest): the fake Telegram and
+LINE platforms in a process of their own, haproxy, the replicas. Telegram's shared 30 messages/s
+is raised for the throughput runs (else that limit is all it measures: about 11 messages a
+report); no group is bound, so no card is sent. Photos: moto's S3 server when installed (test extras), else one folder.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import random
 import signal
 import statistics
 import sys
@@ -148,9 +151,15 @@ async def pg_sessions(cluster: Cluster) -> int:
     return int(rows[0]["sessions"])
 
 
-async def typing(cluster: Cluster, teams, n: int, first: int, think: float) -> dict:
+async def typing(cluster: Cluster, teams, n: int, first: int, think: float, spread: bool) -> dict:
     """n volunteers at once on one replica, each waiting for the bot's answer before its next step
-    and `think` seconds more (reading, then tapping)."""
+    and `think` seconds more (reading, then tapping). In step (`spread` False): all start together
+    and think exactly `think`, so their taps come in bursts of n. Spread: each starts at a random
+    moment within the first `think` seconds and thinks between half and one and a half `think`
+    (uniformly; seeded, the same every run)."""
+    rnd = random.Random(first)
+    starts = [rnd.uniform(0, think) if spread else 0.0 for _ in range(n)]
+    pauses = [[rnd.uniform(0.5 * think, 1.5 * think) if spread else think for _ in range(10)] for _ in range(n)]
     url = cluster.nodes[0].url
     pts = [(t, p) for t in teams for p in t.points]
     watch = Watch(cluster)
@@ -176,7 +185,8 @@ async def typing(cluster: Cluster, teams, n: int, first: int, think: float) -> d
         team, point = pts[i % len(pts)]
         v = Volunteer(first + i, *KINDS[i % 4], team, point)
         steps = ["สวัสดี", "consent:yes", "nophoto:", "loc", "who:homeless", "who:done", "count:1", "urg:normal", "note:skip", "confirm:send"]
-        for step in steps:
+        await asyncio.sleep(starts[i])
+        for step, pause in zip(steps, pauses[i]):
             have = len(arrived.get(v.chat, []))
             if v.platform == "telegram":
                 chat, user = int(v.chat), tg_user(v.chat)
@@ -203,7 +213,7 @@ async def typing(cluster: Cluster, teams, n: int, first: int, think: float) -> d
                     raise TimeoutError(f"no answer to {step} in {v.chat}")
                 await asyncio.sleep(0.01)
             latencies.append(arrived[v.chat][have] - t)
-            await asyncio.sleep(think)  # the volunteer reads, then taps the next button
+            await asyncio.sleep(pause)  # the volunteer reads, then taps the next button
         return v
 
     before = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"]
@@ -279,11 +289,16 @@ async def main(args) -> None:
                           f"(1 replica's own core allows {1 / c['replicas']:.2f} reports/s)", flush=True)
         if args.typing:
             await asyncio.to_thread(set_replicas, cluster, 1)
-            for think in args.think:
-                t = await typing(cluster, teams, args.typing, first, think)
+            # warm-up: a replica that has served a while (statements prepared on its connections,
+            # SQLAlchemy's compiled cache filled, lazy imports done), as in a deployment
+            await typing(cluster, teams, 10, first, 0.3, False)
+            first += 10
+            for think, spread in [(t, sp) for t in args.think for sp in (False, True)]:
+                t = await typing(cluster, teams, args.typing, first, think, spread)
                 first += args.typing
                 c = t["cpu"]
-                print(f"{args.typing} volunteers typing on 1 replica, {think:g} s between answer and next tap: "
+                how = f"{think * 0.5:g}–{think * 1.5:g} s between answer and next tap, starts spread" if spread else f"{think:g} s between answer and next tap, in step"
+                print(f"{args.typing} volunteers typing on 1 replica, {how}: "
                       f"{t['answers']} answers in {t['seconds']:.1f} s = {t['answers'] / t['seconds']:.1f} steps/s, "
                       f"event→first answer p50 {t['p50'] * 1000:.0f} ms p99 {t['p99'] * 1000:.0f} ms (aim < 200 ms)", flush=True)
                 print(f"    CPU ms per step: replica {c['replicas'] * 1000:.1f}, postgres {c['postgres'] * 1000:.1f}; "
