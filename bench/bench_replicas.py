@@ -10,14 +10,16 @@ the CPU time per report of each part (replicas, PostgreSQL's backends, haproxy, 
 driver: from /proc, so Linux and the same host), the webhook posts and platform calls, and the
 ceiling two cores allow at one replica's CPU per report. Then, after a warm-up of 10 volunteers,
 two typing runs per think time: in step (all start together and think exactly as long, so their
-taps come in bursts of 50) and spread (random starts, think times between half and one and a half
-of it); for each, the steps/s, the p50/p99 from each event to the bot's first answer arriving, the
-CPU per step of the replica and of PostgreSQL, and the PostgreSQL sessions opened meanwhile. It
-checks that it measured what it prints: every report made (count in the database) and every
+taps come in bursts of all of them) and spread (random starts, think times between half and one
+and a half of it); for each, the steps/s, the p50/p99 from each event to the bot's first answer
+arriving, the CPU per step of the replica and of PostgreSQL, and the PostgreSQL sessions opened
+meanwhile (`pg_stat_database`, which counts a session when its backend reports; the benchmark's
+own looks make that figure uncertain by one or two). It checks that it measured what it prints: every report made (count in the database) and every
 receipt/answer counted. The processes are tests/cluster.py's (no pytest): the fake Telegram and
 LINE platforms in a process of their own, haproxy, the replicas. Telegram's shared 30 messages/s
 is raised for the throughput runs (else that limit is all it measures: about 11 messages a
-report); no group is bound, so no card is sent. Photos: moto's S3 server when installed (test extras), else one folder.
+report); no group is bound, so no card is sent. Photos: moto's S3 server when installed (test
+extras), else one folder.
 """
 
 from __future__ import annotations
@@ -226,6 +228,8 @@ async def typing(cluster: Cluster, teams, n: int, first: int, think: float, spre
         await asyncio.gather(*(one(i, sender) for i in range(n)))
         seconds = time.time() - t0
         cpu1 = await asyncio.to_thread(cpu_snapshot, cluster)
+        # the first look's own connection counts (once it closed), this one's not yet
+        sessions = await pg_sessions(cluster) - sessions0 - 1
         stop.set()
         await poll
     made = (await cluster.query("SELECT count(*) AS n FROM reports"))[0]["n"] - before
@@ -233,7 +237,6 @@ async def typing(cluster: Cluster, teams, n: int, first: int, think: float, spre
     assert len(latencies) == n * 10, "an answer to every step measured"
     cpu = cpu_per_report(cpu0, cpu1, len(latencies))
     assert cpu["replicas"] > 0 and cpu["postgres"] > 0, f"the processes' CPU time was not read: {cpu}"
-    sessions = await pg_sessions(cluster) - sessions0 - 1  # less this query's own
     return {"reports": made, "answers": len(latencies), "seconds": seconds, "p50": statistics.median(latencies),
             "p99": p99(latencies), "cpu": cpu, "sessions": sessions}
 
