@@ -14,9 +14,10 @@ taps come in bursts of all of them) and spread (random starts, think times betwe
 and a half of it); for each, the steps/s, the p50/p99 from each event to the bot's first answer
 arriving, the CPU per step of the replica and of PostgreSQL, and the PostgreSQL sessions opened
 meanwhile (`pg_stat_database`, which counts a session when its backend reports; the benchmark's
-own looks make that figure uncertain by one or two). It checks that it measured what it prints: every report made (count in the database) and every
-receipt/answer counted. The processes are tests/cluster.py's (no pytest): the fake Telegram and
-LINE platforms in a process of their own, haproxy, the replicas. Telegram's shared 30 messages/s
+own looks make that figure uncertain by one or two). It checks that it measured what it prints:
+every report made (count in the database) and every receipt/answer counted. The processes are
+tests/cluster.py's (no pytest): the fake Telegram and LINE platforms in a process of their own,
+haproxy, the replicas. Telegram's shared 30 messages/s
 is raised for the throughput runs (else that limit is all it measures: about 11 messages a
 report); no group is bound, so no card is sent. Photos: moto's S3 server when installed (test
 extras), else one folder.
