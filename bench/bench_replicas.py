@@ -17,10 +17,9 @@ meanwhile (`pg_stat_database`, which counts a session when its backend reports; 
 own looks make that figure uncertain by one or two). It checks that it measured what it prints:
 every report made (count in the database) and every receipt/answer counted. The processes are
 tests/cluster.py's (no pytest): the fake Telegram and LINE platforms in a process of their own,
-haproxy, the replicas. Telegram's shared 30 messages/s
-is raised for the throughput runs (else that limit is all it measures: about 11 messages a
-report); no group is bound, so no card is sent. Photos: moto's S3 server when installed (test
-extras), else one folder.
+haproxy, the replicas. Telegram's shared 30 messages/s is raised for the throughput runs (else
+that limit is all it measures: about 11 messages a report); no group is bound, so no card is
+sent. Photos: moto's S3 server when installed (test extras), else one folder.
 """
 
 from __future__ import annotations
