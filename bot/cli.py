@@ -17,8 +17,8 @@ import typer
 _NOT_FOR_LIBRARIES = ("rich", "pygments")
 # Not a dependency of ours, but installed beside us by other packages (the test extras' moto):
 # python-telegram-bot imports it when it can, for Telegram Passport, which the server never uses.
-# About 7 MiB resident and 0.1 s (measured on 3 Dec); kept out for the server's whole life, so that it runs as it does where
-# only our own dependencies are installed.
+# About 7 MiB resident and 0.1 s (measured on 3 Dec); kept out for the server's whole life, so
+# that it runs as it does where only our own dependencies are installed.
 _NOT_FOR_THE_SERVER = ("cryptography",)
 
 
